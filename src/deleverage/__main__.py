@@ -1,0 +1,3 @@
+from deleverage.cli import main
+
+main()
