@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
