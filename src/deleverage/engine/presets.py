@@ -1,0 +1,288 @@
+"""Named policy presets imitating real venues; each docstring cites the public document it follows.
+
+Numbers a venue publishes are used as published; numbers it does not publish (its exact liquidation fee on
+a given day, its insurance-fund offload algorithm) are stated as assumptions in the policy's ``notes`` so a
+reader knows which parts are imitation and which are guesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from deleverage.engine.policy import (
+    ADLConfig,
+    DutchConfig,
+    ExecutionConfig,
+    FeeConfig,
+    LiquidationPolicy,
+    PartialConfig,
+    SafeguardsConfig,
+    TakeoverConfig,
+    TriggerConfig,
+)
+
+SECOND_MS = 1_000
+HOUR_MS = 3_600_000
+
+
+def binance() -> LiquidationPolicy:
+    """Binance USDⓈ-M "Liquidation Protocols" and "Insurance Fund" FAQs.
+
+    Cancel open orders; one large IOC to bring the account back within its margin limit; if still deficient,
+    the insurance fund takes the position at the bankruptcy price (remaining collateral to the fund); a
+    negative balance is covered by the fund; when it cannot, counterparty liquidation (ADL) by the
+    leverage × PnL ranking. Sources: binance.com/en/support/faq/360033525271 (liquidation),
+    /360033525371 (insurance fund), /360033525471 (auto-deleveraging).
+    """
+    return LiquidationPolicy(
+        name="binance",
+        imitates="Binance USDⓈ-M futures",
+        source="https://www.binance.com/en/support/faq/360033525271",
+        description="IOC to restore margin, else fund takeover at bankruptcy price; ADL by leverage×PnL.",
+        notes=("liquidation clearance fee 0.5% of closed notional is an assumption (varies by symbol)",),
+        trigger=TriggerConfig(price_source="mark"),
+        partial=PartialConfig(mode="restore", target_ratio=0.95),
+        execution=ExecutionConfig(venue="book", order="ioc_bankruptcy"),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.005, fee_to="insurance_fund"),
+        adl=ADLConfig(ranking="leverage_pnl", trigger="fund_exhausted"),
+    )
+
+
+def bybit() -> LiquidationPolicy:
+    """Bybit "Liquidation Process (USDT Perpetual)" help-centre article.
+
+    A position above the lowest risk limit is stepped down one risk tier at a time (an FOK for the
+    difference at the bankruptcy price) until the maintenance requirement of the new tier is met; at the
+    lowest tier the liquidation engine takes the position over at the bankruptcy price; losses beyond the
+    fund are deleveraged (ranking = PnL% × leverage, as BitMEX). Maintenance is on entry value (see
+    ``maintenance_basis="entry"`` in core.margin). Source: bybit.com/en/help-center/article/Liquidation-Process-USDT-Contract.
+    """
+    return LiquidationPolicy(
+        name="bybit",
+        imitates="Bybit USDT perpetual",
+        source="https://www.bybit.com/en/help-center/article/Liquidation-Process-USDT-Contract",
+        description="Step down the risk tiers with FOK orders, then takeover at bankruptcy price.",
+        notes=("takeover fee: none beyond the remaining margin (assumption)",),
+        partial=PartialConfig(mode="tier_step", target_ratio=1.0),
+        execution=ExecutionConfig(venue="book", order="fok"),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.0),
+        adl=ADLConfig(ranking="bitmex", trigger="fund_exhausted"),
+    )
+
+
+def bitmex() -> LiquidationPolicy:
+    """BitMEX "Liquidation" and "Auto-Deleveraging" guides.
+
+    Risk-limit step-down as Bybit; takeover at the bankruptcy price; ADL ranking PnL% × effective leverage
+    for profitable positions (PnL% ÷ effective leverage when in loss). Sources: bitmex.com/app/liquidation,
+    bitmex.com/app/adl.
+    """
+    return bybit().model_copy(
+        update={
+            "name": "bitmex",
+            "imitates": "BitMEX perpetual swaps",
+            "source": "https://www.bitmex.com/app/adl",
+            "description": "Risk-limit step-down, takeover at bankruptcy, ADL by PnL% × effective leverage.",
+        }
+    )
+
+
+def okx() -> LiquidationPolicy:
+    """OKX "Forced liquidation" and ADL rules.
+
+    Forced partial liquidation down the tiers; in cross margin an account's long/short pairs (hedge mode)
+    are closed against each other first; ADL triggers when the insurance fund falls 30% from its peak within
+    8 hours. Source: okx.com/help/iii-forced-liquidation; ADL trigger per OKX's 2023 ADL announcement.
+    """
+    return LiquidationPolicy(
+        name="okx",
+        imitates="OKX perpetual swaps",
+        source="https://www.okx.com/help/iii-forced-liquidation",
+        description="Partial liquidation down the tiers; ADL on a 30% fund drawdown in 8 h.",
+        notes=("liquidation fee 0.5% is an assumption",),
+        partial=PartialConfig(mode="tier_step", target_ratio=1.0),
+        execution=ExecutionConfig(venue="book", order="ioc_bankruptcy", net_cross_pairs_first=True),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.005),
+        adl=ADLConfig(
+            ranking="leverage_pnl", trigger="fund_drawdown", drawdown_fraction=0.3,
+            drawdown_window_ms=8 * HOUR_MS,
+        ),
+    )
+
+
+def deribit() -> LiquidationPolicy:
+    """Deribit knowledge base "Liquidations": incremental liquidation.
+
+    While maintenance margin exceeds equity, the position is reduced in small steps at market until
+    maintenance is restored, then liquidation stops. Source: deribit.com/kb/deribit-liquidations.
+    """
+    return LiquidationPolicy(
+        name="deribit",
+        imitates="Deribit perpetual",
+        source="https://www.deribit.com/kb/deribit-liquidations",
+        description="Incremental: small steps until maintenance is restored, then stop.",
+        notes=("step size 10% of the position per mark tick is an assumption",),
+        partial=PartialConfig(mode="incremental", step_fraction=0.1, target_ratio=1.0),
+        execution=ExecutionConfig(venue="book", order="market"),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="bankrupt"),
+        fees=FeeConfig(liquidation_fee_rate=0.0075),
+        adl=ADLConfig(ranking="pnl", trigger="fund_exhausted"),
+    )
+
+
+def hyperliquid() -> LiquidationPolicy:
+    """Hyperliquid docs, "Trading → Liquidations".
+
+    Market orders to the book; positions over 100k USDC notional are liquidated 20% at a time with a 30 s
+    cooldown; when equity falls below 2/3 of maintenance the backstop liquidator vault takes over the
+    account; ADL beyond that. Source: hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations.
+    """
+    return LiquidationPolicy(
+        name="hyperliquid",
+        imitates="Hyperliquid perps",
+        source="https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations",
+        description="20% chunks with 30 s cooldown; backstop vault below 2/3 of maintenance.",
+        partial=PartialConfig(
+            mode="chunk", chunk_fraction=0.2, chunk_min_notional=100_000.0, cooldown_ms=30 * SECOND_MS,
+            full_below_equity_ratio=2 / 3,
+        ),
+        execution=ExecutionConfig(venue="book", order="market"),
+        takeover=TakeoverConfig(by="backstop", price="bankruptcy", when="below_equity_ratio", equity_ratio=2 / 3),
+        fees=FeeConfig(liquidation_fee_rate=0.0),
+        adl=ADLConfig(ranking="pnl", trigger="fund_exhausted"),
+    )
+
+
+def dydx() -> LiquidationPolicy:
+    """dYdX v4 docs, "Liquidations" and "Deleveraging".
+
+    One batch per block; IOC at the fillable price (concedes more as the account nears bankruptcy); per-block
+    and per-account limits; what cannot fill is deleveraged against offsetting accounts at the bankruptcy
+    price; withdrawals gated while any account has negative equity. Source: docs.dydx.exchange.
+    """
+    return LiquidationPolicy(
+        name="dydx",
+        imitates="dYdX v4",
+        source="https://docs.dydx.exchange/concepts/trading/liquidations",
+        description="Per-block batch of IOCs at the fillable price; deleverage offsetting accounts.",
+        notes=("block time 1 s; per-block cap 10M USD, per-account 1M USD are assumptions",),
+        execution=ExecutionConfig(
+            venue="book", order="ioc_fillable", batch_interval_ms=1_000, max_batch_notional=10_000_000.0,
+            max_account_notional=1_000_000.0,
+        ),
+        partial=PartialConfig(mode="full"),
+        takeover=TakeoverConfig(by="none", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.015, fee_to="insurance_fund"),
+        adl=ADLConfig(ranking="offsetting", trigger="fund_exhausted", gate_withdrawals_on_negative_equity=True),
+    )
+
+
+def drift() -> LiquidationPolicy:
+    """Drift protocol docs, "Liquidations".
+
+    Time-ramped partial liquidation ``pct = min(1, elapsed/duration + initial)``; liquidators take over at
+    oracle ± fee; fees capped so they never cause bankruptcy; losses beyond the fund socialised.
+    Source: docs.drift.trade/liquidations/liquidations.
+    """
+    return LiquidationPolicy(
+        name="drift",
+        imitates="Drift v2",
+        source="https://docs.drift.trade/liquidations/liquidations",
+        description="Time-ramped partial takeover at oracle ± fee; socialised loss beyond the fund.",
+        notes=("ramp 25 s from 10% and 1% liquidator fee are assumptions",),
+        trigger=TriggerConfig(price_source="oracle"),
+        partial=PartialConfig(mode="time_ramp", ramp_duration_ms=25 * SECOND_MS, ramp_initial=0.1),
+        execution=ExecutionConfig(venue="book", order="market"),
+        takeover=TakeoverConfig(by="backstop", price="oracle_fee", fee_bps=100.0, when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.01, fee_to="liquidator", cap_by_remaining_margin=True),
+        adl=ADLConfig(ranking="none", trigger="fund_exhausted", socialize_losses=True),
+    )
+
+
+def maker() -> LiquidationPolicy:
+    """MakerDAO Liquidations 2.0 (MIP45; ``clip.sol``/``abaci.sol``): Dutch auctions with caps."""
+    return LiquidationPolicy(
+        name="maker",
+        imitates="MakerDAO Liquidations 2.0",
+        source="https://github.com/makerdao/dss/blob/master/src/clip.sol",
+        description="Dutch auction per position (stair-step exponential), Hole/hole caps, keeper tip+chip.",
+        notes=("buf 1.2, 90 s steps of 0.99, tail 8400 s, cusp 0.4: values used by ETH-A around 2021",),
+        partial=PartialConfig(mode="full"),
+        execution=ExecutionConfig(
+            venue="dutch", order="market",
+            dutch=DutchConfig(buf=1.2, curve="stairstep", step_s=90.0, cut=0.99, tail_s=8400.0, cusp=0.4,
+                              tip=0.0, chip=0.001, chop=1.0, hole=None, global_hole=None),
+        ),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.0),
+        adl=ADLConfig(ranking="none", trigger="never", socialize_losses=True),
+    )
+
+
+def fba() -> LiquidationPolicy:
+    """Frequent batch auction (Budish, Cramton & Shim 2015, QJE 130(4)): the mechanism deleverage argues for.
+
+    Every interval all liquidation flow is collected; opposite liquidations are netted internally at one
+    price; the residual is offered, together with the standing bids of registered backstop liquidity
+    providers and the book's depth, into one uniform-price auction. Uniform pricing removes the
+    front-runner's edge inside the interval; what does not clear carries over or goes down the waterfall.
+    """
+    return LiquidationPolicy(
+        name="fba",
+        imitates="frequent batch auction (proposal)",
+        source="https://doi.org/10.1093/qje/qjv027",
+        description="Per-interval batch: net internally, residual + backstop bids into a uniform-price auction.",
+        partial=PartialConfig(mode="restore", target_ratio=0.95),
+        execution=ExecutionConfig(
+            venue="auction", order="ioc_bankruptcy", batch_interval_ms=1_000, net_opposite=True,
+            include_backstop_bids=True, carry_over=True,
+        ),
+        takeover=TakeoverConfig(by="backstop", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.005),
+        adl=ADLConfig(ranking="leverage_pnl", trigger="fund_exhausted"),
+    )
+
+
+def hybrid() -> LiquidationPolicy:
+    """Fast trigger, slow confirmation, slope not cliff (this project's proposal).
+
+    The exchange mark flags candidates; execution waits until the slower oracle confirms (or a bounded wait
+    expires); the amount closed is proportional to how far the account is below maintenance; execution
+    goes through the batch auction with netting.
+    """
+    return LiquidationPolicy(
+        name="hybrid",
+        imitates="hybrid trigger + slope (proposal)",
+        source="deleverage design notes (docs/policies.md)",
+        description="Mark trigger confirmed by oracle; close ∝ shortfall; batched with netting.",
+        trigger=TriggerConfig(price_source="mark_confirmed_by_oracle", confirm_timeout_ms=3 * SECOND_MS),
+        partial=PartialConfig(mode="slope", slope_gain=2.0, slope_min_fraction=0.05, full_below_equity_ratio=0.5),
+        execution=ExecutionConfig(
+            venue="auction", order="ioc_bankruptcy", batch_interval_ms=1_000, net_opposite=True,
+            include_backstop_bids=True, carry_over=True,
+        ),
+        takeover=TakeoverConfig(by="backstop", price="bankruptcy", when="unfilled"),
+        fees=FeeConfig(liquidation_fee_rate=0.005),
+        adl=ADLConfig(ranking="leverage_pnl", trigger="fund_exhausted"),
+        safeguards=SafeguardsConfig(oracle_max_age_ms=10 * SECOND_MS, oracle_max_divergence_bps=500.0),
+    )
+
+
+PRESETS: dict[str, Callable[[], LiquidationPolicy]] = {
+    "binance": binance,
+    "bitmex": bitmex,
+    "bybit": bybit,
+    "deribit": deribit,
+    "drift": drift,
+    "dydx": dydx,
+    "fba": fba,
+    "hybrid": hybrid,
+    "hyperliquid": hyperliquid,
+    "maker": maker,
+    "okx": okx,
+}
+
+__all__ = ["PRESETS"] + sorted(PRESETS)
