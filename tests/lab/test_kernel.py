@@ -57,7 +57,7 @@ def test_order_is_a_total_deterministic_function_of_inputs(items) -> None:
     for _ in range(3):
         kernel = Kernel()
         out: list[int] = []
-        kernel.on("e", lambda k, e: out.append(e.payload))
+        kernel.on("e", lambda k, e, out=out: out.append(e.payload))
         for index, (ts, prio) in enumerate(items):
             kernel.schedule(ts, "e", index, priority=prio)
         kernel.run()

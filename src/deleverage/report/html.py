@@ -1,0 +1,160 @@
+"""A self-contained one-page HTML report (plotly.js inlined once) and the run's output directory.
+
+Outputs are written into a temporary sibling directory and renamed into place at the end, so a failed run
+never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from deleverage.errors import InvalidInput
+from deleverage.report import plots
+from deleverage.report.metrics import METRICS, PolicyRun, rank_policies
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{font-size:1.6em;margin-bottom:0} .sub{color:#666;margin-top:4px}
+table{border-collapse:collapse;font-size:0.85em;margin:12px 0} th,td{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}
+th:first-child,td:first-child{text-align:left} th{background:#f4f4f4;position:sticky;top:0}
+.best{font-weight:bold;color:#1a7f37} .note{background:#f7f7f2;border-left:4px solid #bbb;padding:8px 12px;font-size:0.9em}
+"""
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:,.1f}"
+    return f"{value:,.3g}"
+
+
+def policy_table_html(summary: Mapping[str, Mapping[str, float]]) -> str:
+    """The ranking table: one row per policy in rank order, best value of each column in bold."""
+    ranking = rank_policies(summary)
+    shown = [m for m in METRICS if all(m.name in summary[p] for p in summary)]
+    best: dict[str, float] = {}
+    for m in shown:
+        values = [summary[p][m.name] for p in summary]
+        if m.better == "lower":
+            best[m.name] = min(values)
+        elif m.better == "higher":
+            best[m.name] = max(values)
+    head = "".join(f"<th title='{html.escape(m.description)}'>{html.escape(m.name)}</th>" for m in shown)
+    rows = []
+    for rank, (policy, score) in enumerate(ranking, start=1):
+        cells = []
+        for m in shown:
+            v = summary[policy][m.name]
+            cls = " class='best'" if m.name in best and v == best[m.name] and len(summary) > 1 else ""
+            cells.append(f"<td{cls}>{_fmt(v)}</td>")
+        rows.append(f"<tr><td>{rank}. {html.escape(policy)} <small>({score:.2f})</small></td>{''.join(cells)}</tr>")
+    return (
+        "<div style='overflow-x:auto'><table><tr><th>policy (mean rank)</th>"
+        + head + "</tr>" + "".join(rows) + "</table></div>"
+    )
+
+
+def render_report(
+    *,
+    title: str,
+    subtitle: str,
+    runs: Mapping[str, PolicyRun],
+    summary: Mapping[str, Mapping[str, float]],
+    notes: Sequence[str] = (),
+    published: Mapping[str, float] | None = None,
+    extra_figures: Sequence[go.Figure] = (),
+) -> str:
+    """The whole page as one HTML string (no external resources)."""
+    figures: list[go.Figure] = [
+        plots.price_with_liquidations(runs),
+        plots.insurance_fund(runs),
+        plots.slippage_distribution(runs),
+        plots.cascade_waves(runs),
+    ]
+    if published:
+        figures.append(plots.realism_figure(summary, published))
+    figures.extend(extra_figures)
+    parts = []
+    for index, fig in enumerate(figures):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if index == 0 else False))
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>"
+        "<h2>Policies ranked</h2>" + policy_table_html(summary)
+        + (f"<div class='note'><b>What is recorded and what is modelled</b><ul>{notes_html}</ul></div>" if notes else "")
+        + "".join(parts) + "</body></html>"
+    )
+
+
+@contextmanager
+def atomic_output_dir(out: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside ``out``; on success it replaces ``out``, on error it is removed."""
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InvalidInput("out", str(target), "exists and is not a directory")
+    if target.exists() and not overwrite:
+        raise InvalidInput("out", str(target), "already exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Canonical JSON (sorted keys, fixed separators) so equal results are byte-identical files."""
+    path.write_text(json.dumps(data, sort_keys=True, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def write_report_files(
+    directory: Path,
+    *,
+    title: str,
+    subtitle: str,
+    runs: Mapping[str, PolicyRun],
+    summary: Mapping[str, Mapping[str, float]],
+    notes: Sequence[str] = (),
+    published: Mapping[str, float] | None = None,
+    png: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> None:
+    """report.html (+ headline.png) inside ``directory``."""
+    page = render_report(title=title, subtitle=subtitle, runs=runs, summary=summary, notes=notes, published=published)
+    (directory / "report.html").write_text(page, encoding="utf-8")
+    if on_step:
+        on_step("report.html")
+    if png:
+        plots.headline_png(runs, summary, directory / "headline.png", title)
+        if on_step:
+            on_step("headline.png")
+
+
+__all__ = ["atomic_output_dir", "policy_table_html", "render_report", "write_json", "write_report_files"]

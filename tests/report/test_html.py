@@ -1,0 +1,42 @@
+"""The report is one self-contained page; the output directory appears only when complete."""
+
+from __future__ import annotations
+
+import pytest
+
+from deleverage.report.html import atomic_output_dir, render_report, write_json, write_report_files
+from deleverage.report.metrics import compute_metrics
+from tests.report.test_metrics import _run
+
+
+def test_page_is_self_contained_and_has_every_section(tmp_path) -> None:
+    runs = {"p": _run(), "q": _run()}
+    summary = {name: compute_metrics(run) for name, run in runs.items()}
+    page = render_report(title="T", subtitle="S", runs=runs, summary=summary, notes=["modelled book"],
+                         published={"long_share": 0.87})
+    assert page.count("<script") >= 5 and "<script src=" not in page and "<link" not in page
+    for heading in ("Price path and liquidations", "Insurance fund over time", "Slippage distribution",
+                    "Cascade waves", "Realism check", "Policies ranked", "modelled book"):
+        assert heading in page
+    write_report_files(tmp_path, title="T", subtitle="S", runs=runs, summary=summary)
+    assert (tmp_path / "report.html").stat().st_size > 100_000
+    assert (tmp_path / "headline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failed_run_leaves_no_output_directory(tmp_path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_output_dir(target) as work:
+        (work / "summary.json").write_text("{}")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_success_replaces_previous_output(tmp_path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    with atomic_output_dir(target) as work:
+        write_json(work / "summary.json", {"b": 1, "a": 2})
+    assert sorted(p.name for p in target.iterdir()) == ["summary.json"]
+    assert (target / "summary.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
