@@ -1,18 +1,172 @@
-"""Command line: thin wrappers that format results; user mistakes print ``Error: ...`` and exit 1."""
+"""The ``deleverage`` command line: thin wrappers that format results.
+
+A user mistake (unknown policy, malformed file, ``--accounts 0``) prints ``Error: <message>`` and exits
+with status 1 — never a traceback. Formatting lives in pure ``format_*`` functions so it is testable.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(help="deleverage: batch liquidation engine and stress lab.", no_args_is_help=True)
+from deleverage.errors import DeleverageError
+
+app = typer.Typer(
+    help=(
+        "deleverage — replay a crash or a synthetic stress against a population of leveraged accounts "
+        "under several liquidation policies, and compare what each did.\n\n"
+        "Start with:  deleverage replay --scenario 2025-10-10 --policy binance,fba --accounts 20000 --out out/run"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect market data files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(highlight=False)
+
+TABLE_COLUMNS = (
+    ("liquidations", "liqs", "{:,.0f}"),
+    ("liquidated_notional", "notional", "{:,.0f}"),
+    ("avg_slippage_bps", "avg slip bps", "{:.1f}"),
+    ("p99_slippage_bps", "p99 slip bps", "{:.1f}"),
+    ("bad_debt", "bad debt", "{:,.0f}"),
+    ("insurance_fund_drawdown", "fund drawdown", "{:,.0f}"),
+    ("adl_count", "ADL", "{:,.0f}"),
+    ("cascade_waves", "waves", "{:.0f}"),
+    ("frontrunner_profit", "front-run P&L", "{:,.0f}"),
+)
+
+
+def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str = "Policies") -> Table:
+    """A rich table of the headline metrics, policies in rank order."""
+    from deleverage.report.metrics import rank_policies
+
+    table = Table(title=title, header_style="bold")
+    table.add_column("policy")
+    for _, header, _ in TABLE_COLUMNS:
+        table.add_column(header, justify="right")
+    for name, _score in rank_policies(summary):
+        row = summary[name]
+        table.add_row(name, *(fmt.format(row.get(key, 0.0)) for key, _, fmt in TABLE_COLUMNS))
+    return table
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _run_comparison(kind: str, **kwargs: Any) -> None:
+    from deleverage.lab.runner import run_comparison
+
+    result = run_comparison(kind=kind, progress=True, **kwargs)
+    console.print(format_policy_table(result.summary["policies"], title=result.title))
+    console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)")
 
 
 @app.command()
-def demo(out: str = typer.Option("out/demo", help="output directory")) -> None:
-    """Run the bundled demonstration (replaced by the crash replay once the lab lands)."""
-    typer.echo("deleverage demo: nothing to run yet")
+def replay(
+    scenario: str = typer.Option("2025-10-10", help="bundled scenario name (see `deleverage scenarios`) or a data file path"),
+    policy: str = typer.Option("binance,fba", help="comma-separated presets or .toml policy files"),
+    accounts: int = typer.Option(20_000, help="number of leveraged accounts in the population"),
+    seed: int = typer.Option(7, help="seed of the population and of every modelled part"),
+    out: Path = typer.Option(Path("out/replay"), help="output directory (replaced atomically)"),
+    population: Path | None = typer.Option(None, help="CSV/parquet/ccxt-JSON population instead of a generated one"),
+    window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the day to replay"),
+) -> None:
+    """Replay a real market day (or capture) against a population under each policy."""
+    _run_comparison(
+        "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
+        population_path=population, window=window,
+    )
+
+
+@app.command()
+def stress(
+    policy: str = typer.Option("binance,fba,hybrid", help="comma-separated presets or .toml policy files"),
+    accounts: int = typer.Option(20_000, help="number of leveraged accounts"),
+    seed: int = typer.Option(7, help="seed"),
+    drop: float = typer.Option(0.15, help="size of the synthetic crash (0.15 = −15%)"),
+    minutes: int = typer.Option(60, help="length of the synthetic day in minutes"),
+    out: Path = typer.Option(Path("out/stress"), help="output directory"),
+) -> None:
+    """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
+    _run_comparison(
+        "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
+        accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes,
+    )
+
+
+@app.command()
+def compare(dirs: list[Path] = typer.Argument(..., help="output directories of earlier runs")) -> None:
+    """Put the policy tables of several runs side by side."""
+    from deleverage.lab.runner import load_summary
+
+    for directory in dirs:
+        summary = load_summary(directory)
+        console.print(format_policy_table(summary["policies"], title=f"{directory}: {summary['scenario']} (seed {summary['seed']}, {summary['accounts']} accounts)"))
+
+
+@app.command()
+def scenarios() -> None:
+    """List the bundled scenarios."""
+    from deleverage.data.scenarios import list_scenarios
+
+    table = Table(title="Bundled scenarios", header_style="bold")
+    for column in ("name", "kind", "symbol", "description"):
+        table.add_column(column)
+    for s in list_scenarios():
+        table.add_row(s.name, s.kind, s.symbol, s.description)
+    console.print(table)
+
+
+@app.command()
+def policies() -> None:
+    """List the policy presets and the documents they follow."""
+    from deleverage.engine.policy import list_policies
+
+    table = Table(title="Policy presets", header_style="bold")
+    for column in ("name", "imitates", "venue", "partial", "description"):
+        table.add_column(column)
+    for p in list_policies():
+        table.add_row(p.name, p.imitates, p.execution.venue, p.partial.mode, p.description)
+    console.print(table)
+
+
+@data_app.command("inspect")
+def data_inspect(path: Path = typer.Argument(..., help="a market data file in any supported format")) -> None:
+    """Detect a file's format, read it, and print its shape and quality report."""
+    from deleverage.data.detect import inspect_file
+
+    report = inspect_file(path)
+    for line in format_inspection(report):
+        console.print(line)
+
+
+def format_inspection(report: Mapping[str, Any]) -> Sequence[str]:
+    lines = [f"[bold]{report.get('path')}[/bold]: {report.get('format')} ({report.get('rows', 0):,} rows)"]
+    for key, value in report.items():
+        if key not in ("path", "format", "rows"):
+            lines.append(f"  {key}: {value}")
+    return lines
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("out/demo"), help="output directory")) -> None:
+    """The main job: replay the bundled 2025-10-10 crash under every preset and print the table."""
+    from deleverage.engine.presets import PRESETS
+
+    _run_comparison(
+        "replay", scenario="2025-10-10", policies=sorted(PRESETS), accounts=20_000, seed=7, out=out,
+        population_path=None, window=None,
+    )
 
 
 @app.command()
@@ -23,11 +177,10 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def main() -> None:
-    from deleverage.errors import DeleverageError
-
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: user mistakes become ``Error: ...`` and exit status 1 (usage errors: click's 2)."""
     try:
-        app()
+        app(args=list(argv) if argv is not None else None, prog_name="deleverage")
     except DeleverageError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        console.print(f"[red]Error:[/red] {exc}", soft_wrap=True)
         sys.exit(1)
