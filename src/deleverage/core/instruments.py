@@ -130,7 +130,7 @@ ETHUSDT = Instrument(
 BTCUSD_PERP = Instrument(
     symbol="BTCUSD_PERP", contract="inverse", base="BTC", quote="USD", settle=BTC,
     tick_size=Decimal("0.1"), lot_size=Decimal(1), contract_size=Decimal(100),
-    tiers="binance-btcusd-perp",
+    tiers=None,  # Binance publishes COIN-M brackets in contracts; no verified table is bundled yet
 )
 
 _REGISTRY = {i.symbol: i for i in (BTCUSDT, ETHUSDT, BTCUSD_PERP)}

@@ -1,0 +1,1 @@
+"""Bundled margin tier tables (JSON), read with importlib.resources; see SOURCES.md."""
