@@ -34,10 +34,10 @@ def to_decimal(value: Number, field: str) -> Decimal:
         result = value
     elif isinstance(value, int):
         result = Decimal(value)
-    elif isinstance(value, float):
+    elif isinstance(value, float):  # includes numpy.float64, whose repr is not a plain number
         if not math.isfinite(value):
             raise InvalidInput(field, value, "must be a finite number")
-        result = Decimal(repr(value))
+        result = Decimal(repr(float(value)))
     elif isinstance(value, Fraction):
         result = Decimal(value.numerator) / Decimal(value.denominator)
     elif isinstance(value, str):
