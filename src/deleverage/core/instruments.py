@@ -11,6 +11,7 @@ Margin tier tables live in :mod:`deleverage.core.tiers` and are named by ``Instr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
@@ -46,7 +47,7 @@ def closing_order_side(position_side: str) -> OrderSide:
     return "sell" if position_sign(position_side) > 0 else "buy"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Instrument:
     """A perpetual contract with its tick, lot and contract size."""
 
@@ -85,7 +86,7 @@ class Instrument:
         return self.lot_size * qty_lots
 
     # --- exact value ------------------------------------------------------------------------------
-    @property
+    @cached_property
     def linear_value_per_tick_lot(self) -> Fraction:
         """Settlement minor units of one lot moving one tick (linear only)."""
         return (
@@ -100,7 +101,10 @@ class Instrument:
         if price_ticks <= 0:
             raise InvalidInput(f"{self.symbol}.price_ticks", price_ticks, "must be > 0")
         if self.contract == "linear":
-            return self.linear_value_per_tick_lot * price_ticks * qty_lots
+            value = self.linear_value_per_tick_lot
+            if value.denominator == 1:  # the common case: stay in ints, far cheaper than Fraction math
+                return Fraction(value.numerator * price_ticks * qty_lots)
+            return value * price_ticks * qty_lots
         usd = Fraction(self.lot_size) * Fraction(self.contract_size) * qty_lots
         return usd * self.settle.minor_per_unit / (Fraction(self.tick_size) * price_ticks)
 
