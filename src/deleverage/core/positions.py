@@ -1,0 +1,320 @@
+"""Positions in one perpetual: signed size, signed entry cost, and the exact arithmetic of a trade.
+
+A trade of ``qty_lots`` at ``price_ticks`` has one integer value
+``v = trade_value_minor(instrument, price_ticks, qty_lots)`` (round half to even of the exact
+notional), used with opposite signs by buyer and seller. A position keeps ``cost_minor``, the signed
+entry value still open (positive for a long), so that at a mark price
+
+* linear:  unrealized PnL = value(mark) − cost       (value = qty × price × contract size)
+* inverse: unrealized PnL = cost − value(mark)       (value = qty × contract size / price, in coin)
+
+A reducing trade removes cost in proportion to the size closed, truncated toward zero (named rule
+:func:`removed_cost_minor`), and realizes the integer difference, so the sum of realized and
+unrealized PnL of every account is exactly the sum of its trades' ``±(value(mark) − v)``: rounding
+moves value between realized and unrealized, never creates it. A flip through zero is a close of the
+whole position followed by an open of the remainder; the trade value is split so the parts add up
+to ``v`` exactly.
+
+Across all accounts of an instrument, ``Σ qty = 0`` and ``Σ (cost − κ·realized) = 0`` with κ = +1 for
+linear and −1 for inverse contracts (realized cash is paid from the instrument's clearing account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+from deleverage.core.instruments import Instrument
+from deleverage.errors import InvalidInput, LedgerError
+
+
+def trade_value_minor(instrument: Instrument, price_ticks: int, qty_lots: int) -> int:
+    """The one integer value of a trade, in settlement minor units: exact notional, half to even.
+
+    Half-to-even is unbiased over many trades; the same integer is used by buyer and seller, so
+    rounding cannot create value between them.
+    """
+    return round(instrument.notional(price_ticks, qty_lots))
+
+
+def contract_sign(instrument: Instrument) -> int:
+    """κ: +1 when PnL is value − cost (linear), −1 when it is cost − value (inverse)."""
+    return 1 if instrument.contract == "linear" else -1
+
+
+def removed_cost_minor(cost_minor: int, qty_lots: int, closed_lots: int) -> int:
+    """Entry cost leaving a position when ``closed_lots`` of its ``qty_lots`` are closed.
+
+    Proportional, truncated toward zero, and all of it on a full close, so the remaining cost stays
+    an integer with the sign of the remaining position.
+    """
+    size = abs(qty_lots)
+    if closed_lots == size:
+        return cost_minor
+    magnitude = abs(cost_minor) * closed_lots // size
+    return magnitude if cost_minor >= 0 else -magnitude
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One account's position in one instrument (an immutable value; the ledger swaps it whole)."""
+
+    account_id: str
+    symbol: str
+    qty_lots: int = 0
+    cost_minor: int = 0
+    realized_pnl_minor: int = 0
+    fees_minor: int = 0
+    funding_minor: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.qty_lots != 0
+
+    @property
+    def side(self) -> str:
+        """'long', 'short' or 'flat'."""
+        if self.qty_lots > 0:
+            return "long"
+        return "short" if self.qty_lots < 0 else "flat"
+
+    def value_exact(self, instrument: Instrument, mark_ticks: int) -> Fraction:
+        """Exact signed value of the open size at ``mark_ticks`` in settlement minor units."""
+        if self.qty_lots == 0:
+            return Fraction(0)
+        return instrument.notional(mark_ticks, self.qty_lots)
+
+    def unrealized_pnl_exact(self, instrument: Instrument, mark_ticks: int) -> Fraction:
+        """Exact unrealized PnL at ``mark_ticks`` (value − cost for linear, cost − value for inverse)."""
+        if self.qty_lots == 0:
+            return Fraction(0)
+        return contract_sign(instrument) * (self.value_exact(instrument, mark_ticks) - self.cost_minor)
+
+    def entry_price_ticks(self, instrument: Instrument) -> Fraction | None:
+        """Average entry price in ticks, exact; None when flat.
+
+        Linear: cost / (value of one tick × qty). Inverse: value(1 tick, qty) / cost.
+        """
+        if self.qty_lots == 0 or self.cost_minor == 0:
+            return None
+        if instrument.contract == "linear":
+            return Fraction(self.cost_minor) / instrument.notional(1, self.qty_lots)
+        return instrument.notional(1, self.qty_lots) / self.cost_minor
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One trade between two ledger accounts, as the journal keeps it (enough to rebuild positions)."""
+
+    symbol: str
+    buyer: str
+    seller: str
+    price_ticks: int
+    qty_lots: int
+    value_minor: int
+    buyer_fee_minor: int = 0
+    seller_fee_minor: int = 0
+
+    def sides(self) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+        """(account, signed lots, fee) for the buyer, then the seller."""
+        return (
+            (self.buyer, self.qty_lots, self.buyer_fee_minor),
+            (self.seller, -self.qty_lots, self.seller_fee_minor),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TradeOutcome:
+    """What one side of a trade does to a position: the new position and the cash it realizes."""
+
+    position: Position
+    realized_minor: int
+
+
+def apply_trade(
+    position: Position,
+    instrument: Instrument,
+    *,
+    signed_qty_lots: int,
+    value_minor: int,
+    price_ticks: int,
+    fee_minor: int = 0,
+) -> TradeOutcome:
+    """One side of a trade: ``signed_qty_lots`` (+buy, −sell) of total value ``value_minor`` (≥ 0).
+
+    Pure: the caller decides whether to commit the new position and post the realized cash.
+    """
+    if signed_qty_lots == 0:
+        raise InvalidInput("signed_qty_lots", signed_qty_lots, "must not be zero")
+    qty = position.qty_lots
+    direction = 1 if signed_qty_lots > 0 else -1
+    size = abs(signed_qty_lots)
+    kappa = contract_sign(instrument)
+    cost = position.cost_minor
+    realized = 0
+    if qty == 0 or (qty > 0) == (direction > 0):
+        qty += signed_qty_lots
+        cost += direction * value_minor
+    else:
+        closed = min(size, abs(qty))
+        close_value = value_minor
+        if closed < size:
+            # Flip: close the whole position, open the rest; the parts add up to the trade value.
+            close_value = trade_value_minor(instrument, price_ticks, closed)
+        removed = removed_cost_minor(cost, qty, closed)
+        position_sign = 1 if qty > 0 else -1
+        realized = kappa * (position_sign * close_value - removed)
+        cost -= removed
+        qty += direction * closed
+        if closed < size:
+            qty += direction * (size - closed)
+            cost += direction * (value_minor - close_value)
+    new_position = replace(
+        position,
+        qty_lots=qty,
+        cost_minor=cost,
+        realized_pnl_minor=position.realized_pnl_minor + realized,
+        fees_minor=position.fees_minor + fee_minor,
+    )
+    return TradeOutcome(position=new_position, realized_minor=realized)
+
+
+def mark_ticks_for(marks: Mapping[str, int], symbol: str) -> int:
+    """The mark of ``symbol`` from ``marks``, refusing a missing or non-integer one by name."""
+    try:
+        mark = marks[symbol]
+    except KeyError:
+        raise InvalidInput("marks", symbol, "no mark price for an open position") from None
+    if isinstance(mark, bool) or not isinstance(mark, int) or mark <= 0:
+        raise InvalidInput(f"marks[{symbol}]", mark, "must be a positive integer number of ticks")
+    return mark
+
+
+class PositionBook:
+    """Every (account, instrument) position and the instruments in use; the ledger owns one.
+
+    Positions are immutable values: the ledger computes the new ones, validates its posting, then
+    commits them with :meth:`commit`, so a refused fill changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self._positions: dict[tuple[str, str], Position] = {}
+        self._by_account: dict[str, dict[str, Position]] = {}
+        self._instruments: dict[str, Instrument] = {}
+
+    def copy(self) -> PositionBook:
+        other = PositionBook()
+        other._positions = dict(self._positions)
+        other._by_account = {a: dict(held) for a, held in self._by_account.items()}
+        other._instruments = dict(self._instruments)
+        return other
+
+    # --- instruments ------------------------------------------------------------------------------
+    def check_instrument(self, instrument: Instrument) -> None:
+        """Refuse a non-instrument, or a second spec under a symbol already in use."""
+        if not isinstance(instrument, Instrument):
+            raise InvalidInput("instrument", instrument, "expected an Instrument")
+        known = self._instruments.get(instrument.symbol)
+        if known is not None and known != instrument:
+            raise InvalidInput("instrument", instrument.symbol, "a different spec is already in use")
+
+    def register(self, instrument: Instrument) -> bool:
+        """Remember a checked instrument; True when it is new."""
+        if instrument.symbol in self._instruments:
+            return False
+        self._instruments[instrument.symbol] = instrument
+        return True
+
+    def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self._instruments[symbol]
+        except (KeyError, TypeError):
+            raise InvalidInput("symbol", symbol, "no position was ever opened in this instrument") from None
+
+    def instruments(self) -> list[Instrument]:
+        return [self._instruments[s] for s in sorted(self._instruments)]
+
+    # --- positions --------------------------------------------------------------------------------
+    def get(self, account_id: str, symbol: str) -> Position:
+        return self._positions.get((account_id, symbol), Position(account_id, symbol))
+
+    def commit(self, positions: list[Position]) -> None:
+        for pos in positions:
+            self._positions[(pos.account_id, pos.symbol)] = pos
+            self._by_account.setdefault(pos.account_id, {})[pos.symbol] = pos
+
+    def iterate(
+        self, symbol: str | None = None, *, account_id: str | None = None, open_only: bool = True
+    ) -> Iterator[Position]:
+        """Positions sorted by (symbol, account), filtered by instrument and/or account."""
+        if account_id is not None:
+            held = self._by_account.get(account_id, {})
+            candidates = [held[s] for s in sorted(held) if symbol is None or s == symbol]
+        else:
+            candidates = [
+                pos for (_, sym), pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+                if symbol is None or sym == symbol
+            ]
+        for pos in candidates:
+            if pos.is_open or not open_only:
+                yield pos
+
+    def unrealized_exact(self, pos: Position, marks: Mapping[str, int]) -> Fraction:
+        if not pos.is_open:
+            return Fraction(0)
+        return pos.unrealized_pnl_exact(self._instruments[pos.symbol], mark_ticks_for(marks, pos.symbol))
+
+    def state_key(self) -> str:
+        """Canonical text of all positions and instruments, for the ledger digest."""
+        return repr((sorted(self._positions.items()), sorted(self._instruments)))
+
+    # --- integrity --------------------------------------------------------------------------------
+    def check_invariants(self, clearing_balance: Callable[[Instrument], int]) -> None:
+        """Per instrument: Σ qty = 0, Σ (cost − κ·realized) = 0, clearing = −Σ realized, flat ⇒ no cost."""
+        for symbol, instrument in sorted(self._instruments.items()):
+            kappa = contract_sign(instrument)
+            mine = [p for p in self._positions.values() if p.symbol == symbol]
+            qty = sum(p.qty_lots for p in mine)
+            if qty != 0:
+                raise LedgerError(f"{symbol}: positions sum to {qty} lots, not 0")
+            basis = sum(p.cost_minor - kappa * p.realized_pnl_minor for p in mine)
+            if basis != 0:
+                raise LedgerError(f"{symbol}: sum of cost - kappa*realized is {basis}, not 0")
+            realized = sum(p.realized_pnl_minor for p in mine)
+            clearing = clearing_balance(instrument)
+            if clearing != -realized:
+                raise LedgerError(f"{symbol}: clearing balance {clearing} != -realized {-realized}")
+            for p in mine:
+                if p.qty_lots == 0 and p.cost_minor != 0:
+                    raise LedgerError(f"{symbol}: flat position of {p.account_id} has cost {p.cost_minor}")
+
+    def check_replay(self, fills: Iterable[FillRecord]) -> None:
+        """Rebuild every position from the journal's fills alone and compare with the live ones."""
+        rebuilt = PositionBook()
+        rebuilt._instruments = self._instruments
+        for fill in fills:
+            instrument = self._instruments[fill.symbol]
+            for account_id, signed_qty, fee in fill.sides():
+                outcome = apply_trade(
+                    rebuilt.get(account_id, fill.symbol), instrument, signed_qty_lots=signed_qty,
+                    value_minor=fill.value_minor, price_ticks=fill.price_ticks, fee_minor=fee,
+                )
+                rebuilt.commit([outcome.position])
+        if rebuilt._positions != self._positions:
+            keys = set(rebuilt._positions) | set(self._positions)
+            differing = sorted(k for k in keys if rebuilt._positions.get(k) != self._positions.get(k))
+            raise LedgerError(f"positions {differing} differ from the journal replay")
+
+
+__all__ = [
+    "FillRecord",
+    "Position",
+    "PositionBook",
+    "TradeOutcome",
+    "apply_trade",
+    "contract_sign",
+    "mark_ticks_for",
+    "removed_cost_minor",
+    "trade_value_minor",
+]
