@@ -59,6 +59,10 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
     return table
 
 
+ALGO_COLUMNS = ("algo", "slippage_bps", "shortfall_usdt", "impact_usdt", "model_taker_impact_usdt",
+                "time_to_complete_s", "completed")
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -167,6 +171,33 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="output directory")) ->
         "replay", scenario="2025-10-10", policies=sorted(PRESETS), accounts=20_000, seed=7, out=out,
         population_path=None, window=None,
     )
+
+
+@app.command()
+def algos(
+    scenario: str = typer.Option("2021-05-19", help="bundled kline scenario or a klines file"),
+    start: str = typer.Option("2021-05-19T12:19", help="UTC start of the liquidation"),
+    minutes: int = typer.Option(10, help="deadline in minutes"),
+    btc: float = typer.Option(500.0, help="size of the long position to liquidate (BTC)"),
+    depth: float = typer.Option(2.0, help="modelled book depth, BTC per 1 USD of price"),
+    out: Path = typer.Option(Path("out/algos"), help="output directory (HTML plot + CSV table)"),
+) -> None:
+    """Compare execution algorithms liquidating one large position during a falling market."""
+    from deleverage.data.scenarios import get_scenario
+    from deleverage.execution.compare import compare_algorithms
+
+    table, _ = compare_algorithms(
+        get_scenario(scenario).path(), start_utc=start, horizon_min=minutes, position_btc=btc,
+        depth_btc_per_usd=depth, out_dir=out,
+    )
+    view = Table(title=f"{btc:g} BTC long liquidated over {minutes} min", header_style="bold")
+    columns = [c for c in ALGO_COLUMNS if c in table.columns]
+    for name in columns:
+        view.add_column(name, justify="right")
+    for row in table.select(columns).iter_rows():
+        view.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(view)
+    console.print(f"wrote {out}/execution_comparison.html and .csv")
 
 
 @app.command()
