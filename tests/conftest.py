@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# Keep the parquet cache of normalised data files out of the user's home during tests.
+os.environ.setdefault("DELEVERAGE_CACHE_DIR", tempfile.mkdtemp(prefix="deleverage-test-cache-"))
 SHARED_DATA = Path(os.environ.get("DELEVERAGE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 settings.register_profile(
