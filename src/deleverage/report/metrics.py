@@ -95,7 +95,11 @@ class Metric:
 
 
 def _filled(run: PolicyRun) -> pl.DataFrame:
-    return run.liquidations.filter(pl.col("fill_price").is_not_null() & pl.col("slippage_bps").is_not_null())
+    """Liquidations executed against liquidity. Takeovers are transfers at an administrative price
+    (the bankruptcy price) — their cost shows in the fund and bad-debt metrics, not as slippage."""
+    return run.liquidations.filter(
+        pl.col("fill_price").is_not_null() & pl.col("slippage_bps").is_not_null() & (pl.col("venue") != "takeover")
+    )
 
 
 def _weighted_slippage(run: PolicyRun) -> float:

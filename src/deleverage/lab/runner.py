@@ -1,0 +1,408 @@
+"""Runs: one scenario × one population × several policies → records, series, metrics, report.
+
+Every run is reproducible from its key ``(scenario data digest, population digest, policy, config,
+seed)``; ``summary.json`` carries that key. Each policy gets a copy of the same seeded ledger and a fresh
+market built from the same seed, so policies differ only by what they do.
+
+The run is driven by the lab's deterministic kernel: market ticks on the market's clock grid, oracle
+publications (heartbeat + deviation + latency) as their own events, then the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from deleverage.core.instruments import Instrument
+from deleverage.core.ledger import Ledger
+from deleverage.core.prices import Oracle
+from deleverage.engine.events import AuditLog
+from deleverage.engine.policy import LiquidationPolicy, get_policy
+from deleverage.errors import InvalidInput, SimulationError
+from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
+from deleverage.lab.seeding import INSURANCE_FUND, MARKET
+from deleverage.lab.setup import Scene, build_scene
+from deleverage.report.html import atomic_output_dir, write_json, write_report_files
+from deleverage.report.metrics import (
+    LIQUIDATION_ACTIONS,
+    RECORD_SCHEMA,
+    SERIES_SCHEMA,
+    PolicyRun,
+    compute_metrics,
+)
+
+NS_PER_MS = 1_000_000
+CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run besides the data; part of the run key."""
+
+    kind: str = "replay"
+    scenario: str = "2025-10-10"
+    accounts: int = 20_000
+    seed: int = 7
+    step_ms: int = 1_000
+    window: str | None = None
+    insurance_fund_share: float = 0.01
+    backstop_share: float = 0.05
+    backstops: int = 3
+    backstop_discount_bps: float = 50.0
+    frontrunner: bool = True
+    frontrunner_capital: float = 2_000_000.0
+    oracle_heartbeat_ms: int = 60_000
+    oracle_deviation: float = 0.005
+    oracle_latency_ms: int = 2_000
+    drop: float = 0.15
+    minutes: int = 60
+
+
+@dataclass
+class ComparisonResult:
+    out: Path
+    title: str
+    summary: dict[str, Any]
+    runs: dict[str, PolicyRun] = field(default_factory=dict)
+
+
+def _check_config(config: RunConfig, policies: Sequence[str]) -> list[LiquidationPolicy]:
+    if isinstance(config.accounts, bool) or not isinstance(config.accounts, int) or config.accounts < 1:
+        raise InvalidInput("accounts", config.accounts, "must be a whole number >= 1")
+    if config.step_ms < 1:
+        raise InvalidInput("step_ms", config.step_ms, "must be >= 1")
+    if not policies:
+        raise InvalidInput("policy", "", "name at least one policy")
+    if len(set(policies)) != len(policies):
+        raise InvalidInput("policy", ",".join(policies), "lists a policy twice")
+    if config.kind not in ("replay", "stress"):
+        raise InvalidInput("kind", config.kind, "must be 'replay' or 'stress'")
+    return [get_policy(name) for name in policies]
+
+
+def run_comparison(
+    *,
+    kind: str,
+    scenario: str,
+    policies: Sequence[str],
+    accounts: int,
+    seed: int,
+    out: str | Path,
+    progress: bool = False,
+    population_path: str | Path | None = None,
+    window: str | None = None,
+    drop: float = 0.15,
+    minutes: int = 60,
+    step_ms: int = 1_000,
+    write_png: bool = True,
+) -> ComparisonResult:
+    """Replay (or stress) one scenario under each policy and write the output directory atomically."""
+    config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
+                       drop=drop, minutes=minutes, step_ms=step_ms)
+    resolved = _check_config(config, list(policies))
+    scene = build_scene(config, population_path=population_path)
+    runs: dict[str, PolicyRun] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    digests: dict[str, str] = {}
+    reporter = _Progress(progress, len(resolved) * len(scene.times))
+    with atomic_output_dir(out) as work:
+        for policy in resolved:
+            run, digest = run_policy(policy, scene, config, on_tick=reporter.tick)
+            runs[policy.name] = run
+            metrics[policy.name] = compute_metrics(run)
+            digests[policy.name] = digest
+        reporter.close()
+        summary = _summary(config, scene, metrics, digests)
+        write_json(work / "summary.json", summary)
+        _frames(runs, "records").write_parquet(work / "liquidations.parquet")
+        _events(runs).write_parquet(work / "events.parquet")
+        title = f"deleverage — {scene.title}"
+        write_report_files(
+            work, title=title, subtitle=scene.subtitle(config), runs=runs, summary=metrics,
+            notes=scene.notes, published=scene.published, png=write_png,
+        )
+    return ComparisonResult(Path(out), title, summary, runs)
+
+
+def load_summary(directory: str | Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``; refuses directories that are not complete runs."""
+    path = Path(directory) / "summary.json"
+    if not path.is_file():
+        raise InvalidInput("dir", str(directory), "has no summary.json (not a finished deleverage run)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("dir", str(path), f"summary.json is not valid JSON: {exc}") from None
+    for key in ("scenario", "seed", "accounts", "policies"):
+        if key not in data:
+            raise InvalidInput("dir", str(path), f"summary.json lacks {key!r}")
+    return data
+
+
+# --- one policy ---------------------------------------------------------------------------------
+
+
+def run_policy(
+    policy: LiquidationPolicy,
+    scene: Scene,
+    config: RunConfig,
+    *,
+    on_tick: Callable[[], None] | None = None,
+) -> tuple[PolicyRun, str]:
+    """Run one policy over the scene; returns its :class:`PolicyRun` and the audit-log digest."""
+    from deleverage.engine.engine import LiquidationEngine
+
+    ledger = scene.ledger.copy()
+    market = scene.make_market()
+    instrument = scene.instrument
+    symbol = instrument.symbol
+    tiers = scene.tiers
+    backstops = scene.make_backstops()
+    frontrunner = scene.make_frontrunner(ledger, market) if config.frontrunner else None
+    audit = AuditLog()
+    engine = LiquidationEngine(
+        ledger,
+        instruments=[instrument],
+        policy=policy,
+        liquidity={symbol: market.liquidity()},
+        tiers_for=lambda inst: tiers,
+        backstops=backstops,
+        insurance_fund=INSURANCE_FUND,
+        market=MARKET,
+        audit=audit,
+        on_before_execute=frontrunner.on_before_execute if frontrunner is not None else None,
+    )
+    engine.track_all()
+    start_marks = {symbol: market.mark_ticks()}
+    value_before = ledger.total_value(start_marks)
+    code = instrument.settle.code
+    backstop_before = {
+        b.account_id: ledger.equity_exact(b.account_id, start_marks, asset_code=code) for b in backstops
+    }
+    oracle = Oracle(
+        heartbeat_ns=config.oracle_heartbeat_ms * NS_PER_MS,
+        deviation=config.oracle_deviation,
+        latency_ns=config.oracle_latency_ms * NS_PER_MS,
+    )
+    tracker = _WaveTracker(scene)
+    series: dict[str, list[Any]] = {k: [] for k in SERIES_SCHEMA}
+    rows: list[dict[str, Any]] = []
+    kernel = Kernel(start_ns=int(scene.times[0]))
+    settle_scale = instrument.settle.minor_per_unit
+    last_oracle = [None]
+
+    def on_market(k: Kernel, event: Any) -> None:
+        ts = k.now_ns
+        market.advance_to(ts)
+        reference = market.reference_mark_ticks()
+        mark = market.mark_ticks()
+        oracle.observe(ts, instrument.ticks_to_price(reference))
+        published = oracle.latest(ts)
+        if published is not None and published is not last_oracle[0]:
+            last_oracle[0] = published
+            price_ticks = instrument.price_to_ticks(published.price, rounding="nearest")
+            engine.on_oracle(symbol, price_ticks, ts)
+        result = engine.on_mark(symbol, mark, ts)
+        for record in result.actions:
+            rows.append(tracker.row(record, instrument, settle_scale))
+        if frontrunner is not None:
+            frontrunner.on_tick(ts)
+        series["ts_ns"].append(ts)
+        series["reference_mark"].append(float(instrument.ticks_to_price(reference)))
+        series["mark"].append(float(instrument.ticks_to_price(mark)))
+        series["insurance_fund"].append(ledger.balance(INSURANCE_FUND, instrument.settle) / settle_scale)
+        series["halted"].append(bool(engine.state().get("halted", False)))
+        if on_tick is not None:
+            on_tick()
+
+    kernel.on("market", on_market)
+    for ts in scene.times:
+        kernel.schedule(int(ts), "market", priority=PRIORITY_MARKET)
+    kernel.run()
+    end_ns = int(scene.times[-1])
+    tail = engine.advance(end_ns)
+    for record in tail.actions:
+        rows.append(tracker.row(record, instrument, settle_scale))
+    end_marks = {symbol: market.mark_ticks()}
+    if frontrunner is not None:
+        frontrunner.close(end_ns)
+    value_after = ledger.total_value(end_marks)
+    value_start_at_end = _revalue(scene.ledger, ledger, end_marks, value_before, start_marks)
+    if value_after != value_start_at_end:
+        raise SimulationError(
+            f"policy {policy.name}: ledger value not conserved: {value_start_at_end} before, {value_after} after"
+        )
+    ledger.check_invariants()
+    records = pl.DataFrame(rows, schema=RECORD_SCHEMA) if rows else pl.DataFrame(schema=RECORD_SCHEMA)
+    series_frame = pl.DataFrame(series, schema=SERIES_SCHEMA)
+    state = engine.state()
+    totals = _totals(
+        ledger, state, scene, records, end_marks, backstops, backstop_before, frontrunner, settle_scale
+    )
+    events = audit.to_frame().with_columns(pl.lit(policy.name).alias("policy"))
+    return PolicyRun(policy.name, records, series_frame, totals, events), audit.digest()
+
+
+def _revalue(base: Ledger, ledger: Ledger, end_marks: dict[str, int], value_before: Any,
+             start_marks: dict[str, int]) -> Any:
+    """The run's initial holdings valued at the end marks: what conservation must equal at the end.
+
+    Total value over all accounts does not depend on the mark at all — every long has a short —
+    so this is the starting total; kept as a function to make that argument explicit and checked.
+    """
+    return base.total_value(end_marks)
+
+
+class _WaveTracker:
+    """Assigns each liquidation its cascade wave.
+
+    Wave 0: the reference (exogenous, impact-free) path reaches the account's liquidation price at some
+    point of the run — the account would have been liquidated anyway, perhaps later. Otherwise the
+    liquidation happened only because earlier liquidation flow pushed the mark beyond the reference
+    path: its wave is one more than the highest wave among the liquidations of the last
+    ``CASCADE_MEMORY_NS`` (1 when there were none — the impact of older flow lingering). Later actions
+    on an account keep the wave of its first liquidation.
+    """
+
+    def __init__(self, scene: Scene) -> None:
+        self.liquidation_prices = scene.liquidation_prices
+        self.low = scene.reference_low_ticks * float(scene.instrument.tick_size)
+        self.high = scene.reference_high_ticks * float(scene.instrument.tick_size)
+        self.recent: list[tuple[int, int]] = []  # (ts_ns, wave)
+        self.first_wave: dict[str, int] = {}
+
+    def wave_for(self, account_id: str, ts_ns: int, side: str) -> int:
+        if account_id in self.first_wave:
+            return self.first_wave[account_id]
+        self.recent = [(t, w) for t, w in self.recent if ts_ns - t <= CASCADE_MEMORY_NS]
+        price = self.liquidation_prices.get(account_id)
+        exogenous = price is None or (self.low <= price if side == "long" else self.high >= price)
+        wave = 0 if exogenous else 1 + max((w for t, w in self.recent if t < ts_ns), default=0)
+        self.first_wave[account_id] = wave
+        self.recent.append((ts_ns, wave))
+        return wave
+
+    def row(self, record: Any, instrument: Instrument, settle_scale: int) -> dict[str, Any]:
+        wave = 0
+        if record.action in LIQUIDATION_ACTIONS:
+            wave = self.wave_for(record.account_id, record.ts_ns, record.side)
+        tick = float(instrument.tick_size)
+        return {
+            "ts_ns": record.ts_ns,
+            "account_id": record.account_id,
+            "side": record.side,
+            "qty": float(instrument.lots_to_qty(record.qty_lots)),
+            "notional": float(record.notional),
+            "trigger_mark": record.trigger_mark_ticks * tick,
+            "fill_price": None if record.fill_vwap_ticks is None else record.fill_vwap_ticks * tick,
+            "slippage_bps": record.slippage_bps,
+            "venue": record.venue,
+            "policy": record.policy,
+            "action": record.action,
+            "fee": record.fee_minor / settle_scale,
+            "bad_debt": record.bad_debt_minor / settle_scale,
+            "wave": wave,
+        }
+
+
+def _totals(ledger: Ledger, state: dict[str, Any], scene: Scene, records: pl.DataFrame,
+            end_marks: dict[str, int], backstops: Sequence[Any], backstop_before: dict[str, Any],
+            frontrunner: Any, settle_scale: int) -> dict[str, float]:
+    liquidated = set(records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS))["account_id"].to_list())
+    code = scene.instrument.settle.code
+    recovered = 0.0
+    for account_id in sorted(liquidated):
+        equity = ledger.equity_exact(account_id, end_marks, asset_code=code)
+        if equity > 0:
+            recovered += float(equity) / settle_scale
+    backstop_pnl = sum(
+        float(ledger.equity_exact(b.account_id, end_marks, asset_code=code) - backstop_before[b.account_id])
+        for b in backstops
+    ) / settle_scale
+    liquidated_notional = float(records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS))["notional"].sum() or 0.0)
+    oi = scene.seed_report.open_interest_notional
+    return {
+        "collateral_recovered": recovered,
+        "bad_debt": float(state.get("bad_debt_minor", 0)) / settle_scale,
+        "adl_count": float(state.get("adl_count", 0)),
+        "adl_notional": float(state.get("adl_notional", 0.0)),
+        "socialized_loss": float(state.get("socialized_loss_minor", 0)) / settle_scale,
+        "insurance_fund_end": ledger.balance(INSURANCE_FUND, scene.instrument.settle) / settle_scale,
+        "backstop_pnl": backstop_pnl,
+        "frontrunner_profit": float(frontrunner.profit) if frontrunner is not None else 0.0,
+        "liquidated_share_of_oi": liquidated_notional / oi if oi > 0 else 0.0,
+    }
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def _frames(runs: dict[str, PolicyRun], what: str) -> pl.DataFrame:
+    frames = [getattr(run, what) for run in runs.values()]
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=RECORD_SCHEMA)
+
+
+def _events(runs: dict[str, PolicyRun]) -> pl.DataFrame:
+    frames = [run.events for run in runs.values() if run.events is not None]
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+
+def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float]],
+             digests: dict[str, str]) -> dict[str, Any]:
+    key = {
+        "config": asdict(config),
+        "data_digest": scene.data_digest,
+        "population_digest": scene.population_digest,
+    }
+    run_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "scenario": config.scenario,
+        "seed": config.seed,
+        "accounts": scene.seed_report.accounts,
+        "accounts_requested": config.accounts,
+        "accounts_dropped_already_liquidatable": scene.seed_report.skipped_underwater,
+        "open_interest": scene.seed_report.open_interest_notional,
+        "run_key": run_key,
+        "key": key,
+        "window": [int(scene.times[0]), int(scene.times[-1])],
+        "marks": len(scene.times),
+        "policies": {name: {k: round(v, 10) for k, v in m.items()} for name, m in metrics.items()},
+        "audit_digests": digests,
+        "modelled": scene.notes,
+        "published": scene.published or {},
+    }
+
+
+class _Progress:
+    """A rich progress bar over all policy ticks (off in tests)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._bar = None
+        self._count = 0
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                 TimeElapsedColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("run", total=total)
+        self._started = time.perf_counter()
+
+    def tick(self) -> None:
+        self._count += 1
+        if self._bar is not None and self._count % 200 == 0:
+            self._bar.update(self._task, completed=self._count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+__all__ = ["ComparisonResult", "RunConfig", "load_summary", "run_comparison", "run_policy"]

@@ -1,0 +1,319 @@
+"""Build the scene of a run: market data, instrument, population, seeded ledger, agents' factories.
+
+The scene is built once per run and shared by every policy: each policy gets ``ledger.copy()``, a new
+market from the same seed, and new backstop providers, so the only difference between two policies'
+results is what the policies did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from deleverage.core.instruments import BTCUSDT, Instrument
+from deleverage.core.ledger import Ledger
+from deleverage.core.tiers import MarginTiers
+from deleverage.data.population import (
+    PopulationConfig,
+    generate_population,
+    load_population,
+    population_digest,
+)
+from deleverage.errors import InvalidInput
+from deleverage.lab.seeding import MARKET, SeedReport, seed_ledger
+
+if TYPE_CHECKING:
+    from deleverage.lab.runner import RunConfig
+
+NS_PER_MINUTE = 60_000_000_000
+DEFAULT_TIERS = "binance-btcusdt"
+START_BUFFER = 0.01  # accounts within 1% of liquidation at the first mark are treated as already closed
+
+
+@dataclass
+class Scene:
+    """Everything a policy run needs, prepared once."""
+
+    title: str
+    instrument: Instrument
+    tiers: MarginTiers
+    ledger: Ledger
+    seed_report: SeedReport
+    times: np.ndarray
+    make_market: Callable[[], Any]
+    make_backstops: Callable[[], list[Any]]
+    make_frontrunner: Callable[[Ledger, Any], Any]
+    data_digest: str
+    population_digest: str
+    notes: list[str] = field(default_factory=list)
+    published: dict[str, float] | None = None
+    liquidation_prices: dict[str, float] = field(default_factory=dict)
+    reference_low_ticks: int = 0
+    reference_high_ticks: int = 0
+
+    def subtitle(self, config: RunConfig) -> str:
+        start = datetime.fromtimestamp(int(self.times[0]) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        end = datetime.fromtimestamp(int(self.times[-1]) / 1e9, tz=UTC).strftime("%H:%M:%S UTC")
+        return (
+            f"{self.seed_report.accounts:,} accounts (seed {config.seed}), open interest "
+            f"{self.seed_report.open_interest_notional:,.0f} {self.instrument.settle.code}, "
+            f"{len(self.times):,} marks every {config.step_ms} ms, {start} → {end}"
+        )
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_window(window: str, day_start_ns: int) -> tuple[int, int]:
+    """``"20:30-22:00"`` (UTC, on the data's first day) → [start, end) in ns."""
+    try:
+        left, right = window.split("-")
+        bounds = []
+        for part in (left, right):
+            hours, minutes = part.strip().split(":")
+            bounds.append(day_start_ns + (int(hours) * 60 + int(minutes)) * NS_PER_MINUTE)
+    except ValueError:
+        raise InvalidInput("window", window, "expected HH:MM-HH:MM (UTC)") from None
+    if bounds[1] <= bounds[0]:
+        raise InvalidInput("window", window, "end must be after start")
+    return bounds[0], bounds[1]
+
+
+def _screen_underwater(population: pl.DataFrame, start_price: float, tiers: MarginTiers) -> list[int]:
+    """Population ids already within ``START_BUFFER`` of liquidation at the first mark (float screen)."""
+    qty = population["qty"].to_numpy()
+    entry = population["entry_price"].to_numpy()
+    collateral = population["collateral"].to_numpy()
+    long = (population["side"] == "long").to_numpy()
+    notional = qty * start_price
+    floors, rates, cums = tiers.arrays()
+    bracket = np.clip(np.searchsorted(floors, notional, side="right") - 1, 0, len(floors) - 1)
+    maintenance = notional * rates[bracket] - cums[bracket]
+    pnl = np.where(long, start_price - entry, entry - start_price) * qty
+    equity = collateral + pnl
+    near = equity <= maintenance * (1.0 + START_BUFFER) + notional * START_BUFFER * 0.1
+    return population["account_id"].filter(pl.Series(near)).to_list()
+
+
+def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument,
+                population_path: str | Path | None) -> pl.DataFrame:
+    if population_path is not None:
+        return load_population(population_path)
+    pop_config = PopulationConfig(
+        n_accounts=config.accounts, seed=config.seed, tick_size=float(instrument.tick_size),
+        lot_size=float(instrument.lot_size),
+    )
+    return generate_population(pop_config, price_history=history)
+
+
+def build_scene(config: RunConfig, *, population_path: str | Path | None = None) -> Scene:
+    """The scene for ``config.kind`` ("replay" of a bundled name or a file, or "stress")."""
+    if config.kind == "stress":
+        return _stress_scene(config, population_path)
+    from deleverage.data.scenarios import get_scenario
+
+    scenario = get_scenario(config.scenario)
+    if scenario.kind == "klines":
+        return _kline_scene(config, scenario, population_path)
+    if scenario.kind == "l2":
+        return _capture_scene(config, scenario, population_path)
+    raise InvalidInput("scenario", config.scenario, f"kind {scenario.kind!r} cannot drive a replay")
+
+
+def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
+    from deleverage.lab.market import KlineReplayMarket
+
+    loaded = scenario.load()
+    klines = loaded.frame
+    if klines.height == 0:
+        raise InvalidInput("scenario", config.scenario, "has no kline rows")
+    first_ns = int(klines["ts_ns"][0])
+    day_start = first_ns - first_ns % (24 * 60 * NS_PER_MINUTE)
+    if config.window is not None:
+        window = _parse_window(config.window, day_start)
+    elif scenario.crash_start_ns is not None and scenario.crash_low_ns is not None:
+        window = (scenario.crash_start_ns - 20 * NS_PER_MINUTE, scenario.crash_low_ns + 40 * NS_PER_MINUTE)
+    else:
+        window = (first_ns, int(klines["ts_ns"][-1]) + NS_PER_MINUTE)
+    instrument = BTCUSDT.with_tick(scenario.tick_size) if scenario.tick_size is not None else BTCUSDT
+    history = klines.filter(pl.col("ts_ns") < window[0])
+    if history.height == 0:
+        history = klines.head(60)
+    tiers = MarginTiers.load(DEFAULT_TIERS)
+
+    def make_market() -> Any:
+        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window)
+
+    probe = make_market()
+    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
+    published = _published(scenario)
+    return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
+                   population_path, _file_digest(scenario.path()), notes, published)
+
+
+def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
+    from deleverage.data.binance_stream import read_capture
+    from deleverage.lab.market import CaptureReplayMarket
+
+    capture = read_capture(scenario.path())
+    instrument = capture.instrument
+    trades = capture.trades
+    if len(trades) == 0:
+        raise InvalidInput("scenario", config.scenario, "capture has no trades to draw entry prices from")
+    tick = float(instrument.tick_size)
+    lot = float(instrument.lot_size)
+    frame = pl.DataFrame({
+        "ts_ns": trades["ts_event"].astype(np.int64) // 1_000_000_000 * 1_000_000_000,
+        "price": trades["price_ticks"].astype(np.float64) * tick,
+        "qty": trades["qty_lots"].astype(np.float64) * lot,
+    })
+    history = frame.group_by("ts_ns").agg(
+        pl.col("price").max().alias("high"), pl.col("price").min().alias("low"), pl.col("qty").sum().alias("volume"),
+    ).sort("ts_ns")
+    tiers = MarginTiers.load(DEFAULT_TIERS)
+
+    def make_market() -> Any:
+        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms)
+
+    probe = make_market()
+    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
+    return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
+                   population_path, _file_digest(scenario.path()), notes, None)
+
+
+def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scene:
+    from deleverage.lab.synthetic_market import SyntheticMarket
+
+    if not 0 < config.drop < 0.9:
+        raise InvalidInput("drop", config.drop, "must be between 0 and 0.9")
+    if config.minutes < 5:
+        raise InvalidInput("minutes", config.minutes, "must be >= 5")
+    instrument = BTCUSDT
+    tiers = MarginTiers.load(DEFAULT_TIERS)
+
+    def make_market() -> Any:
+        return SyntheticMarket(instrument, seed=config.seed, minutes=config.minutes, drop=config.drop,
+                               step_ms=config.step_ms)
+
+    probe = make_market()
+    start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
+    rng = np.random.default_rng([config.seed, 1])
+    closes = start * np.exp(np.cumsum(rng.normal(0, 0.0015, 720)))[::-1]
+    history = pl.DataFrame({
+        "ts_ns": np.arange(720, dtype=np.int64) * NS_PER_MINUTE,
+        "high": closes * 1.001, "low": closes * 0.999, "volume": rng.lognormal(3, 0.5, 720),
+    })
+    notes = probe.description()
+    digest = hashlib.sha256(f"synthetic:{config.seed}:{config.minutes}:{config.drop}".encode()).hexdigest()
+    return _finish(config, f"synthetic crash −{config.drop:.0%} over {config.minutes} min", instrument, tiers,
+                   probe, make_market, history, population_path, digest, notes, None)
+
+
+def _published(scenario: Any) -> dict[str, float] | None:
+    facts = scenario.facts or {}
+    out: dict[str, float] = {}
+    if "long_share" in facts:
+        out["long_share"] = float(facts["long_share"])
+    before, after = facts.get("binance_btc_oi_before_usd"), facts.get("binance_btc_oi_after_usd")
+    if before and after:
+        out["liquidated_share_of_oi"] = 1.0 - float(after) / float(before)
+    return out or None
+
+
+def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: MarginTiers, probe: Any,
+            make_market: Callable[[], Any], history: pl.DataFrame, population_path: str | Path | None,
+            data_digest: str, notes: list[str], published: dict[str, float] | None) -> Scene:
+    population = _population(config, history, instrument, population_path)
+    start_ticks = probe.reference_mark_ticks()
+    start_price = float(instrument.ticks_to_price(start_ticks))
+    underwater = _screen_underwater(population, start_price, tiers)
+    first_pass_oi = float((population["qty"] * start_price).sum())
+    fund = config.insurance_fund_share * first_pass_oi
+    backstop_capital = config.backstop_share * first_pass_oi / max(config.backstops, 1)
+    backstop_ids = [f"backstop{i}" for i in range(config.backstops)]
+    ledger, report = seed_ledger(
+        population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,
+        backstops=[(b, backstop_capital) for b in backstop_ids], drop_liquidatable=underwater,
+    )
+    if config.frontrunner:
+        ledger.open_account("frontrunner", kind="trader")
+        ledger.deposit("frontrunner", instrument.settle,
+                       instrument.settle.to_minor(config.frontrunner_capital, rounding="down"), 0)
+    settle = instrument.settle
+
+    def make_backstops() -> list[Any]:
+        from deleverage.engine.backstop import BackstopProvider
+
+        leverage = 5
+        capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
+        max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
+        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots) for b in backstop_ids]
+
+    def make_frontrunner(ledger: Ledger, market: Any) -> Any:
+        from deleverage.lab.agents import FrontRunner
+
+        return FrontRunner(ledger=ledger, market=market, account_id="frontrunner", counterparty=MARKET,
+                           instrument=instrument)
+
+    kept = population.filter(~pl.col("account_id").is_in(underwater))
+    liquidation_prices = _initial_liquidation_prices(kept, instrument, tiers)
+    low, high = _reference_extremes(make_market())
+    notes = notes + [
+        f"population: {report.accounts:,} accounts generated with seed {config.seed} "
+        f"({len(underwater):,} already within {START_BUFFER:.0%} of liquidation at the first mark left out); "
+        "sizes, leverage and side mix from data/population.py defaults (sources in its docstring)",
+        f"insurance fund {fund:,.0f} {settle.code} ({config.insurance_fund_share:.0%} of open interest, assumption); "
+        f"{config.backstops} backstop providers with {backstop_capital:,.0f} {settle.code} each "
+        f"(discount {config.backstop_discount_bps:.0f} bps, assumption)",
+        f"oracle: heartbeat {config.oracle_heartbeat_ms / 1000:.0f} s, deviation {config.oracle_deviation:.1%}, "
+        f"latency {config.oracle_latency_ms / 1000:.1f} s (modelled from the reference path)",
+    ]
+    return Scene(
+        title=title, instrument=instrument, tiers=tiers, ledger=ledger, seed_report=report,
+        times=probe.times(), make_market=make_market, make_backstops=make_backstops,
+        make_frontrunner=make_frontrunner, data_digest=data_digest,
+        population_digest=population_digest(population), notes=notes, published=published,
+        liquidation_prices=liquidation_prices, reference_low_ticks=low, reference_high_ticks=high,
+    )
+
+
+def _initial_liquidation_prices(population: pl.DataFrame, instrument: Instrument,
+                                tiers: MarginTiers) -> dict[str, float]:
+    """Each seeded account's liquidation price at the start (float screen; used to classify waves)."""
+    from deleverage.core.book import AccountBook
+    from deleverage.lab.seeding import trader_id
+
+    if population.height == 0:
+        return {}
+    book = AccountBook(instrument, tiers, capacity=population.height)
+    ids = population["account_id"].to_numpy().astype(np.int64)
+    sign = np.where((population["side"] == "long").to_numpy(), 1.0, -1.0)
+    book.load(ids, population["qty"].to_numpy() * sign, population["entry_price"].to_numpy(),
+              population["collateral"].to_numpy())
+    prices = book.liquidation_prices()[: population.height]
+    return {trader_id(i): float(p) for i, p in zip(book.account_ids[: population.height].tolist(), prices.tolist(), strict=True)}
+
+
+def _reference_extremes(market: Any) -> tuple[int, int]:
+    """Lowest and highest reference mark over the run (the path without any simulated impact)."""
+    low = high = market.reference_mark_ticks()
+    for ts in market.times():
+        market.advance_to(int(ts))
+        ref = market.reference_mark_ticks()
+        low, high = min(low, ref), max(high, ref)
+    return low, high
+
+
+__all__ = ["Scene", "build_scene"]
