@@ -28,6 +28,7 @@ from deleverage.core.tiers import MarginTiers
 from deleverage.errors import InvalidInput
 
 SlotListener = Callable[[int], None]
+_MAX_ID = int(np.iinfo(np.int64).max)
 
 
 class AccountRow(NamedTuple):
@@ -124,7 +125,9 @@ class AccountBook:
         return slot
 
     def __contains__(self, account_id: object) -> bool:
-        return isinstance(account_id, int | np.integer) and self._lookup(int(account_id)) >= 0
+        if isinstance(account_id, bool) or not isinstance(account_id, int | np.integer):
+            return False
+        return bool(0 <= account_id <= _MAX_ID) and self._lookup(int(account_id)) >= 0
 
     def _lookup(self, account_id: int) -> int:
         key = self._check_id(account_id)
@@ -132,8 +135,12 @@ class AccountBook:
 
     @staticmethod
     def _check_id(account_id: object) -> int:
-        if isinstance(account_id, bool) or not isinstance(account_id, int | np.integer) or account_id < 0:
-            raise InvalidInput("account_id", account_id, "must be an int >= 0")
+        if (
+            isinstance(account_id, bool)
+            or not isinstance(account_id, int | np.integer)
+            or not 0 <= account_id <= _MAX_ID
+        ):
+            raise InvalidInput("account_id", account_id, f"must be an int in [0, {_MAX_ID}]")
         return int(account_id)
 
     def account(self, account_id: int) -> AccountRow:
@@ -212,8 +219,14 @@ class AccountBook:
     # --- bulk load --------------------------------------------------------------------------------
     def load(self, account_ids: np.ndarray, qty: np.ndarray, entry_price: np.ndarray,
              balance: np.ndarray, other_maintenance: np.ndarray | None = None) -> None:
-        """Append many accounts at once (vectorised); all-or-nothing."""
-        ids = np.ascontiguousarray(account_ids, dtype=np.int64)
+        """Append many accounts at once (vectorised); all-or-nothing. Attached listeners (the
+        liquidation-price index) are told about every new slot, so loading after attaching is safe."""
+        raw_ids = np.asarray(account_ids)
+        if raw_ids.size and raw_ids.dtype.kind not in "iu":  # 1.7 would silently become id 1
+            raise InvalidInput("account_ids", raw_ids.dtype, "must be an integer array")
+        if raw_ids.dtype.kind == "u" and raw_ids.size and int(raw_ids.max()) > _MAX_ID:
+            raise InvalidInput("account_ids", int(raw_ids.max()), f"must be <= {_MAX_ID}")
+        ids = np.ascontiguousarray(raw_ids, dtype=np.int64)
         n = ids.shape[0]
         arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (qty, entry_price, balance)]
         omm = (np.zeros(n) if other_maintenance is None
@@ -243,6 +256,9 @@ class AccountBook:
         qc = self.qc[start:stop]
         self.eq0[start:stop] = bal + qc / entry if self.inverse else bal - qc * entry
         self._high = stop
+        for on_changed, _ in self._listeners:
+            for slot in range(start, stop):
+                on_changed(slot)
 
     # --- screens ----------------------------------------------------------------------------------
     def margin_ratios(self, mark: float, out: np.ndarray | None = None) -> np.ndarray:

@@ -11,9 +11,9 @@ Margin tier tables live in :mod:`deleverage.core.tiers` and are named by ``Instr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cached_property
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 from typing import Literal
 
 from deleverage.core.money import BTC, USDT, Asset, Number, Rounding, to_fraction, to_units
@@ -98,6 +98,11 @@ class Instrument:
 
     def notional(self, price_ticks: int, qty_lots: int) -> Fraction:
         """Exact value of ``qty_lots`` at ``price_ticks`` in settlement minor units (sign follows qty)."""
+        if isinstance(price_ticks, float | bool) or isinstance(qty_lots, float | bool):
+            # a float tick count is off the grid (1000.5 ticks), a bool is not a size at all
+            raise InvalidInput(
+                f"{self.symbol}.price_ticks/qty_lots", (price_ticks, qty_lots), "must be ints (ticks, lots)"
+            )
         if price_ticks <= 0:
             raise InvalidInput(f"{self.symbol}.price_ticks", price_ticks, "must be > 0")
         if self.contract == "linear":

@@ -103,8 +103,10 @@ def round_fraction(value: Fraction, rounding: Rounding, field: str = "value") ->
 
 def to_units(value: Number, unit: Number, *, rounding: Rounding = "exact", field: str = "value") -> int:
     """How many ``unit`` make ``value`` (price → ticks, size → lots, amount → minor units)."""
-    ratio = to_fraction(value, field) / to_fraction(unit, "unit")
-    return round_fraction(ratio, rounding, field)
+    size = to_fraction(unit, "unit")
+    if size <= 0:
+        raise InvalidInput("unit", unit, "must be > 0")
+    return round_fraction(to_fraction(value, field) / size, rounding, field)
 
 
 def requirement_minor(value: Fraction) -> int:
@@ -139,6 +141,8 @@ class Asset:
     def __post_init__(self) -> None:
         if not self.code:
             raise InvalidInput("asset.code", self.code, "must not be empty")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int):
+            raise InvalidInput("asset.scale", self.scale, "must be an int (a float would leak into amounts)")
         if not 0 <= self.scale <= 18:
             raise InvalidInput("asset.scale", self.scale, "must be between 0 and 18")
 

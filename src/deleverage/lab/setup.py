@@ -27,7 +27,7 @@ from deleverage.data.population import (
     population_digest,
 )
 from deleverage.errors import InvalidInput
-from deleverage.lab.seeding import MARKET, SeedReport, seed_ledger
+from deleverage.lab.seeding import SeedReport, seed_ledger
 
 if TYPE_CHECKING:
     from deleverage.lab.runner import RunConfig
@@ -247,10 +247,6 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
         population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,
         backstops=[(b, backstop_capital) for b in backstop_ids], drop_liquidatable=underwater,
     )
-    if config.frontrunner:
-        ledger.open_account("frontrunner", kind="trader")
-        ledger.deposit("frontrunner", instrument.settle,
-                       instrument.settle.to_minor(config.frontrunner_capital, rounding="down"), 0)
     settle = instrument.settle
 
     def make_backstops() -> list[Any]:
@@ -264,8 +260,8 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     def make_frontrunner(ledger: Ledger, market: Any) -> Any:
         from deleverage.lab.agents import FrontRunner
 
-        return FrontRunner(ledger=ledger, market=market, account_id="frontrunner", counterparty=MARKET,
-                           instrument=instrument)
+        # The front-runner trades on the simulated book, outside the ledger: it is part of "the market".
+        return FrontRunner(market, instrument, capital=config.frontrunner_capital)
 
     kept = population.filter(~pl.col("account_id").is_in(underwater))
     liquidation_prices = _initial_liquidation_prices(kept, instrument, tiers)

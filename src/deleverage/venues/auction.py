@@ -448,6 +448,8 @@ def _try_int_matrix(side: Any) -> Any:
     except (ValueError, TypeError):
         return side
     if matrix.ndim == 2 and matrix.shape[1] == 2 and matrix.dtype.kind in "iu":
+        if any(isinstance(value, bool | np.bool_) for row in side for value in row):
+            return side  # numpy turns True into 1: let the exact path refuse it by name
         return matrix.astype(np.int64, copy=False)
     return side
 

@@ -222,6 +222,9 @@ class DutchAuctionHouse:
         """Start an auction for (part of) a vault: debt × chop capped by the room under Hole/hole."""
         cfg = self._config(collateral)
         debt, ink = _amount(debt_minor, "debt_minor"), _amount(collateral_minor, "collateral_minor")
+        if isinstance(ts_ns, bool) or not isinstance(ts_ns, int) or ts_ns < 0:
+            # a float start time would make every later take/redo refuse the sale: debt stuck in Dirt
+            raise InvalidInput("ts_ns", ts_ns, "must be an int number of nanoseconds >= 0")
         price = to_fraction(oracle_price, "oracle_price")
         if debt == 0 or price <= 0:
             raise InvalidInput("debt_minor/oracle_price", (debt_minor, oracle_price), "must be > 0")

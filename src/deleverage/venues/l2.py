@@ -226,6 +226,10 @@ class L2Book:
                            bids: Iterable = (), asks: Iterable = ()) -> Literal["applied", "dropped",
                                                                                "gap"]:
         """Apply one depthUpdate (U, u, pu, b, a with integer ticks/lots); returns what happened."""
+        for name, value in (("first_update_id", first_update_id), ("last_update_id", last_update_id),
+                            ("prev_update_id", prev_update_id)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidInput(name, value, "must be an integer update id")  # 11.5 would truncate
         bid_levels, ask_levels = _levels_array(bids, "bids"), _levels_array(asks, "asks")
         rows = np.zeros(max(1, bid_levels.size + ask_levels.size), dtype=DEPTH_EVENT_DTYPE)
         rows["side"] = NO_SIDE
@@ -321,8 +325,13 @@ class L2Book:
 
     def depth_within_bps(self, side: BookSide, bps: int | float | str) -> int:
         """Lots resting on ``side`` within ``bps`` of the mid (of the touch when the other side is empty)."""
-        width = Fraction(str(bps)) if not isinstance(bps, int) else Fraction(bps)
-        if width < 0 or isinstance(bps, bool):
+        if isinstance(bps, bool):
+            raise InvalidInput("bps", bps, "must be a number >= 0")
+        try:
+            width = Fraction(str(bps)) if not isinstance(bps, int) else Fraction(bps)
+        except (ValueError, ZeroDivisionError):  # NaN, inf, text
+            raise InvalidInput("bps", bps, "must be a finite number >= 0") from None
+        if width < 0:
             raise InvalidInput("bps", bps, "must be a number >= 0")
         sign = _side_sign(side)
         sizes, start, step = self._side_arrays(sign)

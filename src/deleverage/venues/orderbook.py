@@ -3,7 +3,7 @@
 Why it exists: liquidation flow is executed against a venue's book, so the lab needs a matching
 engine whose fills are exact and reproducible. The book is pure: no I/O, no accounts ledger; fills
 are returned in each :class:`SubmitResult` and, optionally, emitted through ``on_fill`` in the order
-they happen (``Fill.seq`` counts from 1 per book).
+they happen (``Fill.seq`` counts from 1 per book), once the submission is fully applied to the book.
 
 Rules, as venues document them:
 
@@ -333,6 +333,9 @@ class OrderBook:
         if stp_hit or makers:
             reason = "self_trade_prevention"
         status = _status(bool(fills), resting, cancelled)
+        if self._on_fill is not None:  # only once the book is whole: a raising listener cannot tear it
+            for fill in fills:
+                self._on_fill(fill)
         return SubmitResult(
             order_id, status, tuple(fills), resting, cancelled, reason, tuple(makers)
         )
@@ -455,8 +458,6 @@ class OrderBook:
                     self._seq,
                 )
                 fills.append(fill)
-                if self._on_fill is not None:
-                    self._on_fill(fill)
                 remaining -= lots
                 maker.open_lots -= lots
                 if not maker.open_lots:

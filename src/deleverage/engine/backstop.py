@@ -1,0 +1,109 @@
+"""Backstop liquidity providers: committed capacity, a discount, a maximum position; accept by rule.
+
+A provider (Hyperliquid's liquidator vault, Drift's liquidators, an FBA market maker) stands ready to
+take liquidated positions at a discount to the mark: it buys a long at ``mark × (1 − discount)`` or
+better and sells to a short at ``mark × (1 + discount)`` or better. It declines, with the reason, when
+the asked price is worse than its quote (``price``), when its position would exceed
+``max_position_lots`` (``max_position``) or when the notional it has committed is used up
+(``capacity``). Partial acceptance is allowed: the lots that fit are taken.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from deleverage.core.instruments import Instrument
+from deleverage.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class BackstopDecision:
+    """How many lots a provider takes at ``price_ticks``, or why none (``reason``)."""
+
+    provider: str
+    accepted_lots: int
+    price_ticks: int
+    reason: str  # "accepted", "partial:<limit>", "price", "max_position", "capacity"
+
+
+@dataclass(slots=True)
+class BackstopProvider:
+    """A committed liquidity provider; ``capacity_minor`` is the notional budget in settlement minor units."""
+
+    account_id: str
+    capacity_minor: int
+    discount_bps: float
+    max_position_lots: int
+    used_minor: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.account_id, str) or not self.account_id:
+            raise InvalidInput("account_id", self.account_id, "must be a non-empty string")
+        if isinstance(self.capacity_minor, bool) or not isinstance(self.capacity_minor, int) or self.capacity_minor < 0:
+            raise InvalidInput("capacity_minor", self.capacity_minor, "must be an int >= 0")
+        if not (isinstance(self.discount_bps, int | float) and math.isfinite(self.discount_bps)
+                and 0 <= self.discount_bps < 10_000):
+            raise InvalidInput("discount_bps", self.discount_bps, "must be in [0, 10000)")
+        if isinstance(self.max_position_lots, bool) or not isinstance(self.max_position_lots, int) \
+                or self.max_position_lots < 0:
+            raise InvalidInput("max_position_lots", self.max_position_lots, "must be an int >= 0")
+
+    @property
+    def remaining_minor(self) -> int:
+        return max(0, self.capacity_minor - self.used_minor)
+
+    def quote_ticks(self, taker_side: str, mark_ticks: int) -> int:
+        """The worst price the provider accepts: buying below the mark, selling above it.
+
+        ``taker_side`` is the provider's side of the trade ("buy" takes over a long).
+        """
+        factor = self.discount_bps / 10_000
+        if taker_side == "buy":
+            return max(1, math.floor(mark_ticks * (1 - factor)))
+        if taker_side == "sell":
+            return math.ceil(mark_ticks * (1 + factor))
+        raise InvalidInput("taker_side", taker_side, "must be 'buy' or 'sell'")
+
+    def room_lots(self, taker_side: str, position_lots: int) -> int:
+        """Lots the provider may still add on ``taker_side`` before its position limit."""
+        signed = 1 if taker_side == "buy" else -1
+        return max(0, self.max_position_lots - signed * position_lots)
+
+    def capacity_lots(self, instrument: Instrument, price_ticks: int) -> int:
+        """Whole lots whose notional at ``price_ticks`` fits in the remaining committed capacity."""
+        per_lot = abs(instrument.notional(price_ticks, 1))
+        return int(self.remaining_minor // per_lot) if per_lot > 0 else 0
+
+    def decide(self, *, instrument: Instrument, taker_side: str, qty_lots: int, price_ticks: int,
+               mark_ticks: int, position_lots: int) -> BackstopDecision:
+        """Accept up to ``qty_lots`` at ``price_ticks`` by the three rules, or decline with the reason."""
+        quote = self.quote_ticks(taker_side, mark_ticks)
+        worse = price_ticks > quote if taker_side == "buy" else price_ticks < quote
+        if worse:
+            return BackstopDecision(self.account_id, 0, price_ticks, "price")
+        room = self.room_lots(taker_side, position_lots)
+        if room <= 0:
+            return BackstopDecision(self.account_id, 0, price_ticks, "max_position")
+        cap = self.capacity_lots(instrument, price_ticks)
+        if cap <= 0:
+            return BackstopDecision(self.account_id, 0, price_ticks, "capacity")
+        lots = min(qty_lots, room, cap)
+        if lots < qty_lots:
+            limit = "max_position" if room <= cap else "capacity"
+            return BackstopDecision(self.account_id, lots, price_ticks, f"partial:{limit}")
+        return BackstopDecision(self.account_id, lots, price_ticks, "accepted")
+
+    def commit(self, instrument: Instrument, price_ticks: int, lots: int) -> None:
+        """Count ``lots`` taken at ``price_ticks`` against the committed capacity."""
+        self.used_minor += math.ceil(abs(instrument.notional(price_ticks, lots)))
+
+    def standing_bid(self, instrument: Instrument, taker_side: str, mark_ticks: int,
+                     position_lots: int) -> tuple[int, int]:
+        """(price_ticks, lots) this provider offers into a batch auction on ``taker_side``."""
+        price = self.quote_ticks(taker_side, mark_ticks)
+        lots = min(self.room_lots(taker_side, position_lots), self.capacity_lots(instrument, price))
+        return price, lots
+
+
+__all__ = ["BackstopDecision", "BackstopProvider"]

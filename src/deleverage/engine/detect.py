@@ -1,0 +1,278 @@
+"""Detection: a float screen per symbol (AccountBook + LiquidationPriceIndex), confirmed exactly.
+
+Per symbol one :class:`SymbolDetector` mirrors every open position into an
+:class:`~deleverage.core.book.AccountBook` (struct of arrays, built in bulk) and files its float
+liquidation price in a :class:`~deleverage.core.liqindex.LiquidationPriceIndex`; a mark tick that
+crosses nobody's price costs one comparison. Candidates the screen returns are confirmed with the
+exact ledger arithmetic of :func:`exact_margin` (the same numbers as ``Ledger.margin_state``, but
+O(instruments) instead of a scan of every position — see the note in ``exact_margin``).
+
+The ledger keys accounts by string, the book by int: the detector keeps the two-way map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from deleverage.core.book import AccountBook
+from deleverage.core.instruments import Instrument
+from deleverage.core.ledger import Ledger, Posting, isolated_account_id
+from deleverage.core.liqindex import LiquidationPriceIndex
+from deleverage.core.margin import maintenance_margin_minor
+from deleverage.core.tiers import MarginTiers
+from deleverage.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMargin:
+    """Exact margin of the account that holds a position in one symbol, at given marks."""
+
+    equity_exact: Fraction
+    maintenance_minor: int
+    qty_lots: int  # signed position in the symbol
+    isolated: bool
+
+    @property
+    def liquidatable(self) -> bool:
+        return self.qty_lots != 0 and self.equity_exact <= self.maintenance_minor
+
+    @property
+    def margin_ratio(self) -> float:
+        """Maintenance / equity; inf when equity ≤ 0 (the ledger's convention)."""
+        if self.equity_exact <= 0:
+            return math.inf
+        return float(self.maintenance_minor / self.equity_exact)
+
+    @property
+    def equity_ratio(self) -> float:
+        """Equity / maintenance (inf with no maintenance): Hyperliquid's 2/3 test reads this."""
+        if self.maintenance_minor <= 0:
+            return math.inf
+        return float(self.equity_exact / self.maintenance_minor)
+
+
+def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, int],
+                 instruments: Mapping[str, Instrument], tiers: Mapping[str, MarginTiers]) -> AccountMargin:
+    """Exact equity and tiered maintenance, cross (all engine symbols in the settle asset) or isolated.
+
+    Equal to ``ledger.margin_state(...)`` for accounts whose positions are on engine instruments, but
+    reads positions by key: ``Ledger.margin_state`` iterates (and sorts) every position of the ledger
+    per call, which is O(N log N) at 1M accounts.
+    """
+    inst = instruments[symbol]
+    code = inst.settle.code
+    pos = ledger.position(account_id, symbol)
+    isolated = ledger.has_account(isolated_account_id(account_id, symbol))  # pockets exist only when isolated
+    if isolated:
+        equity = Fraction(ledger.balance(isolated_account_id(account_id, symbol), code))
+        maintenance = 0
+        if pos.qty_lots:
+            equity += pos.unrealized_pnl_exact(inst, marks[symbol])
+            maintenance = maintenance_margin_minor(inst, tiers[symbol], pos.qty_lots, marks[symbol])
+        return AccountMargin(equity, maintenance, pos.qty_lots, True)
+    equity = Fraction(ledger.balance(account_id, code))
+    maintenance = 0
+    for sym, other in instruments.items():
+        if other.settle.code != code:
+            continue
+        p = pos if sym == symbol else ledger.position(account_id, sym)
+        if p.qty_lots:
+            mark = marks[sym]
+            equity += p.unrealized_pnl_exact(other, mark)
+            maintenance += maintenance_margin_minor(other, tiers[sym], p.qty_lots, mark)
+    return AccountMargin(equity, maintenance, pos.qty_lots, False)
+
+
+def bankruptcy_price(instrument: Instrument, qty_lots: int, equity_exact: Fraction,
+                     mark_ticks: int) -> Fraction | None:
+    """Exact price (ticks) at which the account's equity reaches zero by moving this position's price.
+
+    equity(P) = E + κ·(N(P) − N(mark)) with N the signed notional (linear ``a·P``, inverse ``a/P``).
+    None when no positive price exists (a long solvent at every price, or the inverse mirror).
+    """
+    if qty_lots == 0:
+        return None
+    n_mark = instrument.notional(mark_ticks, qty_lots)
+    if instrument.contract == "linear":
+        a = instrument.notional(1, qty_lots)
+        price = (n_mark - equity_exact) / a
+    else:
+        a = instrument.notional(1, qty_lots)  # N(P) = a / P
+        denominator = n_mark + equity_exact
+        if denominator == 0 or (a / denominator) <= 0:
+            return None
+        price = a / denominator
+    return price if price > 0 else None
+
+
+def bankruptcy_limit_ticks(side: str, price: Fraction | None) -> int | None:
+    """The bankruptcy price rounded to a tick in the account's favour (long sells ≥, short buys ≤)."""
+    if price is None:
+        return None
+    if side == "long":
+        return max(1, math.ceil(price))
+    return max(1, math.floor(price))
+
+
+class SymbolDetector:
+    """Float screen of one symbol: AccountBook + LiquidationPriceIndex, string ids ↔ int slots."""
+
+    def __init__(self, instrument: Instrument, tiers: MarginTiers, *, capacity: int,
+                 buffer_bps: float, confirm: Callable[[list[str]], list[bool]]) -> None:
+        self.instrument = instrument
+        self.tiers = tiers
+        self.book = AccountBook(instrument, tiers, max(16, capacity))
+        self.index: LiquidationPriceIndex | None = None
+        self.buffer_bps = buffer_bps
+        self._confirm_ids = confirm
+        self.ids: list[str] = []
+        self.int_of: dict[str, int] = {}
+        self._tick = float(instrument.tick_size)
+        self._lot = float(instrument.lot_size)
+
+    # --- building -----------------------------------------------------------------------------------
+    def load(self, account_ids: Sequence[str], qty: np.ndarray, entry_price: np.ndarray,
+             balance: np.ndarray, other_maintenance: np.ndarray | None = None) -> None:
+        """Bulk-load rows (human units) and build the index once, sorted."""
+        start = len(self.ids)
+        ints = np.arange(start, start + len(account_ids), dtype=np.int64)
+        for offset, aid in enumerate(account_ids):
+            self.int_of[aid] = start + offset
+        self.ids.extend(account_ids)
+        if len(account_ids):
+            self.book.load(ints, qty, entry_price, balance, other_maintenance)
+        self.index = LiquidationPriceIndex(self.book, buffer_bps=self.buffer_bps, confirm=self._confirm)
+
+    def _confirm(self, ints: np.ndarray) -> np.ndarray:
+        names = [self.ids[i] for i in ints.tolist()]
+        return np.asarray(self._confirm_ids(names), dtype=bool)
+
+    def _int_id(self, account_id: str) -> int:
+        i = self.int_of.get(account_id)
+        if i is None:
+            i = len(self.ids)
+            self.ids.append(account_id)
+            self.int_of[account_id] = i
+        return i
+
+    def upsert(self, account_id: str, qty: float, entry_price: float, balance: float,
+               other_maintenance: float = 0.0) -> None:
+        """Write one account's float row (add, update, or remove when flat)."""
+        i = self._int_id(account_id)
+        present = i in self.book
+        if qty == 0.0:
+            if present:
+                self.book.remove(i)
+            return
+        if not math.isfinite(balance):
+            balance = 0.0
+        if present:
+            self.book.update(i, qty=qty, entry_price=entry_price, balance=balance,
+                             other_maintenance=other_maintenance)
+        else:
+            self.book.add(i, qty=qty, entry_price=entry_price, balance=balance,
+                          other_maintenance=other_maintenance)
+
+    # --- ticks ----------------------------------------------------------------------------------------
+    def on_price(self, price_ticks: int) -> list[str]:
+        """Accounts newly liquidatable at ``price_ticks`` (screened, then exactly confirmed)."""
+        if self.index is None:
+            raise InvalidInput("detector", self.instrument.symbol, "not built: call track_all() first")
+        found = self.index.on_mark(price_ticks * self._tick)
+        if found.size == 0:
+            return []
+        return [self.ids[i] for i in found.tolist()]
+
+    def slots_of_side(self, long_side: bool) -> np.ndarray:
+        """Int ids of every tracked account holding a position on the given side."""
+        n = self.book.high_water
+        qc = self.book.qc[:n]
+        mask = qc > 0 if long_side else qc < 0
+        return self.book.account_ids[:n][mask]
+
+
+def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, int],
+              instruments: Mapping[str, Instrument], tiers: Mapping[str, MarginTiers]
+              ) -> tuple[float, float, float, float]:
+    """(qty, entry price, margin balance, other maintenance) in human units for the float screen.
+
+    Margin balance = wallet (or isolated pocket) plus the other positions' unrealised PnL; the other
+    positions' maintenance goes to ``other_maintenance`` (Binance's TMM1/UPNL1 convention).
+    """
+    inst = instruments[symbol]
+    pos = ledger.position(account_id, symbol)
+    if pos.qty_lots == 0:
+        return 0.0, 1.0, 0.0, 0.0
+    entry = pos.entry_price_ticks(inst)
+    entry_price = float(entry) * float(inst.tick_size) if entry else float(inst.tick_size)
+    qty = pos.qty_lots * float(inst.lot_size)
+    minor = inst.settle.minor_per_unit
+    pocket = isolated_account_id(account_id, symbol)
+    if ledger.has_account(pocket):
+        return qty, entry_price, ledger.balance(pocket, inst.settle.code) / minor, 0.0
+    balance = Fraction(ledger.balance(account_id, inst.settle.code))
+    other_mm = 0
+    for sym, other in instruments.items():
+        if sym == symbol or other.settle.code != inst.settle.code or sym not in marks:
+            continue
+        p = ledger.position(account_id, sym)
+        if p.qty_lots:
+            balance += p.unrealized_pnl_exact(other, marks[sym])
+            other_mm += maintenance_margin_minor(other, tiers[sym], p.qty_lots, marks[sym])
+    return qty, entry_price, float(balance / minor), other_mm / float(minor)
+
+
+def bulk_open_positions(ledger: Ledger, account_ids: Sequence[str], instrument: Instrument,
+                        qty_lots: Sequence[int], price_ticks: Sequence[int],
+                        collateral_minor: Sequence[int], *, counterparty: str = "market",
+                        ts_ns: int = 0) -> None:
+    """Open many trader accounts with collateral and a position against ``counterparty``, fast.
+
+    One balanced deposit posting for all collateral, then one fill per account. Opening accounts one by
+    one is O(N) each in the current ``Ledger.open_account`` (it returns a sorted view of all balances),
+    so this helper registers them directly when the ledger has no bulk opener. The lead is asked for
+    ``Ledger.open_accounts(ids, kind=...)``; until then this touches ``Ledger._accounts`` (documented).
+    """
+    n = len(account_ids)
+    if not (len(qty_lots) == len(price_ticks) == len(collateral_minor) == n):
+        raise InvalidInput("account_ids", n, "qty_lots, price_ticks and collateral_minor must match")
+    opener = getattr(ledger, "open_accounts", None)
+    if opener is not None:
+        opener(list(account_ids), kind="trader")
+    else:
+        from deleverage.core.ledger import _Account  # noqa: PLC0415 — see docstring
+
+        for aid in account_ids:
+            if not isinstance(aid, str) or not aid or ":" in aid or ledger.has_account(aid):
+                raise InvalidInput("account_id", aid, "must be a new id without ':'")
+        accounts = ledger._accounts  # noqa: SLF001 — bulk path until the ledger offers one
+        for aid in account_ids:
+            accounts[aid] = _Account(aid, "trader", "cross", False)
+    code = instrument.settle.code
+    entries = [(aid, code, int(c)) for aid, c in zip(account_ids, collateral_minor, strict=True) if c > 0]
+    total = sum(e[2] for e in entries)
+    if total:
+        ledger.post(Posting((("world", code, -total), *entries), "bulk collateral", ts_ns))
+    for aid, q, p in zip(account_ids, qty_lots, price_ticks, strict=True):
+        q, p = int(q), int(p)
+        if q == 0:
+            continue
+        buyer, seller = (aid, counterparty) if q > 0 else (counterparty, aid)
+        ledger.apply_fill(buyer=buyer, seller=seller, instrument=instrument, price_ticks=p,
+                          qty_lots=abs(q), ts_ns=ts_ns, reason="open")
+
+
+__all__ = [
+    "AccountMargin",
+    "SymbolDetector",
+    "bankruptcy_limit_ticks",
+    "bankruptcy_price",
+    "bulk_open_positions",
+    "exact_margin",
+    "float_row",
+]

@@ -1,0 +1,654 @@
+"""The liquidation engine: detect → confirm → plan → batch → execute → settle → waterfall → record.
+
+``LiquidationEngine`` (docs/engine.md) is driven by ``on_mark`` / ``on_oracle`` / ``advance`` calls
+carrying explicit nanosecond timestamps. It owns no market: it is handed the ledger (the single source
+of truth; every fill and transfer is posted there), instruments with their tier tables, a policy, and a
+liquidity source per symbol. Every decision is an audit event with the numbers behind it; every
+liquidation action is a :class:`~deleverage.engine.records.LiquidationRecord`.
+
+Safeguards plug in at ``self._safeguards``: any object with ``on_mark(symbol, mark_ticks, ts_ns)``,
+``on_oracle(symbol, oracle_ticks, ts_ns)``, ``advance(ts_ns)`` (each returning events with ``kind``,
+``symbol``, ``data``) and ``execution_allowed(symbol, ts_ns) -> bool`` — the API of
+:class:`deleverage.safeguards.Safeguards`, built by default when the policy configures a safeguard;
+otherwise :class:`BasicSafeguards` (never halts) keeps a quiet tick cheap. An ``oracle_invalid`` event
+from ``on_oracle`` means the print is reported and not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from deleverage.core.instruments import Instrument
+from deleverage.core.ledger import Ledger
+from deleverage.core.tiers import MarginTiers
+from deleverage.engine.backstop import BackstopProvider
+from deleverage.engine.batching import (
+    BatchOrder,
+    DutchDesk,
+    auction_residual,
+    dutch_take,
+    net_orders,
+)
+from deleverage.engine.detect import (
+    AccountMargin,
+    SymbolDetector,
+    bankruptcy_limit_ticks,
+    bankruptcy_price,
+    exact_margin,
+    float_row,
+)
+from deleverage.engine.events import AuditLog, EventKind
+from deleverage.engine.planning import order_limit_ticks, plan_quantity, takeover_price_ticks
+from deleverage.engine.policy import LiquidationPolicy
+from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult, slippage_bps
+from deleverage.engine.waterfall import FillSummary, Settler
+from deleverage.errors import InvalidInput, SimulationError
+from deleverage.venues.liquidity import EmptyBook
+
+NS_PER_MS = 1_000_000
+_NO_ACTIONS: tuple[LiquidationRecord, ...] = ()
+
+
+class BasicSafeguards:
+    """No-op safeguards (never halts) with the oracle divergence check of ``policy.safeguards``.
+
+    Used when the policy configures no safeguard; otherwise the engine builds
+    :class:`deleverage.safeguards.Safeguards` (same four calls).
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def on_mark(self, symbol: str, mark_ticks: int, ts_ns: int) -> list[Any]:
+        return []
+
+    def advance(self, ts_ns: int) -> list[Any]:
+        return []
+
+    def execution_allowed(self, symbol: str, ts_ns: int) -> bool:
+        return True
+
+    def on_oracle(self, symbol: str, oracle_ticks: int, ts_ns: int) -> list[Any]:
+        return []
+
+
+def _default_safeguards(policy: LiquidationPolicy) -> Any:
+    """The real safeguards when the policy configures any, else the no-op (a quiet tick stays cheap)."""
+    sg = policy.safeguards
+    configured = any(v is not None for v in (sg.price_band_bps, sg.oracle_max_age_ms, sg.oracle_max_divergence_bps,
+                                             sg.max_notional_in_liquidation, sg.fund_drawdown_halt))
+    if configured or policy.dynamic_margin.enabled:
+        from deleverage.safeguards import Safeguards  # noqa: PLC0415 — optional layer
+
+        return Safeguards(policy)
+    return BasicSafeguards(sg)
+
+
+def _check_price(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        if isinstance(value, float) and math.isnan(value):
+            raise InvalidInput(field, value, "is NaN")
+        raise InvalidInput(field, value, "must be an int number of ticks")
+    if value <= 0:
+        raise InvalidInput(field, value, "must be > 0")
+    return int(value)
+
+
+class LiquidationEngine:
+    """Runs a liquidation policy over a ledger; see docs/engine.md for the public API."""
+
+    def __init__(self, ledger: Ledger, *, instruments: Iterable[Instrument], policy: LiquidationPolicy,
+                 liquidity: Mapping[str, Any] | None = None,
+                 tiers_for: Callable[[Instrument], MarginTiers] | None = None,
+                 backstops: Iterable[BackstopProvider] = (), insurance_fund: str = "insurance_fund",
+                 fee_pool: str = "fee_pool", market: str = "market", audit: AuditLog | None = None,
+                 on_before_execute: Callable[..., None] | None = None, safeguards: Any = None,
+                 depth_levels: int = 50) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self._instruments = {i.symbol: i for i in instruments}
+        if not self._instruments:
+            raise InvalidInput("instruments", [], "at least one instrument is needed")
+        tiers_for = tiers_for or (lambda inst: MarginTiers.load(inst.tiers))
+        self._tiers = {s: tiers_for(i) for s, i in self._instruments.items()}
+        self._liquidity = {s: (liquidity or {}).get(s) or EmptyBook() for s in self._instruments}
+        self.backstops = list(backstops)
+        for name, aid in (("insurance_fund", insurance_fund), ("fee_pool", fee_pool), ("market", market),
+                          *(("backstops", b.account_id) for b in self.backstops)):
+            if not ledger.has_account(aid):
+                raise InvalidInput(name, aid, "no such ledger account")
+        self._system = {insurance_fund, fee_pool, market, *(b.account_id for b in self.backstops)}
+        self.audit = audit if audit is not None else AuditLog()
+        self.on_before_execute = on_before_execute
+        self._safeguards = safeguards if safeguards is not None else _default_safeguards(policy)
+        self._depth_levels = depth_levels
+        self._marks: dict[str, int] = {}
+        self._oracles: dict[str, int] = {}
+        self._last_ts = -1
+        self._cases: dict[str, dict[str, LiquidationCase]] = {s: {} for s in self._instruments}
+        self._batch_close: dict[str, int | None] = dict.fromkeys(self._instruments)
+        self._batch_members: dict[str, list[str]] = {s: [] for s in self._instruments}
+        self._dutch = DutchDesk(policy.execution.dutch) if policy.execution.venue == "dutch" else None
+        self._detectors: dict[str, SymbolDetector] = {}
+        self._cleared: dict[str, dict[str, int]] = {s: {} for s in self._instruments}
+        self.records: list[LiquidationRecord] = []
+        self._halted = False
+        self._settler = Settler(
+            ledger=ledger, policy=policy, instruments=self._instruments, tiers=self._tiers, audit=self.audit,
+            backstops=self.backstops, insurance_fund=insurance_fund, fee_pool=fee_pool, market=market,
+            marks=self._marks, detectors=self._detectors, is_active=self._is_active)
+        self._source = policy.trigger.price_source
+
+    # --- set-up ---------------------------------------------------------------------------------------
+    def track_all(self) -> None:
+        """Build the float account book + liquidation-price index of every symbol from the ledger."""
+        for symbol, inst in self._instruments.items():
+            rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
+            arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+            det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024,
+                                 buffer_bps=self.policy.trigger.screen_buffer_bps,
+                                 confirm=self._confirmer(symbol))
+            det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+            self._detectors[symbol] = det
+        self._settler.observe_fund(max(self._last_ts, 0))
+
+    def load_arrays(self, symbol: str, account_ids: list[str], qty: np.ndarray, entry_price: np.ndarray,
+                    balance: np.ndarray) -> None:
+        """Bulk alternative to :meth:`track_all` for one symbol when the caller already has the rows."""
+        det = SymbolDetector(self._instruments[symbol], self._tiers[symbol], capacity=len(account_ids) + 1024,
+                             buffer_bps=self.policy.trigger.screen_buffer_bps, confirm=self._confirmer(symbol))
+        det.load(account_ids, qty, entry_price, balance)
+        self._detectors[symbol] = det
+
+    def on_position_changed(self, account_id: str) -> None:
+        """Re-index ``account_id`` on every symbol after an outside trade or transfer."""
+        for symbol in self._instruments:
+            self._reindex(symbol, account_id)
+
+    def _reindex(self, symbol: str, account_id: str) -> None:
+        det = self._detectors.get(symbol)
+        if det is None or account_id in self._system:
+            return
+        self._cleared[symbol].pop(account_id, None)
+        det.upsert(account_id, *float_row(self.ledger, account_id, symbol, self._marks, self._instruments,
+                                          self._tiers))
+
+    # --- inputs ---------------------------------------------------------------------------------------
+    def _check_call(self, symbol: object, ts_ns: object) -> str:
+        if symbol not in self._instruments:
+            raise InvalidInput("symbol", symbol, f"unknown to this engine; known: {sorted(self._instruments)}")
+        if isinstance(ts_ns, bool) or not isinstance(ts_ns, int):
+            raise InvalidInput("ts_ns", ts_ns, "must be an int of nanoseconds")
+        if ts_ns < self._last_ts:
+            raise SimulationError(f"ts_ns={ts_ns} is older than the last call's {self._last_ts}")
+        return symbol  # type: ignore[return-value]
+
+    def on_mark(self, symbol: str, mark_price_ticks: int, ts_ns: int) -> StepResult:
+        """A new mark: detect newly liquidatable accounts, work the active cases, close due batches."""
+        self._check_call(symbol, ts_ns)
+        mark = _check_price(mark_price_ticks, "mark_price_ticks")
+        start = len(self.audit)
+        self._last_ts = ts_ns
+        self._marks[symbol] = mark
+        for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():
+            self._record_safeguard(event, symbol, ts_ns)
+        if not self._detectors:
+            self.track_all()
+        found = self._detectors[symbol].on_price(mark) if self._source != "oracle" else []
+        if not found and not self._cases[symbol] and self._batch_close[symbol] is None \
+                and not self._settler.changed and (self._dutch is None or not self._dutch.sales):
+            return StepResult(_NO_ACTIONS, start, start)
+        return self._step(symbol, ts_ns, found, start)
+
+    def on_oracle(self, symbol: str, oracle_price_ticks: int, ts_ns: int) -> StepResult:
+        """A new oracle price: trigger (oracle policies), confirm (hybrid), or an ``oracle_invalid`` event."""
+        self._check_call(symbol, ts_ns)
+        oracle = _check_price(oracle_price_ticks, "oracle_price_ticks")
+        start = len(self.audit)
+        self._last_ts = ts_ns
+        invalid = False
+        for event in self._safeguards.on_oracle(symbol, oracle, ts_ns) or ():
+            self._record_safeguard(event, symbol, ts_ns)
+            invalid = invalid or str(getattr(event, "kind", "")) == EventKind.ORACLE_INVALID
+        if invalid:  # an invalid print is reported and not used
+            return StepResult(_NO_ACTIONS, start, len(self.audit))
+        self._oracles[symbol] = oracle
+        if not self._detectors:
+            self.track_all()
+        if symbol not in self._marks and self._source != "oracle":
+            return StepResult(_NO_ACTIONS, start, len(self.audit))
+        found = self._detectors[symbol].on_price(oracle) if self._source == "oracle" else []
+        return self._step(symbol, ts_ns, found, start)
+
+    def advance(self, ts_ns: int) -> StepResult:
+        """Time passes: close due batches, expire confirmations, cooldowns, ramps, Dutch prices."""
+        self._check_call(next(iter(self._instruments)), ts_ns)
+        start = len(self.audit)
+        self._last_ts = ts_ns
+        for event in self._safeguards.advance(ts_ns) or ():
+            self._record_safeguard(event, getattr(event, "symbol", None), ts_ns)
+        actions: list[LiquidationRecord] = []
+        for symbol in self._instruments:
+            if symbol in self._marks and self._detectors:
+                actions += self._step(symbol, ts_ns, [], start).actions
+        return StepResult(tuple(actions), start, len(self.audit))
+
+    def _record_safeguard(self, event: Any, symbol: str | None, ts_ns: int) -> None:
+        """Write a safeguard decision to the audit log unchanged (kind, its symbol, its numbers)."""
+        kind = EventKind(str(getattr(event, "kind", EventKind.SKIPPED)))
+        data = dict(getattr(event, "data", {}) or {})
+        data.pop("symbol", None)
+        self.audit.record(kind, ts_ns, symbol=getattr(event, "symbol", symbol), source="safeguards", **data)
+
+    # --- prices ---------------------------------------------------------------------------------------
+    def _trigger_ticks(self, symbol: str) -> int:
+        if self._source == "oracle" and symbol in self._oracles:
+            return self._oracles[symbol]
+        return self._marks.get(symbol) or self._oracles[symbol]
+
+    def _marks_at(self, symbol: str, price: int) -> dict[str, int]:
+        marks = dict(self._marks)
+        marks[symbol] = price
+        return marks
+
+    def _margin(self, account_id: str, symbol: str, price: int | None = None) -> AccountMargin:
+        marks = self._marks_at(symbol, price if price is not None else self._trigger_ticks(symbol))
+        missing = [s for s in self._instruments if s not in marks]
+        for s in missing:
+            if self.ledger.position(account_id, s).qty_lots:
+                raise InvalidInput("marks", s, f"no mark yet for {s}, where {account_id} holds a position")
+            marks[s] = 1
+        return exact_margin(self.ledger, account_id, symbol, marks, self._instruments, self._tiers)
+
+    def _confirmer(self, symbol: str) -> Callable[[list[str]], list[bool]]:
+        """Exact confirmation for the index's candidates, with a per-account "cleared" memo.
+
+        Liquidatability is monotone in the price for an unchanged account (a long that is safe at p is
+        safe at every price ≥ p; a short at every price ≤ p), so an account found safe at p is not
+        re-checked at a safer price until it is re-indexed. This keeps a wide screen buffer cheap: the
+        index re-offers every unreported account inside the buffered zone on each tick.
+        """
+        cleared = self._cleared[symbol]
+
+        def confirm(account_ids: list[str]) -> list[bool]:
+            price = self._trigger_ticks(symbol)
+            out = []
+            for aid in account_ids:
+                memo = cleared.get(aid)
+                if memo is not None and (price >= memo if memo > 0 else price <= -memo):
+                    out.append(False)
+                    continue
+                m = self._margin(aid, symbol, price)
+                out.append(m.liquidatable)
+                if not m.liquidatable and m.qty_lots:
+                    cleared[aid] = price if m.qty_lots > 0 else -price
+                    if aid not in self._cases[symbol]:
+                        self.audit.record(EventKind.CANDIDATE_REJECTED, self._last_ts, symbol=symbol,
+                                          account_id=aid, price_ticks=price,
+                                          equity_minor=math.floor(m.equity_exact),
+                                          maintenance_minor=m.maintenance_minor)
+            return out
+        return confirm
+
+    def _is_active(self, account_id: str, symbol: str) -> bool:
+        return account_id in self._cases[symbol]
+
+    # --- the step -------------------------------------------------------------------------------------
+    def _step(self, symbol: str, ts_ns: int, found: list[str], start: int) -> StepResult:
+        before = len(self.records)
+        self._open_cases(symbol, found, ts_ns)
+        for _ in range(4):  # re-detect accounts whose balances changed (ADL, haircuts) in this step
+            self._work(symbol, ts_ns)
+            changed = sorted(self._settler.changed)
+            self._settler.changed.clear()
+            for aid in changed:
+                for sym in self._instruments:
+                    self._reindex(sym, aid)
+            if not changed:
+                break
+            again = self._detectors[symbol].on_price(self._trigger_ticks(symbol))
+            if not again:
+                break
+            self._open_cases(symbol, again, ts_ns)
+        self._settler.observe_fund(ts_ns)
+        return StepResult(tuple(self.records[before:]), start, len(self.audit))
+
+    def _open_cases(self, symbol: str, found: list[str], ts_ns: int) -> None:
+        cases = self._cases[symbol]
+        price = self._trigger_ticks(symbol) if found else 0
+        for aid in found:
+            if aid in cases:
+                continue
+            m = self._margin(aid, symbol, price)
+            if not m.liquidatable:
+                continue
+            side = "long" if m.qty_lots > 0 else "short"
+            case = LiquidationCase(aid, symbol, ts_ns, price, side, abs(m.qty_lots))
+            cases[aid] = case
+            self.audit.record(EventKind.CANDIDATE_FOUND, ts_ns, symbol=symbol, account_id=aid, price_ticks=price,
+                              source=self._source, qty_lots=m.qty_lots, equity_minor=math.floor(m.equity_exact),
+                              maintenance_minor=m.maintenance_minor, margin_ratio=m.margin_ratio)
+            if self._source == "mark_confirmed_by_oracle":
+                case.confirmed = False
+                case.confirm_deadline_ns = ts_ns + self.policy.trigger.confirm_timeout_ms * NS_PER_MS
+                self.audit.record(EventKind.CONFIRMATION_PENDING, ts_ns, symbol=symbol, account_id=aid,
+                                  deadline_ns=case.confirm_deadline_ns)
+
+    def _work(self, symbol: str, ts_ns: int) -> None:
+        cases = self._cases[symbol]
+        if cases:
+            price = self._trigger_ticks(symbol)
+            margins = {aid: self._margin(aid, symbol, price) for aid in cases}
+            for aid, m in margins.items():
+                c = cases[aid]
+                c.margin_ratio = m.margin_ratio
+                c.notional_minor = float(abs(self._instruments[symbol].notional(price, m.qty_lots))) if m.qty_lots else 0.0
+            allowed = self._safeguards.execution_allowed(symbol, ts_ns)
+            self._halted = not allowed  # the safeguards write their own halt/resume events
+            for case in sorted(cases.values(), key=LiquidationCase.sort_key):
+                self._work_case(case, ts_ns, allowed)
+        if self._batch_close[symbol] is not None and ts_ns >= self._batch_close[symbol]:
+            self._close_batch(symbol, ts_ns)
+        if self._dutch is not None:
+            self._step_dutch(symbol, ts_ns)
+        if self.ledger.position(self._settler.fund, symbol).qty_lots:
+            self._settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+
+    def _drop(self, case: LiquidationCase, ts_ns: int, reason: str, m: AccountMargin | None = None) -> None:
+        self._cases[case.symbol].pop(case.account_id, None)
+        if self._dutch is not None:
+            self._dutch.sales.pop((case.symbol, case.account_id), None)
+        data = {} if m is None else {"equity_minor": math.floor(m.equity_exact), "maintenance_minor": m.maintenance_minor}
+        self.audit.record(EventKind.LIQUIDATION_DONE, ts_ns, symbol=case.symbol, account_id=case.account_id,
+                          reason=reason, closed_lots=case.closed_lots, actions=case.actions, **data)
+
+    def _skip(self, case: LiquidationCase, ts_ns: int, reason: str, **data: Any) -> None:
+        self.audit.record(EventKind.SKIPPED, ts_ns, symbol=case.symbol, account_id=case.account_id,
+                          reason=reason, **data)
+
+    def _work_case(self, case: LiquidationCase, ts_ns: int, allowed: bool) -> None:
+        symbol = case.symbol
+        m = self._margin(case.account_id, symbol)
+        if m.qty_lots == 0:
+            self._settle_after(case, ts_ns)
+            self._drop(case, ts_ns, "flat", m)
+            return
+        if not m.liquidatable:
+            self._drop(case, ts_ns, "restored", m)
+            return
+        if not case.confirmed and not self._confirm(case, ts_ns):
+            return
+        if not allowed:
+            self._skip(case, ts_ns, "halted")
+            return
+        if self._dutch is not None:
+            if (symbol, case.account_id) not in self._dutch.sales:
+                sale = self._dutch.kick(case.account_id, symbol, case.side, self._trigger_ticks(symbol), ts_ns)
+                self.audit.record(EventKind.DUTCH_KICKED, ts_ns, symbol=symbol, account_id=case.account_id,
+                                  lots=abs(m.qty_lots), top_ticks=sale.top, mark_ticks=self._trigger_ticks(symbol))
+            return
+        if self.policy.execution.batch_interval_ms > 0:
+            if case.account_id not in self._batch_members[symbol]:
+                self._batch_members[symbol].append(case.account_id)
+                if self._batch_close[symbol] is None:
+                    self._batch_close[symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
+            self._skip(case, ts_ns, "batch_pending", batch_close_ns=self._batch_close[symbol])
+            return
+        self._execute_now(case, m, ts_ns)
+
+    def _confirm(self, case: LiquidationCase, ts_ns: int) -> bool:
+        """Hybrid: the oracle must agree, or the wait expires."""
+        oracle = self._oracles.get(case.symbol)
+        if oracle is not None and self._margin(case.account_id, case.symbol, oracle).liquidatable:
+            case.confirmed = True
+            self.audit.record(EventKind.CONFIRMED, ts_ns, symbol=case.symbol, account_id=case.account_id,
+                              oracle_ticks=oracle)
+            return True
+        if ts_ns >= case.confirm_deadline_ns:
+            case.confirmed = True
+            self.audit.record(EventKind.CONFIRMATION_TIMED_OUT, ts_ns, symbol=case.symbol,
+                              account_id=case.account_id, oracle_ticks=oracle, waited_ns=ts_ns - case.found_ns)
+            return True
+        self._skip(case, ts_ns, "awaiting_confirmation", oracle_ticks=oracle, deadline_ns=case.confirm_deadline_ns)
+        return False
+
+    # --- immediate execution (book venue) ---------------------------------------------------------------
+    def _execute_now(self, case: LiquidationCase, m: AccountMargin, ts_ns: int) -> None:
+        symbol, inst = case.symbol, self._instruments[case.symbol]
+        price = self._trigger_ticks(symbol)
+        plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
+        if plan.qty_lots == 0:
+            self._skip(case, ts_ns, plan.reason)
+            return
+        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+        self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
+                          qty_lots=plan.qty_lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
+                          equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
+                          bankruptcy_ticks=bankrupt, direct_takeover=plan.direct_takeover)
+        action = "full" if plan.full else "partial"
+        if plan.direct_takeover:
+            self._absorb(case, plan.qty_lots, bankrupt, ts_ns, force=True)
+        else:
+            got = self._book_order(case, m, plan.qty_lots, bankrupt, ts_ns)
+            self._record(case, got, "book", action, ts_ns)
+            left = plan.qty_lots - got.lots
+            if left > 0:
+                self._absorb(case, left, bankrupt, ts_ns)
+        self._after_action(case, ts_ns)
+
+    def _book_order(self, case: LiquidationCase, m: AccountMargin, lots: int, bankrupt: int | None,
+                    ts_ns: int) -> FillSummary:
+        symbol = case.symbol
+        inst, price = self._instruments[symbol], self._trigger_ticks(symbol)
+        limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
+        taker = "sell" if case.side == "long" else "buy"
+        if self.on_before_execute is not None:
+            self.on_before_execute(symbol, taker, lots, limit, ts_ns)
+        self.audit.record(EventKind.ORDER_SENT, ts_ns, symbol=symbol, account_id=case.account_id, side=taker,
+                          qty_lots=lots, limit_ticks=limit, order=self.policy.execution.order)
+        got = self._settler.book_fill(case.account_id, symbol, case.side, self._liquidity[symbol], lots, limit,
+                                      ts_ns, all_or_none=self.policy.execution.order == "fok")
+        kind = EventKind.ORDER_FILLED if got.lots else EventKind.ORDER_UNFILLED
+        self.audit.record(kind, ts_ns, symbol=symbol, account_id=case.account_id, filled_lots=got.lots,
+                          unfilled_lots=lots - got.lots, vwap_ticks=got.vwap_ticks, fee_minor=got.fee_minor)
+        return got
+
+    def _absorb(self, case: LiquidationCase, lots: int, bankrupt: int | None, ts_ns: int, *,
+                force: bool = False) -> None:
+        """Waterfall for lots the venue did not take: backstop → fund takeover → ADL → wait."""
+        symbol, settler = case.symbol, self._settler
+        tk = self.policy.takeover
+        m = self._margin(case.account_id, symbol)
+        lots = min(lots, abs(m.qty_lots))
+        if lots <= 0:
+            return
+        bankrupt_now = m.equity_exact <= 0
+        if not force and tk.when == "bankrupt" and not bankrupt_now:
+            self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
+            return
+        if not force and tk.when == "below_equity_ratio" and not bankrupt_now:
+            self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
+            return
+        mark = self._trigger_ticks(symbol)
+        code = self._instruments[symbol].settle.code
+        price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
+        if tk.by != "none" and self.backstops:
+            got = settler.backstop_takeover(case.account_id, symbol, case.side, lots, price, ts_ns)
+            self._record(case, got, "backstop", "takeover", ts_ns)
+            lots -= got.lots
+        adl = self.policy.adl
+        adl_possible = adl.trigger != "never" and adl.ranking != "none"
+        fund_ok = tk.by == "insurance_fund" or (tk.by == "backstop" and (bankrupt_now or force))
+        if lots and fund_ok and not settler.adl_mode(code):
+            fund_price = bankrupt if bankrupt is not None else mark
+            got = settler.fund_takeover(case.account_id, symbol, case.side, lots, fund_price, ts_ns)
+            self._record(case, got, "takeover", "takeover", ts_ns)
+            lots -= got.lots
+            settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+            settler.credit_remaining_margin(case.account_id, symbol, ts_ns)
+        if lots and adl_possible and (settler.adl_mode(code) or bankrupt_now or force):
+            adl_price = bankrupt if (adl.price == "bankruptcy" and bankrupt is not None) else mark
+            got = settler.adl_close(case.account_id, symbol, case.side, lots, adl_price, ts_ns)
+            self._record(case, got, "adl", "adl", ts_ns)
+            lots -= got.lots
+        if lots:
+            self._skip(case, ts_ns, "no_liquidity", unfilled_lots=lots, takeover_by=tk.by)
+
+    def _after_action(self, case: LiquidationCase, ts_ns: int) -> None:
+        case.last_action_ns = ts_ns
+        case.actions += 1
+        if self.ledger.position(case.account_id, case.symbol).qty_lots == 0:
+            self._settle_after(case, ts_ns)
+            self._drop(case, ts_ns, "closed")
+
+    def _settle_after(self, case: LiquidationCase, ts_ns: int) -> None:
+        bad = self._settler.cover_deficit(case.account_id, case.symbol, case.side, ts_ns)
+        if bad:
+            self.records.append(LiquidationRecord(ts_ns, case.symbol, case.account_id, case.side, 0, 0.0,
+                                                  case.trigger_mark_ticks, None, None, "takeover", self.policy.name,
+                                                  "full", bad_debt_minor=bad))
+
+    def _record(self, case: LiquidationCase, got: FillSummary, venue: str, action: str, ts_ns: int) -> None:
+        if got.lots == 0:
+            return
+        inst = self._instruments[case.symbol]
+        vwap = got.vwap_ticks
+        case.closed_lots += got.lots
+        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
+        self.records.append(LiquidationRecord(
+            ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
+            slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]
+            fee_minor=got.fee_minor))
+
+    # --- batches and Dutch auctions ----------------------------------------------------------------------
+    def _close_batch(self, symbol: str, ts_ns: int) -> None:
+        """Plan every member at the close mark, apply caps, net, then auction or book the residual."""
+        members, self._batch_members[symbol] = self._batch_members[symbol], []
+        self._batch_close[symbol] = None
+        ex = self.policy.execution
+        inst, price = self._instruments[symbol], self._trigger_ticks(symbol)
+        cases = self._cases[symbol]
+        live = [cases[a] for a in members if a in cases]
+        orders: list[tuple[BatchOrder, LiquidationCase, int | None, bool]] = []
+        batch_notional = 0.0
+        per_lot = float(abs(inst.notional(price, 1))) / inst.settle.minor_per_unit
+        for case in sorted(live, key=LiquidationCase.sort_key):
+            m = self._margin(case.account_id, symbol)
+            if not m.liquidatable:
+                self._drop(case, ts_ns, "restored_before_batch", m)
+                continue
+            plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
+            lots = plan.qty_lots
+            if ex.max_account_notional is not None:
+                lots = min(lots, int(ex.max_account_notional // per_lot))
+            if ex.max_batch_notional is not None:
+                lots = min(lots, int((ex.max_batch_notional - batch_notional) // per_lot))
+            if lots <= 0:
+                self._skip(case, ts_ns, "cap" if plan.qty_lots else plan.reason)
+                self._rejoin(case, ts_ns)
+                continue
+            if lots < plan.qty_lots:
+                self._skip(case, ts_ns, "cap", planned_lots=plan.qty_lots, allowed_lots=lots)
+            batch_notional += lots * per_lot
+            bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+            limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
+            self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
+                              qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
+                              equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
+                              bankruptcy_ticks=bankrupt, batch=True)
+            orders.append((BatchOrder(case.account_id, case.side, lots, limit), case, bankrupt, lots == abs(m.qty_lots)))
+        if not orders:
+            return
+        filled: dict[str, FillSummary] = {}
+        residual = [o for o, _, _, _ in orders]
+        if ex.net_opposite:
+            netted, residual = net_orders(self._settler, symbol, residual, price, ts_ns)
+            for aid, got in netted.items():
+                self._record(cases[aid], got, "netting", "partial", ts_ns)
+                filled[aid] = got
+        book = self._liquidity[symbol]
+        if ex.venue == "auction":
+            for side in ("long", "short"):
+                part = [o for o in residual if o.side == side]
+                got_map = auction_residual(self._settler, symbol, part, book, price, ts_ns,
+                                           include_backstops=ex.include_backstop_bids, depth_levels=self._depth_levels)
+                for aid, got in got_map.items():
+                    self._record(cases[aid], got, "auction", "partial", ts_ns)
+                    filled.setdefault(aid, FillSummary()).add(got.lots, 0)
+        else:
+            for o in residual:
+                case = cases[o.account_id]
+                got = self._book_order(case, self._margin(o.account_id, symbol), o.qty_lots, o.limit_ticks, ts_ns)
+                self._record(case, got, "book", "partial", ts_ns)
+                filled.setdefault(o.account_id, FillSummary()).add(got.lots, 0)
+        for order, case, bankrupt, _full in orders:
+            done = filled.get(order.account_id, FillSummary()).lots
+            if order.qty_lots - done > 0 and order.account_id in cases:
+                self._absorb(case, order.qty_lots - done, bankrupt, ts_ns)
+            if order.account_id in cases:
+                self._after_action(case, ts_ns)
+                if order.account_id in cases and ex.carry_over:
+                    self._rejoin(case, ts_ns)
+
+    def _rejoin(self, case: LiquidationCase, ts_ns: int) -> None:
+        """Carry a still-liquidatable case into the next batch."""
+        members = self._batch_members[case.symbol]
+        if case.account_id not in members:
+            members.append(case.account_id)
+        if self._batch_close[case.symbol] is None:
+            self._batch_close[case.symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
+
+    def _step_dutch(self, symbol: str, ts_ns: int) -> None:
+        desk = self._dutch
+        assert desk is not None  # noqa: S101 — only called for dutch policies (not a money guard)
+        book = self._liquidity[symbol]
+        for key in sorted(k for k in desk.sales if k[0] == symbol):
+            sale = desk.sales[key]
+            case = self._cases[symbol].get(sale.account_id)
+            if case is None:
+                desk.sales.pop(key, None)
+                continue
+            price, needs_reset = desk.price(sale, ts_ns)
+            if needs_reset:
+                desk.reset(sale, self._trigger_ticks(symbol), ts_ns)
+                self.audit.record(EventKind.DUTCH_RESET, ts_ns, symbol=symbol, account_id=sale.account_id,
+                                  top_ticks=sale.top, resets=sale.resets)
+                price, _ = desk.price(sale, ts_ns)
+            if price is None:
+                continue
+            got = dutch_take(self._settler, sale, price, book, ts_ns)
+            if got.lots:
+                self._record(case, got, "dutch", "full", ts_ns)
+                self._after_action(case, ts_ns)
+            else:
+                self._skip(case, ts_ns, "dutch_no_taker", price_ticks=float(price))
+
+    # --- reporting --------------------------------------------------------------------------------------
+    def active_accounts(self, symbol: str) -> list[str]:
+        """Accounts with an open liquidation case on ``symbol``."""
+        return sorted(self._cases[symbol])
+
+    def state(self) -> dict[str, Any]:
+        """Summary numbers: fund balance per asset, bad debt, ADL totals, active cases, halted?"""
+        s = self._settler
+        codes = sorted({i.settle.code for i in self._instruments.values()})
+        return {
+            "fund_balance_minor": {c: s.fund_balance(c) for c in codes},
+            "fund_drawn_minor": s.fund_drawn_minor,
+            "bad_debt_minor": sum(s.bad_debt_minor.values()),
+            "adl_lots": s.adl_lots,
+            "adl_haircut_minor": s.adl_haircut_minor,
+            "socialized_minor": s.socialized_minor,
+            "active_cases": sum(len(c) for c in self._cases.values()),
+            "liquidations": len(self.records),
+            "halted": self._halted,
+            "policy": self.policy.name,
+        }
+
+
+__all__ = ["BasicSafeguards", "LiquidationEngine"]

@@ -1,0 +1,626 @@
+"""The lab's market: a reference mark path plus the simulated flow's own impact, and a book to take from.
+
+Why: historical data already holds the real liquidations' impact, so a replay treats the recorded path
+as exogenous and adds only the *simulated* flow's impact on top (DESIGN.md, "Replay with counterfactual
+impact"); policies are then compared on the same footing.
+
+Impact overlay (:class:`ImpactBook`, used by the kline replay and the synthetic market) — an
+Obizhaeva–Wang book on integer ticks and lots, shifted as a whole (both sides move with the mid):
+
+* a ladder per side gives the lots at level k ticks from the touch (cumulative ``cum(k)``);
+* state ``E`` = net consumed volume in lots (buys > 0), which refills as ``E(t) = E(t0)·e^{−ρ(t−t0)}``;
+* a unit of volume at signed position v has price offset ``g(v) = k_ask(v)`` (v ≥ 0) or
+  ``−k_bid(−v−1)`` (v < 0): a buy of q walks units E…E+q−1 and pays ``c + h_ask + g(v)``, a sell
+  walks E−1…E−q and gets ``c − h_bid + g(v)`` (c the centre, h the half spreads);
+* a take of q lots that moves the last-trade offset by Δ ticks adds ``φ·Δ`` to the permanent shift P
+  (centre ``c = reference + round(P)``) and leaves ``(1 − φ)·q`` lots consumed, which decay at ρ;
+* mark = reference + round(P) + X(round E), X the offset of the last unit consumed from the first
+  non-empty level of its side (0 at E = 0).
+
+:class:`KlineReplayMarket` builds the reference from 1-minute klines (seeded bridge through O, H, L, C)
+and the ladder from the calibrated depth model; :class:`CaptureReplayMarket` replays a recorded L2 book.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from deleverage.core.instruments import Instrument
+from deleverage.errors import InvalidInput, SimulationError
+from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL, DepthModel
+
+NS_PER_S = 1_000_000_000
+NS_PER_MINUTE = 60 * NS_PER_S
+
+
+@runtime_checkable
+class Market(Protocol):
+    """What the runner drives: a clock grid, a reference mark, an impacted mark and a book."""
+
+    symbol: str
+    instrument: Instrument
+    start_ns: int
+    end_ns: int
+
+    def times(self) -> np.ndarray: ...
+    def advance_to(self, ts_ns: int) -> None: ...
+    def reference_mark_ticks(self) -> int: ...
+    def mark_ticks(self) -> int: ...
+    def liquidity(self) -> Any: ...
+    def impact_ticks(self) -> int: ...
+    def description(self) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BookWalk:
+    """What a marketable order gets: fills at integer ticks, best level first."""
+
+    side: str
+    requested_lots: int
+    fills: tuple[tuple[int, int], ...]  # (price_ticks, qty_lots)
+    touch_price_ticks: int | None
+
+    @property
+    def filled_lots(self) -> int:
+        return sum(q for _, q in self.fills)
+
+    @property
+    def unfilled_lots(self) -> int:
+        return self.requested_lots - self.filled_lots
+
+    @property
+    def notional(self) -> int:
+        """Σ price_ticks × qty_lots, exact."""
+        return sum(p * q for p, q in self.fills)
+
+    notional_tick_lots = notional
+
+    @property
+    def vwap_ticks(self) -> float | None:
+        return self.notional / self.filled_lots if self.fills else None
+
+    @property
+    def best_price_ticks(self) -> int | None:
+        return self.fills[0][0] if self.fills else None
+
+    @property
+    def worst_price_ticks(self) -> int | None:
+        return self.fills[-1][0] if self.fills else None
+
+    @property
+    def levels_touched(self) -> int:
+        return len(self.fills)
+
+
+# --- ladders ---------------------------------------------------------------------------------------
+
+
+class Ladder:
+    """Cumulative lots up to level k (k ticks from the touch) on one side; ``extra`` adds quoted lots."""
+
+    def __init__(self, scale_lots: float, exponent: float, max_level: int,
+                 extra_lots: np.ndarray | None = None) -> None:
+        if not (math.isfinite(scale_lots) and scale_lots >= 0 and exponent > 0 and max_level >= 0):
+            raise InvalidInput("ladder", (scale_lots, exponent, max_level), "need scale >= 0, exponent > 0")
+        self.scale_lots = float(scale_lots)
+        self.exponent = float(exponent)
+        self.max_level = int(max_level)
+        extra = np.zeros(0, np.int64) if extra_lots is None else np.asarray(extra_lots, np.int64)
+        if extra.size and extra.min() < 0:
+            raise InvalidInput("extra_lots", int(extra.min()), "must be >= 0")
+        self._extra_cum = np.cumsum(extra[: self.max_level + 1])
+        self.capacity = int(self.cum(np.array([self.max_level]))[0])
+
+    def cum(self, k: np.ndarray) -> np.ndarray:
+        """Lots on levels 0..k (0 for k < 0), constant beyond ``max_level``."""
+        k = np.minimum(np.asarray(k, dtype=np.int64), self.max_level)
+        base = np.floor(self.scale_lots * np.maximum(k + 1, 0).astype(np.float64) ** self.exponent)
+        out = base.astype(np.int64)
+        if self._extra_cum.size:
+            idx = np.minimum(k, self._extra_cum.size - 1)
+            out += np.where(k >= 0, self._extra_cum[np.maximum(idx, 0)], 0)
+        return np.where(k >= 0, out, 0)
+
+    def level_of(self, units: np.ndarray) -> np.ndarray:
+        """Level holding unit u (0-based): the smallest k with cum(k) > u; max_level + 1 beyond."""
+        u = np.asarray(units, dtype=np.int64)
+        lo = np.zeros_like(u)
+        hi = np.full_like(u, self.max_level + 1)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            above = self.cum(mid) > u
+            hi = np.where(active & above, mid, hi)
+            lo = np.where(active & ~above, mid + 1, lo)
+
+    def levels_in(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Levels and lots covering units lo..hi inclusive (units past capacity sit at max_level + 1)."""
+        if hi < lo:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        last = min(hi, self.capacity - 1)
+        ks = np.zeros(0, np.int64)
+        counts = np.zeros(0, np.int64)
+        if last >= lo:
+            k_lo, k_hi = self.level_of(np.array([lo, last]))
+            ks = np.arange(k_lo, k_hi + 1, dtype=np.int64)
+            upper = np.minimum(self.cum(ks), last + 1)
+            lower = np.maximum(self.cum(ks - 1), lo)
+            counts = upper - lower
+            ks, counts = ks[counts > 0], counts[counts > 0]
+        overflow = hi + 1 - max(lo, self.capacity)
+        if overflow > 0:
+            ks = np.append(ks, self.max_level + 1)
+            counts = np.append(counts, overflow)
+        return ks, counts
+
+
+# --- the impact book -------------------------------------------------------------------------------
+
+
+class ImpactBook:
+    """The Obizhaeva–Wang overlay book of the module docstring (the LiquiditySource the engine takes from)."""
+
+    def __init__(self, *, reference_ticks: int, bid: Ladder, ask: Ladder, spread_ticks: int,
+                 resilience_per_s: float, permanent_share: float, ts_ns: int,
+                 feedback: bool = True) -> None:
+        if not 0 <= permanent_share <= 1:
+            raise InvalidInput("permanent_share", permanent_share, "must be in [0, 1]")
+        if not (math.isfinite(resilience_per_s) and resilience_per_s >= 0):
+            raise InvalidInput("resilience_per_s", resilience_per_s, "must be >= 0")
+        self.resilience_per_s = float(resilience_per_s)
+        self.permanent_share = float(permanent_share)
+        self.feedback = feedback
+        self.ts_ns = ts_ns
+        self.consumed_lots = 0.0  # E
+        self.permanent_ticks = 0.0  # P
+        self.listeners: list[Callable[[str, BookWalk], None]] = []
+        self.set_reference(reference_ticks, bid, ask, spread_ticks)
+
+    # --- driven by the market -------------------------------------------------------------------
+    def set_reference(self, reference_ticks: int, bid: Ladder | None = None, ask: Ladder | None = None,
+                      spread_ticks: int | None = None, *, half_bid: int | None = None,
+                      half_ask: int | None = None) -> None:
+        if reference_ticks <= 0:
+            raise InvalidInput("reference_ticks", reference_ticks, "must be > 0")
+        self.reference_ticks = int(reference_ticks)
+        if bid is not None:
+            self.bid, self.ask = bid, ask if ask is not None else bid
+        if spread_ticks is not None:
+            if spread_ticks < 1:
+                raise InvalidInput("spread_ticks", spread_ticks, "must be >= 1")
+            self.half_bid = spread_ticks // 2
+            self.half_ask = spread_ticks - self.half_bid
+        if half_bid is not None and half_ask is not None:
+            if half_bid < 0 or half_ask < 0 or half_bid + half_ask < 1:
+                raise InvalidInput("half_bid/half_ask", (half_bid, half_ask), "need >= 0 and a spread >= 1")
+            self.half_bid, self.half_ask = int(half_bid), int(half_ask)
+
+    def decay_to(self, ts_ns: int) -> None:
+        """Consumed volume refills: E ← E·e^{−ρ Δt}."""
+        if ts_ns < self.ts_ns:
+            raise SimulationError(f"ts_ns={ts_ns} is before the book's clock {self.ts_ns}")
+        self.consumed_lots *= math.exp(-self.resilience_per_s * (ts_ns - self.ts_ns) / NS_PER_S)
+        self.ts_ns = ts_ns
+
+    # --- prices -----------------------------------------------------------------------------------
+    @property
+    def center_ticks(self) -> int:
+        return self.reference_ticks + round(self.permanent_ticks)
+
+    def _state(self) -> int:
+        return int(round(self.consumed_lots))
+
+    def _offsets(self, v_lo: int, v_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Price offsets g and lots for units v_lo..v_hi (ascending g)."""
+        neg_k, neg_n = self.bid.levels_in(max(-v_hi - 1, 0), -v_lo - 1) if v_lo < 0 else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64))
+        pos_k, pos_n = self.ask.levels_in(max(v_lo, 0), v_hi) if v_hi >= 0 else (
+            np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return np.concatenate([-neg_k[::-1], pos_k]), np.concatenate([neg_n[::-1], pos_n])
+
+    def _offset_of(self, v: int) -> int:
+        return int(self.ask.level_of(np.array([v]))[0]) if v >= 0 else -int(
+            self.bid.level_of(np.array([-v - 1]))[0])
+
+    def displacement_ticks(self, state: int | None = None) -> int:
+        """X(E): offset of the last unit consumed (0 when nothing is consumed)."""
+        e = self._state() if state is None else state
+        if e == 0:
+            return 0
+        if e > 0:  # measured from the first non-empty level, so the first lot does not move the mark
+            return self._offset_of(e - 1) - int(self.ask.level_of(np.array([0]))[0])
+        return self._offset_of(e) + int(self.bid.level_of(np.array([0]))[0])
+
+    def mark_ticks(self) -> int:
+        return self.center_ticks + self.displacement_ticks()
+
+    def _capacity(self, side: str) -> int:
+        e = self._state()
+        return max(self.ask.capacity - e, 0) if side == "buy" else max(self.bid.capacity + e, 0)
+
+    # --- the LiquiditySource surface --------------------------------------------------------------
+    def walk(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> BookWalk:
+        """What a marketable order would fill now, without changing the book."""
+        if side not in ("buy", "sell"):
+            raise InvalidInput("side", side, "must be 'buy' or 'sell'")
+        if isinstance(qty_lots, bool) or not isinstance(qty_lots, int | np.integer) or qty_lots <= 0:
+            raise InvalidInput("qty_lots", qty_lots, "must be a positive int")
+        if limit_price_ticks is not None and limit_price_ticks <= 0:
+            raise InvalidInput("limit_price_ticks", limit_price_ticks, "must be > 0")
+        touch = self._fills(side, 1, None)
+        fills = self._fills(side, int(qty_lots), limit_price_ticks)
+        return BookWalk(side, int(qty_lots), tuple(fills), touch[0][0] if touch else None)
+
+    def _units_within(self, side: str, limit: int) -> int:
+        """How many units a ``side`` taker gets at ``limit`` or better (closed form on the ladders)."""
+        e, c, cap = self._state(), self.center_ticks, self._capacity(side)
+
+        def cum(ladder: Ladder, k: int) -> int:
+            return int(ladder.cum(np.array([k]))[0])
+
+        if side == "sell":  # units v = e-1, e-2, ... with c - h_bid + g(v) >= limit
+            g = limit - c + self.half_bid
+            first = -cum(self.bid, -g) if g <= 0 else cum(self.ask, g - 1)
+            return max(0, e - max(first, e - cap))
+        g = limit - c - self.half_ask  # units v = e, e+1, ... with c + h_ask + g(v) <= limit
+        last = cum(self.ask, g) - 1 if g >= 0 else -cum(self.bid, -g - 1) - 1
+        return max(0, min(last, e + cap - 1) - e + 1)
+
+    def _fills(self, side: str, qty: int, limit: int | None) -> list[tuple[int, int]]:
+        n = min(qty, self._capacity(side))
+        if limit is not None:
+            n = min(n, self._units_within(side, limit))
+        if n <= 0:
+            return []
+        e = self._state()
+        c = self.center_ticks
+        if side == "buy":
+            g, lots = self._offsets(e, e + n - 1)
+            prices = c + self.half_ask + g
+        else:
+            g, lots = self._offsets(e - n, e - 1)
+            prices, lots = (c - self.half_bid + g)[::-1], lots[::-1]
+        if limit is None:
+            def ok(p: int) -> bool:
+                return p > 0
+        elif side == "buy":
+            def ok(p: int) -> bool:
+                return 0 < p <= limit
+        else:
+            def ok(p: int) -> bool:
+                return p >= max(limit, 1)
+        return _prefix(list(zip(prices.tolist(), lots.tolist(), strict=True)), ok)
+
+    def take(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> BookWalk:
+        """Fill like :meth:`walk`, consume the volume and move the mark (permanent + transient)."""
+        result = self.walk(side, qty_lots, limit_price_ticks)
+        filled = result.filled_lots
+        if filled and self.feedback:
+            sign = 1 if side == "buy" else -1
+            e0 = self._state()
+            delta = self.displacement_ticks(e0 + sign * filled) - self.displacement_ticks(e0)
+            self.permanent_ticks += self.permanent_share * delta
+            self.consumed_lots = e0 + sign * filled * (1.0 - self.permanent_share)
+        if filled:
+            for listener in self.listeners:
+                listener(side, result)
+        return result
+
+    def levels(self, side: str, n: int) -> list[tuple[int, int]]:
+        """The best ``n`` levels of a resting side ('bid'/'ask', or the taker side 'sell'/'buy')."""
+        taker = "sell" if side in ("bid", "sell") else "buy" if side in ("ask", "buy") else None
+        if taker is None:
+            raise InvalidInput("side", side, "must be 'bid'/'ask' or 'buy'/'sell'")
+        if n <= 0:
+            raise InvalidInput("n", n, "must be > 0")
+        cap = self._capacity(taker)
+        units = max(n, 1)
+        while True:
+            out = self._fills(taker, min(units, cap), None) if cap > 0 else []
+            if len(out) > n or units >= cap:
+                break
+            units *= 4
+        return out[:n]
+
+    def best_bid(self) -> tuple[int, int] | None:
+        lv = self.levels("bid", 1)
+        return lv[0] if lv else None
+
+    def best_ask(self) -> tuple[int, int] | None:
+        lv = self.levels("ask", 1)
+        return lv[0] if lv else None
+
+    def mid_ticks(self) -> float | None:
+        bid, ask = self.best_bid(), self.best_ask()
+        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
+
+    def depth_within_bps(self, side: str, bps: float) -> int:
+        """Lots on a resting side within ``bps`` of the mid."""
+        mid = self.mid_ticks()
+        if mid is None:
+            return 0
+        taker = "sell" if side in ("bid", "sell") else "buy"
+        bound = mid * (1 - bps / 1e4) if taker == "sell" else mid * (1 + bps / 1e4)
+        limit = math.ceil(bound) if taker == "sell" else math.floor(bound)
+        return self._units_within(taker, max(limit, 1))
+
+
+def _prefix(fills: list[tuple[int, int]], ok: Callable[[int], bool]) -> list[tuple[int, int]]:
+    out = []
+    for p, q in fills:
+        if not ok(p):
+            break
+        out.append((int(p), int(q)))
+    return out
+
+
+def lots_per_base_unit(instrument: Instrument, price: float) -> float:
+    """How many lots make one base unit (inverse contracts: USD contracts, so it depends on price)."""
+    lot_value = float(instrument.lot_size * instrument.contract_size)
+    return price / lot_value if instrument.contract == "inverse" else 1.0 / lot_value
+
+
+def model_ladder(model: DepthModel, instrument: Instrument, price_ticks: int, *, factor: float = 1.0,
+                 max_bps: float = 2000.0, extra_lots: np.ndarray | None = None) -> Ladder:
+    """The depth model's ladder at ``price_ticks``: cum(k) = D((k+1) ticks in bps) in lots."""
+    tick = float(instrument.tick_size)
+    price = price_ticks * tick
+    bps_per_tick = tick / price * 1e4
+    lots = model.depth_10bps * factor * lots_per_base_unit(instrument, price)
+    scale = lots * (bps_per_tick / 10.0) ** model.profile_exponent
+    max_level = max(1, int(max_bps / bps_per_tick))
+    return Ladder(scale, model.profile_exponent, max_level, extra_lots)
+
+
+def spread_from_model(model: DepthModel, instrument: Instrument, price_ticks: int) -> int:
+    half_ticks = model.half_spread_bps * 1e-4 * price_ticks
+    return max(1, round(2 * half_ticks))
+
+
+# --- replay from 1-minute klines -------------------------------------------------------------------
+
+
+class KlineReplayMarket:
+    """Reference mark = a seeded bridge through each minute's O, H, L, C; book = calibrated depth model."""
+
+    def __init__(self, klines, instrument: Instrument, *, step_ms: int = 1000, seed: int = 0,
+                 depth_model: DepthModel = DEFAULT_DEPTH_MODEL,
+                 window: tuple[int, int] | None = None, max_bps: float = 2000.0,
+                 agents: Sequence[Any] = ()) -> None:
+        from deleverage.data.klines import to_ticks
+        from deleverage.data.synthetic import intraminute_bridge
+
+        if step_ms <= 0 or 60_000 % step_ms or 60_000 // step_ms < 4:
+            raise InvalidInput("step_ms", step_ms, "must divide 60,000 into >= 4 steps")
+        frame = klines
+        if window is not None:
+            start, end = window
+            frame = frame.filter((frame["ts_ns"] >= start) & (frame["ts_ns"] < end))
+        if frame.height == 0:
+            raise InvalidInput("window", window, "selects no kline")
+        self.instrument, self.symbol = instrument, instrument.symbol
+        self.depth_model, self.seed, self.step_ms, self.max_bps = depth_model, seed, step_ms, max_bps
+        tick = instrument.tick_size
+        ohlc = np.stack([to_ticks(frame[c], tick, field=c) for c in ("open", "high", "low", "close")], 1)
+        minute_ts = frame["ts_ns"].to_numpy().astype(np.int64)
+        self.minute_volume = frame["volume"].to_numpy().astype(np.float64)
+        self.minute_range = (ohlc[:, 1] - ohlc[:, 2]) / ohlc[:, 0]
+        per_minute = 60_000 // step_ms
+        offsets = np.arange(per_minute, dtype=np.int64) * step_ms * 1_000_000
+        self._times = (minute_ts[:, None] + offsets[None, :]).reshape(-1)
+        if np.any(np.diff(self._times) <= 0):
+            raise InvalidInput("klines", "overlapping minutes", "minutes must be distinct and sorted")
+        path = np.empty((len(minute_ts), per_minute), dtype=np.int64)
+        for i, (o, h, lo, c) in enumerate(ohlc.tolist()):
+            rng = np.random.default_rng([seed, int(minute_ts[i] // NS_PER_MINUTE)])
+            path[i] = intraminute_bridge(o, h, lo, c, per_minute - 1, rng, tick_size=1.0).astype(np.int64)
+        self._path = path.reshape(-1)
+        self._minute_of = np.repeat(np.arange(len(minute_ts)), per_minute)
+        self.ohlc_ticks, self.minute_ts = ohlc, minute_ts
+        self.start_ns, self.end_ns = int(self._times[0]), int(self._times[-1])
+        self._index, self._minute = 0, -1
+        self.book = ImpactBook(reference_ticks=int(self._path[0]), bid=Ladder(1, 1, 1), ask=Ladder(1, 1, 1),
+                               spread_ticks=1, resilience_per_s=depth_model.resilience_per_s,
+                               permanent_share=depth_model.permanent_share, ts_ns=self.start_ns)
+        self.agents = list(agents)
+        self._set_minute(0)
+
+    def _set_minute(self, minute: int) -> None:
+        if minute == self._minute:
+            return
+        self._minute = minute
+        open_ticks = int(self.ohlc_ticks[minute, 0])
+        factor = self.depth_model.scale_factor(self.minute_volume[minute], self.minute_range[minute])
+        ladder = model_ladder(self.depth_model, self.instrument, open_ticks, factor=factor,
+                              max_bps=self.max_bps)
+        self.book.set_reference(self.book.reference_ticks, ladder, ladder,
+                                spread_from_model(self.depth_model, self.instrument, open_ticks))
+
+    def times(self) -> np.ndarray:
+        return self._times
+
+    def advance_to(self, ts_ns: int) -> None:
+        if ts_ns < self.book.ts_ns:
+            raise SimulationError(f"advance_to({ts_ns}) is before the market clock {self.book.ts_ns}")
+        if ts_ns < self.start_ns:
+            raise InvalidInput("ts_ns", ts_ns, f"is before the market start {self.start_ns}")
+        self._index = int(np.searchsorted(self._times, ts_ns, side="right") - 1)
+        self._set_minute(int(self._minute_of[self._index]))
+        self.book.decay_to(ts_ns)
+        self.book.set_reference(int(self._path[self._index]))
+        for agent in self.agents:
+            if hasattr(agent, "on_advance"):
+                agent.on_advance(ts_ns, self)
+
+    def reference_mark_ticks(self) -> int:
+        return int(self._path[self._index])
+
+    def mark_ticks(self) -> int:
+        return self.book.mark_ticks()
+
+    def impact_ticks(self) -> int:
+        return self.mark_ticks() - self.reference_mark_ticks()
+
+    def liquidity(self) -> ImpactBook:
+        return self.book
+
+    def path_ticks(self) -> np.ndarray:
+        """The reference mark at every grid time (no impact)."""
+        return self._path
+
+    def description(self) -> list[str]:
+        m = self.depth_model
+        return [
+            f"{self.symbol}: replay of {len(self.minute_ts)} recorded 1-minute klines "
+            f"({self.start_ns} → {self.end_ns} ns), tick {self.instrument.tick_size}",
+            "recorded: each minute's open, high, low, close and traded volume",
+            f"modelled: the path inside each minute — a Brownian bridge through O, H, L, C on a "
+            f"{self.step_ms} ms grid (up bar O→L→H→C, down bar O→H→L→C), seed {self.seed}; the close "
+            f"sits on the minute's last grid point",
+            "modelled: the book — per-side depth from the depth model scaled by the minute's volume and "
+            f"range, out to {self.max_bps:g} bps, spread from the half spread",
+            *m.describe(),
+            "modelled: our takes' impact — Obizhaeva–Wang: the book shifts with the walked offset; "
+            f"a share φ = {m.permanent_share:.3g} is permanent, the consumed volume refills at "
+            f"ρ = {m.resilience_per_s:.4g}/s (half-life {math.log(2) / max(m.resilience_per_s, 1e-12):.3g} s)",
+        ]
+
+
+# --- replay of a recorded L2 capture ---------------------------------------------------------------
+
+
+def recorded_ladder(prices: np.ndarray, lots: np.ndarray) -> Ladder:
+    """A ladder from recorded levels (best first): lots at k ticks from the recorded touch."""
+    if prices.size == 0:
+        return Ladder(0.0, 1.0, 0)
+    distance = np.abs(prices - prices[0]).astype(np.int64)
+    sizes = np.bincount(distance, weights=lots, minlength=int(distance.max()) + 1).astype(np.int64)
+    return Ladder(0.0, 1.0, sizes.size - 1, sizes)
+
+
+class CaptureReplayMarket:
+    """Recorded L2 replay: the recorded book is the depth, the recorded mid the reference mark.
+
+    At every grid time the recorded book (snapshot + every depth update up to that venue event time)
+    gives the reference mark, floor((best bid + best ask) / 2), the half spreads and, per side, a
+    ladder of the recorded lots by tick distance from the recorded touch (the best ``depth_levels``
+    levels). Our takes walk that ladder through the same Obizhaeva–Wang overlay as the kline replay
+    (:class:`ImpactBook`): consumed volume refills at ρ, a share φ of each take's offset is permanent.
+    So our impact is measured against the depth the venue really had, and its decay is the resilience
+    model's, not the arbitrary moment a later recorded update happens to overwrite a level.
+    """
+
+    def __init__(self, capture, instrument: Instrument | None = None, *, tile: int = 1,
+                 step_ms: int = 1000, resilience_per_s: float = DEFAULT_DEPTH_MODEL.resilience_per_s,
+                 permanent_share: float = DEFAULT_DEPTH_MODEL.permanent_share, depth_levels: int = 1000,
+                 agents: Sequence[Any] = ()) -> None:
+        from deleverage.venues.l2 import L2Book
+
+        if capture.snapshot is None:
+            raise InvalidInput("capture", capture.path, "has no depth snapshot to start from")
+        if tile < 1:
+            raise InvalidInput("tile", tile, "must be >= 1")
+        if step_ms <= 0:
+            raise InvalidInput("step_ms", step_ms, "must be > 0")
+        self.capture = capture
+        self.instrument = instrument or capture.instrument
+        self.symbol = self.instrument.symbol
+        self.tile, self.step_ms, self.depth_levels = tile, step_ms, depth_levels
+        self._L2Book = L2Book
+        depth = capture.depth
+        self._ts = depth["ts_event"]
+        snap = capture.snapshot
+        first = int(np.flatnonzero(depth["last_update_id"] >= snap.last_update_id)[0])
+        step = step_ms * 1_000_000
+        self._t0 = int(-(-int(self._ts[first]) // step) * step)
+        self._duration = (int(self._ts[-1]) - self._t0) // step * step + step
+        local = np.arange(self._t0, self._t0 + self._duration, step, dtype=np.int64)
+        self._times = np.concatenate([local + k * self._duration for k in range(tile)])
+        self.start_ns, self.end_ns = int(self._times[0]), int(self._times[-1])
+        self._tile_index = -1
+        self.agents = list(agents)
+        self.book = ImpactBook(reference_ticks=1, bid=Ladder(0.0, 1.0, 0), ask=Ladder(0.0, 1.0, 0),
+                               spread_ticks=1, resilience_per_s=resilience_per_s,
+                               permanent_share=permanent_share, ts_ns=self.start_ns)
+        self.advance_to(self.start_ns)
+
+    def _reset_book(self) -> None:
+        snap = self.capture.snapshot
+        self.recorded = self._L2Book(on_gap="report")
+        self.recorded.apply_snapshot(snap.bids, snap.asks, snap.last_update_id)
+        self._cursor = 0
+
+    def times(self) -> np.ndarray:
+        return self._times
+
+    def advance_to(self, ts_ns: int) -> None:
+        if ts_ns < self.start_ns:
+            raise InvalidInput("ts_ns", ts_ns, f"is before the market start {self.start_ns}")
+        self.book.decay_to(ts_ns)
+        tile = min((ts_ns - self.start_ns) // self._duration, self.tile - 1)
+        if tile != self._tile_index:
+            self._tile_index = tile
+            self._reset_book()
+        cut = int(np.searchsorted(self._ts, ts_ns - tile * self._duration, side="right"))
+        if cut > self._cursor:
+            self.recorded.apply_depth_arrays(self.capture.depth[self._cursor:cut])
+            self._cursor = cut
+        bid, ask = self.recorded.best_bid(), self.recorded.best_ask()
+        if bid is None or ask is None:
+            raise SimulationError(f"the recorded book has an empty side at {ts_ns}: no reference mid")
+        reference = (bid[0] + ask[0]) // 2
+        ladders = [recorded_ladder(*self.recorded.levels(side, self.depth_levels)) for side in ("bid", "ask")]
+        self.book.set_reference(reference, *ladders, half_bid=reference - bid[0], half_ask=ask[0] - reference)
+        for agent in self.agents:
+            if hasattr(agent, "on_advance"):
+                agent.on_advance(ts_ns, self)
+
+    def reference_mark_ticks(self) -> int:
+        return self.book.reference_ticks
+
+    def mark_ticks(self) -> int:
+        return self.book.mark_ticks()
+
+    def impact_ticks(self) -> int:
+        return self.mark_ticks() - self.reference_mark_ticks()
+
+    def liquidity(self) -> ImpactBook:
+        return self.book
+
+    def description(self) -> list[str]:
+        b = self.book
+        return [
+            f"{self.symbol}: replay of the recorded L2 capture {self.capture.path.rsplit('/', 1)[-1]} "
+            f"({self.capture.stats.get('depth_events', 0)} depth events), {self.tile} tile(s), "
+            f"grid {self.step_ms} ms",
+            "recorded: the book (REST snapshot + every depth update, venue event time); reference mark "
+            "= floor of the recorded mid; the spread and the lots of the best "
+            f"{self.depth_levels} levels per side",
+            "modelled: our takes' impact — they walk the recorded levels, shifted with the book; a share "
+            f"φ = {b.permanent_share:.3g} of the walked offset is permanent, the consumed volume refills "
+            f"at ρ = {b.resilience_per_s:.4g}/s (Obizhaeva–Wang), instead of when a later recorded "
+            "update happens to overwrite a level",
+            *(["modelled: tiles after the first restart from the snapshot (the mark jumps back)"]
+              if self.tile > 1 else []),
+        ]
+
+
+__all__ = [
+    "BookWalk",
+    "CaptureReplayMarket",
+    "ImpactBook",
+    "KlineReplayMarket",
+    "Ladder",
+    "Market",
+    "lots_per_base_unit",
+    "model_ladder",
+    "recorded_ladder",
+    "spread_from_model",
+]
