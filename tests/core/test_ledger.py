@@ -422,3 +422,16 @@ def test_open_position_funds_and_trades_against_the_market() -> None:
     assert ledger.balance("iso", "USDT") == 0
     with pytest.raises(InvalidInput, match="BTCUSDT.price"):
         open_position(ledger, "mo", BTCUSDT, "long", "1", "40000.55", "0")
+
+
+def test_open_accounts_in_bulk_is_all_or_nothing() -> None:
+    from deleverage.core.ledger import Ledger
+    from deleverage.errors import InvalidInput
+
+    ledger = Ledger()
+    assert ledger.open_accounts(["a", "b", "c"], margin_mode="isolated") == 3
+    assert ledger.account("b").margin_mode == "isolated"
+    before = ledger.digest()
+    with pytest.raises(InvalidInput, match=r"account_ids\[1\]"):
+        ledger.open_accounts(["d", "a"])
+    assert ledger.digest() == before and not ledger.has_account("d")

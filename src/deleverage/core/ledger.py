@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
@@ -182,6 +182,34 @@ class Ledger:
         negative = allow_negative or kind in NEGATIVE_KINDS
         self._accounts[account_id] = _Account(account_id, kind, margin_mode, negative)
         return self.account(account_id)
+
+    def open_accounts(
+        self,
+        account_ids: Iterable[str],
+        *,
+        kind: str = "trader",
+        margin_mode: str = "cross",
+        allow_negative: bool = False,
+    ) -> int:
+        """Open many empty accounts at once (all-or-nothing); returns how many were opened."""
+        ids = list(account_ids)
+        if kind not in OPENABLE_KINDS:
+            raise InvalidInput("kind", kind, f"must be one of {list(OPENABLE_KINDS)}")
+        if margin_mode not in ("cross", "isolated"):
+            raise InvalidInput("margin_mode", margin_mode, "must be 'cross' or 'isolated'")
+        if not isinstance(allow_negative, bool):
+            raise InvalidInput("allow_negative", allow_negative, "must be a bool")
+        seen: set[str] = set()
+        for index, account_id in enumerate(ids):
+            if not isinstance(account_id, str) or not account_id or ":" in account_id:
+                raise InvalidInput(f"account_ids[{index}]", account_id, "must be a non-empty string without ':'")
+            if account_id in self._accounts or account_id in seen:
+                raise InvalidInput(f"account_ids[{index}]", account_id, "account already exists")
+            seen.add(account_id)
+        negative = allow_negative or kind in NEGATIVE_KINDS
+        for account_id in ids:
+            self._accounts[account_id] = _Account(account_id, kind, margin_mode, negative)
+        return len(ids)
 
     def account(self, account_id: str) -> AccountView:
         acc = self._require_account(account_id)
@@ -566,9 +594,14 @@ class Ledger:
         positions = self._book.iterate(account_id=account_id)
         codes = {self._book.instrument(p.symbol).settle.code for p in positions}
         if not codes:
-            codes = {c for (a, c), v in self._balances.items() if a == account_id and v != 0}
+            codes = {
+                c for c in self._asset_codes if self._balances.get((account_id, c), 0) != 0
+            }
         if len(codes) > 1:
             raise InvalidInput("asset_code", None, f"{account_id} holds several assets {sorted(codes)}")
+        known = self._asset_codes | {i.settle.code for i in self._book.instruments()}
+        if not codes and len(known) == 1:
+            return next(iter(known))  # one-asset ledger: an empty account is worth 0 of it
         if not codes:
             raise InvalidInput("asset_code", None, f"{account_id} holds nothing; name the asset")
         return codes.pop()
