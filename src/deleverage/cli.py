@@ -146,19 +146,34 @@ def policies() -> None:
 
 @data_app.command("inspect")
 def data_inspect(path: Path = typer.Argument(..., help="a market data file in any supported format")) -> None:
-    """Detect a file's format, read it, and print its shape and quality report."""
-    from deleverage.data.detect import inspect_file
+    """Detect a file's format, read it, and print its shape, time range and quality report."""
+    from deleverage.data.detect import load
+    from deleverage.errors import InvalidInput
 
-    report = inspect_file(path)
-    for line in format_inspection(report):
+    if not path.exists():
+        raise InvalidInput("path", str(path), "file not found")
+    loaded = load(path)
+    for line in format_inspection(loaded):
         console.print(line)
 
 
-def format_inspection(report: Mapping[str, Any]) -> Sequence[str]:
-    lines = [f"[bold]{report.get('path')}[/bold]: {report.get('format')} ({report.get('rows', 0):,} rows)"]
-    for key, value in report.items():
-        if key not in ("path", "format", "rows"):
-            lines.append(f"  {key}: {value}")
+def format_inspection(loaded: Any) -> list[str]:
+    """Lines describing a loaded file: format, rows, columns, time range, quality counts, safety."""
+    from datetime import UTC, datetime
+
+    frame = loaded.frame
+    lines = [f"[bold]{loaded.path}[/bold]: {loaded.format}, {frame.height:,} rows, quantities in {loaded.qty_unit}"]
+    payload = getattr(loaded, "payload", None)
+    if payload is not None and hasattr(payload, "stats"):
+        lines.append("  " + ", ".join(f"{k}={v:,}" for k, v in payload.stats.items()))
+    if frame.width:
+        lines.append(f"  columns: {', '.join(frame.columns)}")
+    if "ts_ns" in frame.columns and frame.height:
+        first, last = (datetime.fromtimestamp(int(v) / 1e9, tz=UTC) for v in (frame["ts_ns"].min(), frame["ts_ns"].max()))
+        lines.append(f"  time: {first:%Y-%m-%d %H:%M:%S} → {last:%Y-%m-%d %H:%M:%S} UTC")
+    quality = loaded.quality
+    lines.append(f"  quality: {quality.summary() or 'clean'}")
+    lines.append(f"  safe to replay: {'yes' if quality.safe else 'no — ' + '; '.join(quality.unsafe)}")
     return lines
 
 

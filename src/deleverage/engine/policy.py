@@ -42,7 +42,9 @@ class TriggerConfig(_Model):
 
     price_source: Literal["mark", "oracle", "mark_confirmed_by_oracle"] = "mark"
     confirm_timeout_ms: int = Field(0, ge=0, description="hybrid: execute anyway after this wait")
-    screen_buffer_bps: float = Field(50.0, ge=0, description="float screen widening before exact check")
+    screen_buffer_bps: float = Field(
+        1.0, ge=0, description="float screen widening before the exact check (float error is ~1e-12)"
+    )
 
 
 class PartialConfig(_Model):

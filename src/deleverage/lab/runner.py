@@ -326,14 +326,15 @@ def _totals(ledger: Ledger, state: dict[str, Any], scene: Scene, records: pl.Dat
         float(ledger.equity_exact(b.account_id, end_marks, asset_code=code) - backstop_before[b.account_id])
         for b in backstops
     ) / settle_scale
+    adl = records.filter(pl.col("action") == "adl")
     liquidated_notional = float(records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS))["notional"].sum() or 0.0)
     oi = scene.seed_report.open_interest_notional
     return {
         "collateral_recovered": recovered,
         "bad_debt": float(state.get("bad_debt_minor", 0)) / settle_scale,
-        "adl_count": float(state.get("adl_count", 0)),
-        "adl_notional": float(state.get("adl_notional", 0.0)),
-        "socialized_loss": float(state.get("socialized_loss_minor", 0)) / settle_scale,
+        "adl_count": float(adl.height),
+        "adl_notional": float(adl["notional"].sum() or 0.0),
+        "socialized_loss": float(state.get("socialized_minor", 0)) / settle_scale,
         "insurance_fund_end": ledger.balance(INSURANCE_FUND, scene.instrument.settle) / settle_scale,
         "backstop_pnl": backstop_pnl,
         "frontrunner_profit": float(frontrunner.profit) if frontrunner is not None else 0.0,

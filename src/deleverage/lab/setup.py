@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 NS_PER_MINUTE = 60_000_000_000
 DEFAULT_TIERS = "binance-btcusdt"
+STRESS_START_PRICE = 60_000.0  # synthetic BTC-like market; any level works, liquidations scale with it
 START_BUFFER = 0.01  # accounts within 1% of liquidation at the first mark are treated as already closed
 
 
@@ -204,8 +205,8 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
     def make_market() -> Any:
-        return SyntheticMarket(instrument, seed=config.seed, minutes=config.minutes, drop=config.drop,
-                               step_ms=config.step_ms)
+        return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
+                               minutes=config.minutes, drop=config.drop, step_ms=config.step_ms)
 
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
