@@ -119,7 +119,7 @@ def run_comparison(
             metrics[policy.name] = compute_metrics(run)
             digests[policy.name] = digest
         reporter.close()
-        summary = _summary(config, scene, metrics, digests)
+        summary = _summary(config, scene, metrics, digests, resolved)
         write_json(work / "summary.json", summary)
         _frames(runs, "records").write_parquet(work / "liquidations.parquet")
         _events(runs).write_parquet(work / "events.parquet")
@@ -356,11 +356,14 @@ def _events(runs: dict[str, PolicyRun]) -> pl.DataFrame:
 
 
 def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float]],
-             digests: dict[str, str]) -> dict[str, Any]:
+             digests: dict[str, str], policies: Sequence[LiquidationPolicy]) -> dict[str, Any]:
     key = {
         "config": asdict(config),
         "data_digest": scene.data_digest,
         "population_digest": scene.population_digest,
+        "policy_digests": {
+            p.name: hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:16] for p in policies
+        },
     }
     run_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return {
