@@ -59,6 +59,7 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
     return table
 
 
+DEMO_ACCOUNTS = 10_000
 ALGO_COLUMNS = ("algo", "slippage_bps", "shortfall_usdt", "impact_usdt", "model_taker_impact_usdt",
                 "time_to_complete_s", "completed")
 
@@ -84,11 +85,12 @@ def replay(
     out: Path = typer.Option(Path("out/replay"), help="output directory (replaced atomically)"),
     population: Path | None = typer.Option(None, help="CSV/parquet/ccxt-JSON population instead of a generated one"),
     window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the day to replay"),
+    workers: int = typer.Option(2, help="processes running policies in parallel (results do not depend on it)"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
-        population_path=population, window=window,
+        population_path=population, window=window, workers=workers,
     )
 
 
@@ -100,11 +102,12 @@ def stress(
     drop: float = typer.Option(0.15, help="size of the synthetic crash (0.15 = −15%)"),
     minutes: int = typer.Option(60, help="length of the synthetic day in minutes"),
     out: Path = typer.Option(Path("out/stress"), help="output directory"),
+    workers: int = typer.Option(2, help="processes running policies in parallel"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
     _run_comparison(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
-        accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes,
+        accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
     )
 
 
@@ -178,13 +181,17 @@ def format_inspection(loaded: Any) -> list[str]:
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("out/demo"), help="output directory")) -> None:
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="output directory"),
+    accounts: int = typer.Option(DEMO_ACCOUNTS, help="population size"),
+    workers: int = typer.Option(2, help="processes running policies in parallel"),
+) -> None:
     """The main job: replay the bundled 2025-10-10 crash under every preset and print the table."""
     from deleverage.engine.presets import PRESETS
 
     _run_comparison(
-        "replay", scenario="2025-10-10", policies=sorted(PRESETS), accounts=20_000, seed=7, out=out,
-        population_path=None, window=None,
+        "replay", scenario="2025-10-10", policies=sorted(PRESETS), accounts=accounts, seed=7, out=out,
+        population_path=None, window=None, workers=workers,
     )
 
 

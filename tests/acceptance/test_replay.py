@@ -73,3 +73,13 @@ def test_synthetic_stress_runs_and_balances(tmp_path) -> None:
     result = run_comparison(kind="stress", scenario="synthetic", policies=["binance", "fba"], accounts=300, seed=5,
                             out=tmp_path / "s", drop=0.2, minutes=10, write_png=False)
     assert result.summary["policies"]["binance"]["liquidations"] > 0
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_result_as_serial(tmp_path) -> None:
+    common = dict(kind="replay", scenario="2021-05-19", policies=["binance", "deribit", "fba"], accounts=200,
+                  seed=4, window="12:50-13:10", write_png=False)
+    serial = run_comparison(out=tmp_path / "serial", workers=1, **common)
+    parallel = run_comparison(out=tmp_path / "parallel", workers=2, **common)
+    assert (tmp_path / "serial" / "summary.json").read_bytes() == (tmp_path / "parallel" / "summary.json").read_bytes()
+    assert serial.summary == parallel.summary

@@ -102,8 +102,14 @@ def run_comparison(
     minutes: int = 60,
     step_ms: int = 1_000,
     write_png: bool = True,
+    workers: int = 1,
 ) -> ComparisonResult:
-    """Replay (or stress) one scenario under each policy and write the output directory atomically."""
+    """Replay (or stress) one scenario under each policy and write the output directory atomically.
+
+    ``workers > 1`` runs policies in that many processes (spawned, each rebuilding the same scene from
+    the same inputs); results are identical to a serial run because every policy starts from the same
+    seeded state and nothing is shared between them.
+    """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
                        drop=drop, minutes=minutes, step_ms=step_ms)
     resolved = _check_config(config, list(policies))
@@ -111,14 +117,20 @@ def run_comparison(
     runs: dict[str, PolicyRun] = {}
     metrics: dict[str, dict[str, float]] = {}
     digests: dict[str, str] = {}
-    reporter = _Progress(progress, len(resolved) * len(scene.times))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidInput("workers", workers, "must be a whole number >= 1")
+    workers = min(workers, len(resolved))
     with atomic_output_dir(out) as work:
-        for policy in resolved:
-            run, digest = run_policy(policy, scene, config, on_tick=reporter.tick)
-            runs[policy.name] = run
-            metrics[policy.name] = compute_metrics(run)
-            digests[policy.name] = digest
-        reporter.close()
+        if workers == 1:
+            reporter = _Progress(progress, len(resolved) * len(scene.times))
+            results = [(p.name, *run_policy(p, scene, config, on_tick=reporter.tick)) for p in resolved]
+            reporter.close()
+        else:
+            results = _run_parallel(resolved, config, population_path, workers, progress)
+        for name, run, digest in results:
+            runs[name] = run
+            metrics[name] = compute_metrics(run)
+            digests[name] = digest
         summary = _summary(config, scene, metrics, digests, resolved)
         write_json(work / "summary.json", summary)
         _frames(runs, "records").write_parquet(work / "liquidations.parquet")
@@ -129,6 +141,33 @@ def run_comparison(
             notes=scene.notes, published=scene.published, png=write_png,
         )
     return ComparisonResult(Path(out), title, summary, runs)
+
+
+def _policy_group(args: tuple[list[LiquidationPolicy], RunConfig, str | Path | None]) -> list[tuple[str, PolicyRun, str]]:
+    """Worker body: rebuild the scene (deterministic) and run a group of policies."""
+    policies, config, population_path = args
+    scene = build_scene(config, population_path=population_path)
+    return [(p.name, *run_policy(p, scene, config)) for p in policies]
+
+
+def _run_parallel(policies: list[LiquidationPolicy], config: RunConfig, population_path: str | Path | None,
+                  workers: int, progress: bool) -> list[tuple[str, PolicyRun, str]]:
+    """Run policies in ``workers`` spawned processes; results come back in the policies' order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    groups: list[list[LiquidationPolicy]] = [policies[i::workers] for i in range(workers)]
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once polars' thread pool exists
+    done: dict[str, tuple[str, PolicyRun, str]] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_policy_group, (group, config, population_path)) for group in groups if group]
+        reporter = _Progress(progress, len(policies))
+        for future in futures:
+            for item in future.result():
+                done[item[0]] = item
+                reporter.tick(every=1)
+        reporter.close()
+    return [done[p.name] for p in policies]
 
 
 def load_summary(directory: str | Path) -> dict[str, Any]:
@@ -399,9 +438,9 @@ class _Progress:
             self._task = self._bar.add_task("run", total=total)
         self._started = time.perf_counter()
 
-    def tick(self) -> None:
+    def tick(self, every: int = 200) -> None:
         self._count += 1
-        if self._bar is not None and self._count % 200 == 0:
+        if self._bar is not None and self._count % every == 0:
             self._bar.update(self._task, completed=self._count)
 
     def close(self) -> None:
