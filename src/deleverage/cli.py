@@ -223,6 +223,18 @@ def algos(
 
 
 @app.command()
+def serve(
+    config: Path | None = typer.Option(None, help="service TOML (database URL, policy, instruments, API key hashes)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port"),
+) -> None:
+    """Run the engine as an HTTP service with an event store (SQLite by default)."""
+    from deleverage.service import serve as run_service
+
+    run_service(config, host=host, port=port)
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from deleverage import __version__
