@@ -295,3 +295,224 @@ def test_depth_and_limited_walk_match_brute_force(bid_sizes, ask_sizes, pre_take
         bound = mid * (1 - 5 / 1e4) if side == "sell" else mid * (1 + 5 / 1e4)
         within = sum(q for p, q in everything.fills if (p >= bound if side == "sell" else p <= bound))
         assert book.depth_within_bps("bid" if side == "sell" else "ask", 5) == within
+
+
+# --- the fast walk against the previous implementation (kept here as the oracle) ------------------------
+
+
+class SlowLadder:
+    """The first Ladder: every cum/level query a vectorised formula or a binary search over it."""
+
+    def __init__(self, scale_lots: float, exponent: float, max_level: int, extra_lots=None) -> None:
+        self.scale_lots, self.exponent, self.max_level = float(scale_lots), float(exponent), int(max_level)
+        extra = np.zeros(0, np.int64) if extra_lots is None else np.asarray(extra_lots, np.int64)
+        self._extra_cum = np.cumsum(extra[: self.max_level + 1])
+        self.capacity = int(self.cum(np.array([self.max_level]))[0])
+
+    def cum(self, k):
+        k = np.minimum(np.asarray(k, dtype=np.int64), self.max_level)
+        base = np.floor(self.scale_lots * np.maximum(k + 1, 0).astype(np.float64) ** self.exponent)
+        out = base.astype(np.int64)
+        if self._extra_cum.size:
+            idx = np.minimum(k, self._extra_cum.size - 1)
+            out += np.where(k >= 0, self._extra_cum[np.maximum(idx, 0)], 0)
+        return np.where(k >= 0, out, 0)
+
+    def level_of(self, units):
+        u = np.asarray(units, dtype=np.int64)
+        lo, hi = np.zeros_like(u), np.full_like(u, self.max_level + 1)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            above = self.cum(mid) > u
+            hi = np.where(active & above, mid, hi)
+            lo = np.where(active & ~above, mid + 1, lo)
+
+    def levels_in(self, lo: int, hi: int):
+        if hi < lo:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        last = min(hi, self.capacity - 1)
+        ks, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if last >= lo:
+            k_lo, k_hi = self.level_of(np.array([lo, last]))
+            ks = np.arange(k_lo, k_hi + 1, dtype=np.int64)
+            counts = np.minimum(self.cum(ks), last + 1) - np.maximum(self.cum(ks - 1), lo)
+            ks, counts = ks[counts > 0], counts[counts > 0]
+        overflow = hi + 1 - max(lo, self.capacity)
+        if overflow > 0:
+            ks, counts = np.append(ks, self.max_level + 1), np.append(counts, overflow)
+        return ks, counts
+
+
+class SlowImpactBook(ImpactBook):
+    """ImpactBook with the first implementation of every method the fast path replaced."""
+
+    def _offsets(self, v_lo: int, v_hi: int):
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        neg_k, neg_n = self.bid.levels_in(max(-v_hi - 1, 0), -v_lo - 1) if v_lo < 0 else empty
+        pos_k, pos_n = self.ask.levels_in(max(v_lo, 0), v_hi) if v_hi >= 0 else empty
+        return np.concatenate([-neg_k[::-1], pos_k]), np.concatenate([neg_n[::-1], pos_n])
+
+    def _offset_of(self, v: int) -> int:
+        return int(self.ask.level_of(np.array([v]))[0]) if v >= 0 else -int(self.bid.level_of(np.array([-v - 1]))[0])
+
+    def displacement_ticks(self, state=None) -> int:
+        e = self._state() if state is None else state
+        if e == 0:
+            return 0
+        if e > 0:
+            return self._offset_of(e - 1) - int(self.ask.level_of(np.array([0]))[0])
+        return self._offset_of(e) + int(self.bid.level_of(np.array([0]))[0])
+
+    def _units_within(self, side: str, limit: int) -> int:
+        e, c, cap = self._state(), self.center_ticks, self._capacity(side)
+
+        def cum(ladder, k: int) -> int:
+            return int(ladder.cum(np.array([k]))[0])
+
+        if side == "sell":
+            g = limit - c + self.half_bid
+            first = -cum(self.bid, -g) if g <= 0 else cum(self.ask, g - 1)
+            return max(0, e - max(first, e - cap))
+        g = limit - c - self.half_ask
+        last = cum(self.ask, g) - 1 if g >= 0 else -cum(self.bid, -g - 1) - 1
+        return max(0, min(last, e + cap - 1) - e + 1)
+
+    def _fills(self, side: str, qty: int, limit, max_levels: int = 0):
+        n = min(qty, self._capacity(side))
+        if limit is not None:
+            n = min(n, self._units_within(side, limit))
+        if n <= 0:
+            return []
+        e, c = self._state(), self.center_ticks
+        if side == "buy":
+            g, lots = self._offsets(e, e + n - 1)
+            prices = c + self.half_ask + g
+        else:
+            g, lots = self._offsets(e - n, e - 1)
+            prices, lots = (c - self.half_bid + g)[::-1], lots[::-1]
+        if limit is None:
+            ok = lambda p: p > 0  # noqa: E731
+        elif side == "buy":
+            ok = lambda p: 0 < p <= limit  # noqa: E731
+        else:
+            ok = lambda p: p >= max(limit, 1)  # noqa: E731
+        out = []
+        for p, q in zip(prices.tolist(), lots.tolist(), strict=True):
+            if not ok(p):
+                break
+            out.append((int(p), int(q)))
+        return out
+
+    def levels(self, side: str, n: int):
+        taker = "sell" if side in ("bid", "sell") else "buy"
+        cap = self._capacity(taker)
+        units = max(n, 1)
+        while True:
+            out = self._fills(taker, min(units, cap), None) if cap > 0 else []
+            if len(out) > n or units >= cap:
+                break
+            units *= 4
+        return out[:n]
+
+
+ladder_params = st.one_of(
+    st.tuples(st.floats(0, 40), st.floats(0.3, 2.5), st.integers(0, 300),
+              st.lists(st.integers(0, 30), max_size=12)),  # model ladder + market makers' quotes
+    st.tuples(st.just(0.0), st.just(1.0), st.integers(0, 60), st.lists(st.integers(0, 9), min_size=1,
+                                                                         max_size=61)),  # recorded levels
+)
+book_ops = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["walk", "take"]), st.sampled_from(["buy", "sell"]), st.integers(1, 3000),
+              st.one_of(st.none(), st.integers(-60, 60), st.just(-10**9))),  # -10**9: limit 1 tick
+    st.tuples(st.just("decay"), st.integers(0, 3 * NS)),
+    st.tuples(st.just("reladder"), ladder_params, ladder_params),
+), min_size=1, max_size=8)
+
+
+def _pair(params):
+    scale, exponent, max_level, extra = params
+    return Ladder(scale, exponent, max_level, np.array(extra)), SlowLadder(scale, exponent, max_level, np.array(extra))
+
+
+def _same_view(fast: ImpactBook, slow: SlowImpactBook) -> None:
+    assert (fast.consumed_lots, fast.permanent_ticks) == (slow.consumed_lots, slow.permanent_ticks)
+    assert fast.mark_ticks() == slow.mark_ticks()
+    assert fast.best_bid() == slow.best_bid() and fast.best_ask() == slow.best_ask()
+    for side in ("bid", "ask"):
+        for n in (2, 7):
+            assert fast.levels(side, n) == slow.levels(side, n)
+        for bps in (1, 30, 700):
+            assert fast.depth_within_bps(side, bps) == slow.depth_within_bps(side, bps)
+
+
+@settings(max_examples=120)
+@given(ladder_params, ladder_params, st.integers(1, 400), st.integers(0, 3), st.integers(0, 3),
+       st.floats(0, 1), st.floats(0, 2), book_ops)
+def test_fast_walk_equals_the_first_implementation(bid_p, ask_p, reference, half_bid, half_ask, phi, rho,
+                                                   ops) -> None:
+    """Same fills, touch, marks, levels and depth as the binary-search implementation, op after op.
+
+    A low reference (≤ 400 ticks) makes deep sells reach prices ≤ 0 (the walk must stop there); a
+    ``reladder`` swaps in thinner ladders so consumed volume can exceed a side's capacity.
+    """
+    half_ask = max(half_ask, 1 - half_bid)
+    (fast_bid, slow_bid), (fast_ask, slow_ask) = _pair(bid_p), _pair(ask_p)
+    fast = ImpactBook(reference_ticks=reference, bid=fast_bid, ask=fast_ask, spread_ticks=1,
+                      resilience_per_s=rho, permanent_share=phi, ts_ns=0)
+    slow = SlowImpactBook(reference_ticks=reference, bid=slow_bid, ask=slow_ask, spread_ticks=1,
+                          resilience_per_s=rho, permanent_share=phi, ts_ns=0)
+    for book in (fast, slow):
+        book.set_reference(reference, half_bid=half_bid, half_ask=half_ask)
+    _same_view(fast, slow)
+    now = 0
+    for op in ops:
+        if op[0] == "decay":
+            now += op[1]
+            fast.decay_to(now)
+            slow.decay_to(now)
+        elif op[0] == "reladder":
+            (fb, sb), (fa, sa) = _pair(op[1]), _pair(op[2])
+            fast.set_reference(reference, fb, fa)
+            slow.set_reference(reference, sb, sa)
+        else:
+            kind, side, qty, offset = op
+            limit = None if offset is None else max(1, reference + offset)
+            assert getattr(fast, kind)(side, qty, limit) == getattr(slow, kind)(side, qty, limit)
+        _same_view(fast, slow)
+    for fast_l, slow_l in ((fast.bid, slow.bid), (fast.ask, slow.ask)):
+        cap = fast_l.capacity
+        units = np.unique(np.concatenate([np.arange(-2, min(cap, 400) + 3),
+                                          np.linspace(0, cap + 2, 100).astype(np.int64)]))
+        assert np.array_equal(fast_l.level_of(units), slow_l.level_of(units))
+        assert [fast_l.cum_at(int(k)) for k in range(-2, fast_l.max_level + 3)] == slow_l.cum(
+            np.arange(-2, fast_l.max_level + 3)).tolist()
+
+
+def test_capture_tiles_repeat_the_first_tile_and_reset_the_book_once_per_tile(btc_capture) -> None:
+    from deleverage.lab.market import CaptureReplayMarket
+
+    three = CaptureReplayMarket(btc_capture, tile=3)
+    snapshots = []
+
+    class Counting(three._L2Book):
+        def apply_snapshot(self, *args, **kwargs):
+            snapshots.append(args[-1])
+            return super().apply_snapshot(*args, **kwargs)
+
+    three._L2Book = Counting
+    n = len(CaptureReplayMarket(btc_capture).times())
+    assert len(three.times()) == 3 * n
+    seen: dict[int, tuple] = {}
+    for i in range(0, 3 * n, 7):
+        three.advance_to(int(three.times()[i]))
+        view = (three.reference_mark_ticks(), three.liquidity().best_bid(), three.liquidity().levels("ask", 3))
+        assert seen.setdefault(i % n, view) == view  # every tile replays the first one
+    assert 1 <= len(snapshots) <= 3  # one book per tile, not one per tick
+    three.advance_to(int(three.times()[-2]))
+    unread = three.book.bid  # a ladder nobody read before the market moved on
+    three.advance_to(int(three.times()[-1]))
+    with pytest.raises(SimulationError, match="advanced"):
+        _ = unread.capacity

@@ -23,8 +23,10 @@ and the ladder from the calibrated depth model; :class:`CaptureReplayMarket` rep
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +38,7 @@ from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL, DepthModel
 
 NS_PER_S = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_S
+_MIN_CACHE = 64  # levels cached on a ladder's first walk
 
 
 @runtime_checkable
@@ -101,7 +104,12 @@ class BookWalk:
 
 
 class Ladder:
-    """Cumulative lots up to level k (k ticks from the touch) on one side; ``extra`` adds quoted lots."""
+    """Cumulative lots up to level k (k ticks from the touch) on one side; ``extra`` adds quoted lots.
+
+    ``cum`` is the defining formula (vectorised). Walks read it through a cache of ``cum(0..K)`` as Python
+    ints, grown by doubling only as far as a walk reaches, so a walk costs O(levels touched · log K)
+    instead of a binary search of numpy calls per unit range (the cache holds the formula's own values).
+    """
 
     def __init__(self, scale_lots: float, exponent: float, max_level: int,
                  extra_lots: np.ndarray | None = None) -> None:
@@ -114,7 +122,12 @@ class Ladder:
         if extra.size and extra.min() < 0:
             raise InvalidInput("extra_lots", int(extra.min()), "must be >= 0")
         self._extra_cum = np.cumsum(extra[: self.max_level + 1])
-        self.capacity = int(self.cum(np.array([self.max_level]))[0])
+        self._cache: list[int] = []  # cum(0), cum(1), ... as far as walks have reached
+
+    @functools.cached_property
+    def capacity(self) -> int:
+        """Lots on the whole ladder, cum(max_level)."""
+        return int(self.cum(np.array([self.max_level]))[0])
 
     def cum(self, k: np.ndarray) -> np.ndarray:
         """Lots on levels 0..k (0 for k < 0), constant beyond ``max_level``."""
@@ -126,39 +139,109 @@ class Ladder:
             out += np.where(k >= 0, self._extra_cum[np.maximum(idx, 0)], 0)
         return np.where(k >= 0, out, 0)
 
+    def _grow(self, level: int) -> list[int]:
+        """Extend the cache to cover ``level`` (≤ max_level), at least doubling it."""
+        cache = self._cache
+        n = len(cache)
+        size = min(self.max_level + 1, max(level + 1, 2 * n, _MIN_CACHE))
+        if size > n:
+            cache.extend(self.cum(np.arange(n, size, dtype=np.int64)).tolist())
+        return cache
+
+    def cum_at(self, k: int) -> int:
+        """Scalar :meth:`cum`: lots on levels 0..k."""
+        if k < 0:
+            return 0
+        if k > self.max_level:
+            k = self.max_level
+        cache = self._cache
+        if k >= len(cache):
+            cache = self._grow(k)
+        return cache[k]
+
+    def level_at(self, unit: int) -> int:
+        """Scalar :meth:`level_of`: the smallest k with cum(k) > unit; max_level + 1 at or past capacity."""
+        if unit >= self.capacity:
+            return self.max_level + 1
+        cache = self._cache
+        while (not cache or cache[-1] <= unit) and len(cache) <= self.max_level:
+            cache = self._grow(len(cache))
+        return bisect.bisect_right(cache, unit)
+
     def level_of(self, units: np.ndarray) -> np.ndarray:
         """Level holding unit u (0-based): the smallest k with cum(k) > u; max_level + 1 beyond."""
         u = np.asarray(units, dtype=np.int64)
-        lo = np.zeros_like(u)
-        hi = np.full_like(u, self.max_level + 1)
-        while True:
-            active = lo < hi
-            if not active.any():
-                return lo
-            mid = (lo + hi) // 2
-            above = self.cum(mid) > u
-            hi = np.where(active & above, mid, hi)
-            lo = np.where(active & ~above, mid + 1, lo)
+        flat = [self.level_at(int(x)) for x in u.ravel().tolist()]
+        return np.array(flat, dtype=np.int64).reshape(u.shape)
+
+    def segments_up(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """(level, lots) covering units lo..hi (lo >= 0) in ascending order; past capacity at max_level + 1."""
+        capacity = self.capacity
+        last = min(hi, capacity - 1)
+        u, k = lo, 0
+        cache = self._cache
+        while u <= last:
+            if not cache or cache[-1] <= u:
+                k = self.level_at(u)
+            else:
+                k = bisect.bisect_right(cache, u, k)
+            end = min(cache[k], last + 1)
+            yield k, end - u
+            u = end
+        overflow = hi + 1 - max(lo, capacity)
+        if overflow > 0:
+            yield self.max_level + 1, overflow
+
+    def segments_down(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """The segments of :meth:`segments_up` in descending order (the last unit first)."""
+        overflow = hi + 1 - max(lo, self.capacity)
+        if overflow > 0:
+            yield self.max_level + 1, overflow
+            hi -= overflow
+        if hi < lo:
+            return
+        k = self.level_at(hi)
+        cache = self._cache
+        while hi >= lo:
+            k = bisect.bisect_right(cache, hi, 0, k + 1)
+            start = cache[k - 1] if k > 0 else 0
+            if start < lo:
+                start = lo
+            yield k, hi - start + 1
+            hi = start - 1
 
     def levels_in(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """Levels and lots covering units lo..hi inclusive (units past capacity sit at max_level + 1)."""
-        if hi < lo:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        last = min(hi, self.capacity - 1)
-        ks = np.zeros(0, np.int64)
-        counts = np.zeros(0, np.int64)
-        if last >= lo:
-            k_lo, k_hi = self.level_of(np.array([lo, last]))
-            ks = np.arange(k_lo, k_hi + 1, dtype=np.int64)
-            upper = np.minimum(self.cum(ks), last + 1)
-            lower = np.maximum(self.cum(ks - 1), lo)
-            counts = upper - lower
-            ks, counts = ks[counts > 0], counts[counts > 0]
-        overflow = hi + 1 - max(lo, self.capacity)
-        if overflow > 0:
-            ks = np.append(ks, self.max_level + 1)
-            counts = np.append(counts, overflow)
+        pairs = list(self.segments_up(lo, hi)) if hi >= lo else []
+        ks = np.array([k for k, _ in pairs], dtype=np.int64)
+        counts = np.array([n for _, n in pairs], dtype=np.int64)
         return ks, counts
+
+
+class LazyLadder(Ladder):
+    """A ladder built by ``build()`` on first use — a replay tick pays for its book only if it is read.
+
+    Valid until :meth:`expire` (the market moved on and the source changed): reading it after that,
+    unbuilt, raises :class:`SimulationError` instead of silently describing a later book.
+    """
+
+    def __init__(self, build: Callable[[], Ladder]) -> None:  # noqa: D107 — no super(): built lazily
+        self.__dict__["_build"] = build
+
+    def expire(self) -> None:
+        self.__dict__["_expired"] = True
+
+    def __getattr__(self, name: str) -> Any:
+        state = self.__dict__
+        if name.startswith("__") or "_build" not in state:
+            raise AttributeError(name)
+        if state.get("_expired"):
+            raise SimulationError("a recorded ladder was read after the market advanced past its tick")
+        built = state.pop("_build")()
+        state.update(built.__dict__)
+        if name not in state:
+            raise AttributeError(name)
+        return state[name]
 
 
 # --- the impact book -------------------------------------------------------------------------------
@@ -217,17 +300,8 @@ class ImpactBook:
     def _state(self) -> int:
         return int(round(self.consumed_lots))
 
-    def _offsets(self, v_lo: int, v_hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Price offsets g and lots for units v_lo..v_hi (ascending g)."""
-        neg_k, neg_n = self.bid.levels_in(max(-v_hi - 1, 0), -v_lo - 1) if v_lo < 0 else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64))
-        pos_k, pos_n = self.ask.levels_in(max(v_lo, 0), v_hi) if v_hi >= 0 else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return np.concatenate([-neg_k[::-1], pos_k]), np.concatenate([neg_n[::-1], pos_n])
-
     def _offset_of(self, v: int) -> int:
-        return int(self.ask.level_of(np.array([v]))[0]) if v >= 0 else -int(
-            self.bid.level_of(np.array([-v - 1]))[0])
+        return self.ask.level_at(v) if v >= 0 else -self.bid.level_at(-v - 1)
 
     def displacement_ticks(self, state: int | None = None) -> int:
         """X(E): offset of the last unit consumed (0 when nothing is consumed)."""
@@ -235,8 +309,8 @@ class ImpactBook:
         if e == 0:
             return 0
         if e > 0:  # measured from the first non-empty level, so the first lot does not move the mark
-            return self._offset_of(e - 1) - int(self.ask.level_of(np.array([0]))[0])
-        return self._offset_of(e) + int(self.bid.level_of(np.array([0]))[0])
+            return self._offset_of(e - 1) - self.ask.level_at(0)
+        return self._offset_of(e) + self.bid.level_at(0)
 
     def mark_ticks(self) -> int:
         return self.center_ticks + self.displacement_ticks()
@@ -261,42 +335,55 @@ class ImpactBook:
     def _units_within(self, side: str, limit: int) -> int:
         """How many units a ``side`` taker gets at ``limit`` or better (closed form on the ladders)."""
         e, c, cap = self._state(), self.center_ticks, self._capacity(side)
-
-        def cum(ladder: Ladder, k: int) -> int:
-            return int(ladder.cum(np.array([k]))[0])
-
         if side == "sell":  # units v = e-1, e-2, ... with c - h_bid + g(v) >= limit
             g = limit - c + self.half_bid
-            first = -cum(self.bid, -g) if g <= 0 else cum(self.ask, g - 1)
+            first = -self.bid.cum_at(-g) if g <= 0 else self.ask.cum_at(g - 1)
             return max(0, e - max(first, e - cap))
         g = limit - c - self.half_ask  # units v = e, e+1, ... with c + h_ask + g(v) <= limit
-        last = cum(self.ask, g) - 1 if g >= 0 else -cum(self.bid, -g - 1) - 1
+        last = self.ask.cum_at(g) - 1 if g >= 0 else -self.bid.cum_at(-g - 1) - 1
         return max(0, min(last, e + cap - 1) - e + 1)
 
-    def _fills(self, side: str, qty: int, limit: int | None) -> list[tuple[int, int]]:
+    def _offsets_in_walk_order(self, side: str, e: int, n: int) -> Iterator[tuple[int, int]]:
+        """(offset g, lots) of the n units a ``side`` taker walks from state e, best price first."""
+        if side == "buy":  # units e .. e+n-1, ascending g: bid units (g = -k) first, then ask units
+            v_lo, v_hi = e, e + n - 1
+            if v_lo < 0:
+                for k, lots in self.bid.segments_down(max(-v_hi - 1, 0), -v_lo - 1):
+                    yield -k, lots
+            if v_hi >= 0:
+                yield from self.ask.segments_up(max(v_lo, 0), v_hi)
+            return
+        v_lo, v_hi = e - n, e - 1  # sell: units e-1 down to e-n, descending g: ask units first
+        if v_hi >= 0:
+            yield from self.ask.segments_down(max(v_lo, 0), v_hi)
+        if v_lo < 0:
+            for k, lots in self.bid.segments_up(max(-v_hi - 1, 0), -v_lo - 1):
+                yield -k, lots
+
+    def _fills(self, side: str, qty: int, limit: int | None, max_levels: int = 0) -> list[tuple[int, int]]:
+        """Fills of ``qty`` lots, cut at the first price that is <= 0 or past ``limit`` (and after
+        ``max_levels`` levels when > 0)."""
         n = min(qty, self._capacity(side))
         if limit is not None:
             n = min(n, self._units_within(side, limit))
         if n <= 0:
             return []
         e = self._state()
-        c = self.center_ticks
-        if side == "buy":
-            g, lots = self._offsets(e, e + n - 1)
-            prices = c + self.half_ask + g
-        else:
-            g, lots = self._offsets(e - n, e - 1)
-            prices, lots = (c - self.half_bid + g)[::-1], lots[::-1]
+        buy = side == "buy"
+        base = self.center_ticks + (self.half_ask if buy else -self.half_bid)
         if limit is None:
-            def ok(p: int) -> bool:
-                return p > 0
-        elif side == "buy":
-            def ok(p: int) -> bool:
-                return 0 < p <= limit
+            low, high = 1, None
         else:
-            def ok(p: int) -> bool:
-                return p >= max(limit, 1)
-        return _prefix(list(zip(prices.tolist(), lots.tolist(), strict=True)), ok)
+            low, high = (1, limit) if buy else (max(limit, 1), None)
+        out: list[tuple[int, int]] = []
+        for g, lots in self._offsets_in_walk_order(side, e, n):
+            p = base + g
+            if p < low or (high is not None and p > high):
+                break
+            out.append((p, lots))
+            if len(out) == max_levels:
+                break
+        return out
 
     def take(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> BookWalk:
         """Fill like :meth:`walk`, consume the volume and move the mark (permanent + transient)."""
@@ -320,14 +407,7 @@ class ImpactBook:
             raise InvalidInput("side", side, "must be 'bid'/'ask' or 'buy'/'sell'")
         if n <= 0:
             raise InvalidInput("n", n, "must be > 0")
-        cap = self._capacity(taker)
-        units = max(n, 1)
-        while True:
-            out = self._fills(taker, min(units, cap), None) if cap > 0 else []
-            if len(out) > n or units >= cap:
-                break
-            units *= 4
-        return out[:n]
+        return self._fills(taker, self._capacity(taker), None, max_levels=n)
 
     def best_bid(self) -> tuple[int, int] | None:
         lv = self.levels("bid", 1)
@@ -350,15 +430,6 @@ class ImpactBook:
         bound = mid * (1 - bps / 1e4) if taker == "sell" else mid * (1 + bps / 1e4)
         limit = math.ceil(bound) if taker == "sell" else math.floor(bound)
         return self._units_within(taker, max(limit, 1))
-
-
-def _prefix(fills: list[tuple[int, int]], ok: Callable[[int], bool]) -> list[tuple[int, int]]:
-    out = []
-    for p, q in fills:
-        if not ok(p):
-            break
-        out.append((int(p), int(q)))
-    return out
 
 
 def lots_per_base_unit(instrument: Instrument, price: float) -> float:
@@ -534,6 +605,7 @@ class CaptureReplayMarket:
         self.symbol = self.instrument.symbol
         self.tile, self.step_ms, self.depth_levels = tile, step_ms, depth_levels
         self._L2Book = L2Book
+        self._book_tile = -1
         depth = capture.depth
         self._ts = depth["ts_event"]
         snap = capture.snapshot
@@ -544,18 +616,50 @@ class CaptureReplayMarket:
         local = np.arange(self._t0, self._t0 + self._duration, step, dtype=np.int64)
         self._times = np.concatenate([local + k * self._duration for k in range(tile)])
         self.start_ns, self.end_ns = int(self._times[0]), int(self._times[-1])
+        self._index_events(depth, snap)
         self._tile_index = -1
+        self._cut = 0
         self.agents = list(agents)
         self.book = ImpactBook(reference_ticks=1, bid=Ladder(0.0, 1.0, 0), ask=Ladder(0.0, 1.0, 0),
                                spread_ticks=1, resilience_per_s=resilience_per_s,
                                permanent_share=permanent_share, ts_ns=self.start_ns)
         self.advance_to(self.start_ns)
 
+    def _index_events(self, depth: np.ndarray, snap: Any) -> None:
+        """Replay the capture once, keeping the top of book after every event (all tiles share it).
+
+        A tick then only looks up its top (the reference mid and half spreads); the full recorded book
+        is brought up to the tick only when something reads its depth (a walk, a take, a mark with
+        consumed volume), by applying the rows since the last such read.
+        """
+        probe = self._L2Book(on_gap="report")
+        probe.apply_snapshot(snap.bids, snap.asks, snap.last_update_id)
+        bid, ask = probe.best_bid(), probe.best_ask()
+        self._snapshot_top = (bid[0] if bid else 0, ask[0] if ask else 0)
+        top = probe.apply_depth_arrays(depth, record_top=True).top
+        last_u = depth["last_update_id"]
+        self._event_end = np.append(np.flatnonzero(last_u[1:] != last_u[:-1]) + 1, len(depth))
+        if top is None or len(top) != len(self._event_end):
+            raise SimulationError("capture replay: events and recorded tops disagree")  # pragma: no cover
+        self._top_bid = top["bid_price_ticks"].tolist()
+        self._top_ask = top["ask_price_ticks"].tolist()
+
     def _reset_book(self) -> None:
         snap = self.capture.snapshot
-        self.recorded = self._L2Book(on_gap="report")
-        self.recorded.apply_snapshot(snap.bids, snap.asks, snap.last_update_id)
+        self._recorded = self._L2Book(on_gap="report")
+        self._recorded.apply_snapshot(snap.bids, snap.asks, snap.last_update_id)
         self._cursor = 0
+        self._book_tile = self._tile_index
+
+    @property
+    def recorded(self) -> Any:
+        """The recorded L2 book at the current tick (snapshot + every depth row up to it)."""
+        if self._book_tile != self._tile_index:
+            self._reset_book()
+        if self._cut > self._cursor:
+            self._recorded.apply_depth_arrays(self.capture.depth[self._cursor:self._cut])
+            self._cursor = self._cut
+        return self._recorded
 
     def times(self) -> np.ndarray:
         return self._times
@@ -565,22 +669,28 @@ class CaptureReplayMarket:
             raise InvalidInput("ts_ns", ts_ns, f"is before the market start {self.start_ns}")
         self.book.decay_to(ts_ns)
         tile = min((ts_ns - self.start_ns) // self._duration, self.tile - 1)
-        if tile != self._tile_index:
-            self._tile_index = tile
-            self._reset_book()
-        cut = int(np.searchsorted(self._ts, ts_ns - tile * self._duration, side="right"))
-        if cut > self._cursor:
-            self.recorded.apply_depth_arrays(self.capture.depth[self._cursor:cut])
-            self._cursor = cut
-        bid, ask = self.recorded.best_bid(), self.recorded.best_ask()
-        if bid is None or ask is None:
+        self._tile_index = tile
+        self._cut = cut = int(np.searchsorted(self._ts, ts_ns - tile * self._duration, side="right"))
+        events = int(np.searchsorted(self._event_end, cut, side="right"))
+        if events:
+            bid, ask = self._top_bid[events - 1], self._top_ask[events - 1]
+        else:
+            bid, ask = self._snapshot_top
+        if bid <= 0 or ask <= 0:
             raise SimulationError(f"the recorded book has an empty side at {ts_ns}: no reference mid")
-        reference = (bid[0] + ask[0]) // 2
-        ladders = [recorded_ladder(*self.recorded.levels(side, self.depth_levels)) for side in ("bid", "ask")]
-        self.book.set_reference(reference, *ladders, half_bid=reference - bid[0], half_ask=ask[0] - reference)
+        reference = (bid + ask) // 2
+        for ladder in (self.book.bid, self.book.ask):
+            if isinstance(ladder, LazyLadder):
+                ladder.expire()
+        ladders = [LazyLadder(functools.partial(self._recorded_side, side)) for side in ("bid", "ask")]
+        self.book.set_reference(reference, *ladders, half_bid=reference - bid, half_ask=ask - reference)
         for agent in self.agents:
             if hasattr(agent, "on_advance"):
                 agent.on_advance(ts_ns, self)
+
+    def _recorded_side(self, side: str) -> Ladder:
+        """The ladder of the recorded side now (built only when a walk or a mark reads it)."""
+        return recorded_ladder(*self.recorded.levels(side, self.depth_levels))
 
     def reference_mark_ticks(self) -> int:
         return self.book.reference_ticks
@@ -618,6 +728,7 @@ __all__ = [
     "ImpactBook",
     "KlineReplayMarket",
     "Ladder",
+    "LazyLadder",
     "Market",
     "lots_per_base_unit",
     "model_ladder",
