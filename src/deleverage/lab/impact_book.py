@@ -1,0 +1,398 @@
+"""The impact book: an Obizhaeva–Wang limit order book on integer ticks and lots, shifted as a whole.
+
+A ladder per side gives the lots at level k ticks from the touch; ``E`` (net consumed volume) refills at
+the resilience rate ρ; a share φ of each take's price move is permanent. See :mod:`deleverage.lab.market`
+for how the replay markets drive it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deleverage.errors import InvalidInput, SimulationError
+
+NS_PER_S = 1_000_000_000
+_MIN_CACHE = 64  # levels cached on a ladder's first walk
+
+
+@dataclass(frozen=True, slots=True)
+class BookWalk:
+    """What a marketable order gets: fills at integer ticks, best level first."""
+
+    side: str
+    requested_lots: int
+    fills: tuple[tuple[int, int], ...]  # (price_ticks, qty_lots)
+    touch_price_ticks: int | None
+
+    @property
+    def filled_lots(self) -> int:
+        return sum(q for _, q in self.fills)
+
+    @property
+    def unfilled_lots(self) -> int:
+        return self.requested_lots - self.filled_lots
+
+    @property
+    def notional(self) -> int:
+        """Σ price_ticks × qty_lots, exact."""
+        return sum(p * q for p, q in self.fills)
+
+    notional_tick_lots = notional
+
+    @property
+    def vwap_ticks(self) -> float | None:
+        return self.notional / self.filled_lots if self.fills else None
+
+    @property
+    def best_price_ticks(self) -> int | None:
+        return self.fills[0][0] if self.fills else None
+
+    @property
+    def worst_price_ticks(self) -> int | None:
+        return self.fills[-1][0] if self.fills else None
+
+    @property
+    def levels_touched(self) -> int:
+        return len(self.fills)
+
+
+# --- ladders ---------------------------------------------------------------------------------------
+
+
+class Ladder:
+    """Cumulative lots up to level k (k ticks from the touch) on one side; ``extra`` adds quoted lots.
+
+    ``cum`` is the defining formula (vectorised). Walks read it through a cache of ``cum(0..K)`` as Python
+    ints, grown by doubling only as far as a walk reaches, so a walk costs O(levels touched · log K)
+    instead of a binary search of numpy calls per unit range (the cache holds the formula's own values).
+    """
+
+    def __init__(self, scale_lots: float, exponent: float, max_level: int,
+                 extra_lots: np.ndarray | None = None) -> None:
+        if not (math.isfinite(scale_lots) and scale_lots >= 0 and exponent > 0 and max_level >= 0):
+            raise InvalidInput("ladder", (scale_lots, exponent, max_level), "need scale >= 0, exponent > 0")
+        self.scale_lots = float(scale_lots)
+        self.exponent = float(exponent)
+        self.max_level = int(max_level)
+        extra = np.zeros(0, np.int64) if extra_lots is None else np.asarray(extra_lots, np.int64)
+        if extra.size and extra.min() < 0:
+            raise InvalidInput("extra_lots", int(extra.min()), "must be >= 0")
+        self._extra_cum = np.cumsum(extra[: self.max_level + 1])
+        self._cache: list[int] = []  # cum(0), cum(1), ... as far as walks have reached
+
+    @functools.cached_property
+    def capacity(self) -> int:
+        """Lots on the whole ladder, cum(max_level)."""
+        return int(self.cum(np.array([self.max_level]))[0])
+
+    def cum(self, k: np.ndarray) -> np.ndarray:
+        """Lots on levels 0..k (0 for k < 0), constant beyond ``max_level``."""
+        k = np.minimum(np.asarray(k, dtype=np.int64), self.max_level)
+        base = np.floor(self.scale_lots * np.maximum(k + 1, 0).astype(np.float64) ** self.exponent)
+        out = base.astype(np.int64)
+        if self._extra_cum.size:
+            idx = np.minimum(k, self._extra_cum.size - 1)
+            out += np.where(k >= 0, self._extra_cum[np.maximum(idx, 0)], 0)
+        return np.where(k >= 0, out, 0)
+
+    def _grow(self, level: int) -> list[int]:
+        """Extend the cache to cover ``level`` (≤ max_level), at least doubling it."""
+        cache = self._cache
+        n = len(cache)
+        size = min(self.max_level + 1, max(level + 1, 2 * n, _MIN_CACHE))
+        if size > n:
+            cache.extend(self.cum(np.arange(n, size, dtype=np.int64)).tolist())
+        return cache
+
+    def cum_at(self, k: int) -> int:
+        """Scalar :meth:`cum`: lots on levels 0..k."""
+        if k < 0:
+            return 0
+        if k > self.max_level:
+            k = self.max_level
+        cache = self._cache
+        if k >= len(cache):
+            cache = self._grow(k)
+        return cache[k]
+
+    def level_at(self, unit: int) -> int:
+        """Scalar :meth:`level_of`: the smallest k with cum(k) > unit; max_level + 1 at or past capacity."""
+        if unit >= self.capacity:
+            return self.max_level + 1
+        cache = self._cache
+        while (not cache or cache[-1] <= unit) and len(cache) <= self.max_level:
+            cache = self._grow(len(cache))
+        return bisect.bisect_right(cache, unit)
+
+    def level_of(self, units: np.ndarray) -> np.ndarray:
+        """Level holding unit u (0-based): the smallest k with cum(k) > u; max_level + 1 beyond."""
+        u = np.asarray(units, dtype=np.int64)
+        flat = [self.level_at(int(x)) for x in u.ravel().tolist()]
+        return np.array(flat, dtype=np.int64).reshape(u.shape)
+
+    def segments_up(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """(level, lots) covering units lo..hi (lo >= 0) in ascending order; past capacity at max_level + 1."""
+        capacity = self.capacity
+        last = min(hi, capacity - 1)
+        u, k = lo, 0
+        cache = self._cache
+        while u <= last:
+            if not cache or cache[-1] <= u:
+                k = self.level_at(u)
+            else:
+                k = bisect.bisect_right(cache, u, k)
+            end = min(cache[k], last + 1)
+            yield k, end - u
+            u = end
+        overflow = hi + 1 - max(lo, capacity)
+        if overflow > 0:
+            yield self.max_level + 1, overflow
+
+    def segments_down(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """The segments of :meth:`segments_up` in descending order (the last unit first)."""
+        overflow = hi + 1 - max(lo, self.capacity)
+        if overflow > 0:
+            yield self.max_level + 1, overflow
+            hi -= overflow
+        if hi < lo:
+            return
+        k = self.level_at(hi)
+        cache = self._cache
+        while hi >= lo:
+            k = bisect.bisect_right(cache, hi, 0, k + 1)
+            start = cache[k - 1] if k > 0 else 0
+            if start < lo:
+                start = lo
+            yield k, hi - start + 1
+            hi = start - 1
+
+    def levels_in(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Levels and lots covering units lo..hi inclusive (units past capacity sit at max_level + 1)."""
+        pairs = list(self.segments_up(lo, hi)) if hi >= lo else []
+        ks = np.array([k for k, _ in pairs], dtype=np.int64)
+        counts = np.array([n for _, n in pairs], dtype=np.int64)
+        return ks, counts
+
+
+class LazyLadder(Ladder):
+    """A ladder built by ``build()`` on first use — a replay tick pays for its book only if it is read.
+
+    Valid until :meth:`expire` (the market moved on and the source changed): reading it after that,
+    unbuilt, raises :class:`SimulationError` instead of silently describing a later book.
+    """
+
+    def __init__(self, build: Callable[[], Ladder]) -> None:  # noqa: D107 — no super(): built lazily
+        self.__dict__["_build"] = build
+
+    def expire(self) -> None:
+        self.__dict__["_expired"] = True
+
+    def __getattr__(self, name: str) -> Any:
+        state = self.__dict__
+        if name.startswith("__") or "_build" not in state:
+            raise AttributeError(name)
+        if state.get("_expired"):
+            raise SimulationError("a recorded ladder was read after the market advanced past its tick")
+        built = state.pop("_build")()
+        state.update(built.__dict__)
+        if name not in state:
+            raise AttributeError(name)
+        return state[name]
+
+
+# --- the impact book -------------------------------------------------------------------------------
+
+
+class ImpactBook:
+    """The Obizhaeva–Wang overlay book of the module docstring (the LiquiditySource the engine takes from)."""
+
+    def __init__(self, *, reference_ticks: int, bid: Ladder, ask: Ladder, spread_ticks: int,
+                 resilience_per_s: float, permanent_share: float, ts_ns: int,
+                 feedback: bool = True) -> None:
+        if not 0 <= permanent_share <= 1:
+            raise InvalidInput("permanent_share", permanent_share, "must be in [0, 1]")
+        if not (math.isfinite(resilience_per_s) and resilience_per_s >= 0):
+            raise InvalidInput("resilience_per_s", resilience_per_s, "must be >= 0")
+        self.resilience_per_s = float(resilience_per_s)
+        self.permanent_share = float(permanent_share)
+        self.feedback = feedback
+        self.ts_ns = ts_ns
+        self.consumed_lots = 0.0  # E
+        self.permanent_ticks = 0.0  # P
+        self.listeners: list[Callable[[str, BookWalk], None]] = []
+        self.set_reference(reference_ticks, bid, ask, spread_ticks)
+
+    # --- driven by the market -------------------------------------------------------------------
+    def set_reference(self, reference_ticks: int, bid: Ladder | None = None, ask: Ladder | None = None,
+                      spread_ticks: int | None = None, *, half_bid: int | None = None,
+                      half_ask: int | None = None) -> None:
+        if reference_ticks <= 0:
+            raise InvalidInput("reference_ticks", reference_ticks, "must be > 0")
+        self.reference_ticks = int(reference_ticks)
+        if bid is not None:
+            self.bid, self.ask = bid, ask if ask is not None else bid
+        if spread_ticks is not None:
+            if spread_ticks < 1:
+                raise InvalidInput("spread_ticks", spread_ticks, "must be >= 1")
+            self.half_bid = spread_ticks // 2
+            self.half_ask = spread_ticks - self.half_bid
+        if half_bid is not None and half_ask is not None:
+            if half_bid < 0 or half_ask < 0 or half_bid + half_ask < 1:
+                raise InvalidInput("half_bid/half_ask", (half_bid, half_ask), "need >= 0 and a spread >= 1")
+            self.half_bid, self.half_ask = int(half_bid), int(half_ask)
+
+    def decay_to(self, ts_ns: int) -> None:
+        """Consumed volume refills: E ← E·e^{−ρ Δt}."""
+        if ts_ns < self.ts_ns:
+            raise SimulationError(f"ts_ns={ts_ns} is before the book's clock {self.ts_ns}")
+        self.consumed_lots *= math.exp(-self.resilience_per_s * (ts_ns - self.ts_ns) / NS_PER_S)
+        self.ts_ns = ts_ns
+
+    # --- prices -----------------------------------------------------------------------------------
+    @property
+    def center_ticks(self) -> int:
+        return self.reference_ticks + round(self.permanent_ticks)
+
+    def _state(self) -> int:
+        return int(round(self.consumed_lots))
+
+    def _offset_of(self, v: int) -> int:
+        return self.ask.level_at(v) if v >= 0 else -self.bid.level_at(-v - 1)
+
+    def displacement_ticks(self, state: int | None = None) -> int:
+        """X(E): offset of the last unit consumed (0 when nothing is consumed)."""
+        e = self._state() if state is None else state
+        if e == 0:
+            return 0
+        if e > 0:  # measured from the first non-empty level, so the first lot does not move the mark
+            return self._offset_of(e - 1) - self.ask.level_at(0)
+        return self._offset_of(e) + self.bid.level_at(0)
+
+    def mark_ticks(self) -> int:
+        return self.center_ticks + self.displacement_ticks()
+
+    def _capacity(self, side: str) -> int:
+        e = self._state()
+        return max(self.ask.capacity - e, 0) if side == "buy" else max(self.bid.capacity + e, 0)
+
+    # --- the LiquiditySource surface --------------------------------------------------------------
+    def walk(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> BookWalk:
+        """What a marketable order would fill now, without changing the book."""
+        if side not in ("buy", "sell"):
+            raise InvalidInput("side", side, "must be 'buy' or 'sell'")
+        if isinstance(qty_lots, bool) or not isinstance(qty_lots, int | np.integer) or qty_lots <= 0:
+            raise InvalidInput("qty_lots", qty_lots, "must be a positive int")
+        if limit_price_ticks is not None and limit_price_ticks <= 0:
+            raise InvalidInput("limit_price_ticks", limit_price_ticks, "must be > 0")
+        touch = self._fills(side, 1, None)
+        fills = self._fills(side, int(qty_lots), limit_price_ticks)
+        return BookWalk(side, int(qty_lots), tuple(fills), touch[0][0] if touch else None)
+
+    def _units_within(self, side: str, limit: int) -> int:
+        """How many units a ``side`` taker gets at ``limit`` or better (closed form on the ladders)."""
+        e, c, cap = self._state(), self.center_ticks, self._capacity(side)
+        if side == "sell":  # units v = e-1, e-2, ... with c - h_bid + g(v) >= limit
+            g = limit - c + self.half_bid
+            first = -self.bid.cum_at(-g) if g <= 0 else self.ask.cum_at(g - 1)
+            return max(0, e - max(first, e - cap))
+        g = limit - c - self.half_ask  # units v = e, e+1, ... with c + h_ask + g(v) <= limit
+        last = self.ask.cum_at(g) - 1 if g >= 0 else -self.bid.cum_at(-g - 1) - 1
+        return max(0, min(last, e + cap - 1) - e + 1)
+
+    def _offsets_in_walk_order(self, side: str, e: int, n: int) -> Iterator[tuple[int, int]]:
+        """(offset g, lots) of the n units a ``side`` taker walks from state e, best price first."""
+        if side == "buy":  # units e .. e+n-1, ascending g: bid units (g = -k) first, then ask units
+            v_lo, v_hi = e, e + n - 1
+            if v_lo < 0:
+                for k, lots in self.bid.segments_down(max(-v_hi - 1, 0), -v_lo - 1):
+                    yield -k, lots
+            if v_hi >= 0:
+                yield from self.ask.segments_up(max(v_lo, 0), v_hi)
+            return
+        v_lo, v_hi = e - n, e - 1  # sell: units e-1 down to e-n, descending g: ask units first
+        if v_hi >= 0:
+            yield from self.ask.segments_down(max(v_lo, 0), v_hi)
+        if v_lo < 0:
+            for k, lots in self.bid.segments_up(max(-v_hi - 1, 0), -v_lo - 1):
+                yield -k, lots
+
+    def _fills(self, side: str, qty: int, limit: int | None, max_levels: int = 0) -> list[tuple[int, int]]:
+        """Fills of ``qty`` lots, cut at the first price that is <= 0 or past ``limit`` (and after
+        ``max_levels`` levels when > 0)."""
+        n = min(qty, self._capacity(side))
+        if limit is not None:
+            n = min(n, self._units_within(side, limit))
+        if n <= 0:
+            return []
+        e = self._state()
+        buy = side == "buy"
+        base = self.center_ticks + (self.half_ask if buy else -self.half_bid)
+        if limit is None:
+            low, high = 1, None
+        else:
+            low, high = (1, limit) if buy else (max(limit, 1), None)
+        out: list[tuple[int, int]] = []
+        for g, lots in self._offsets_in_walk_order(side, e, n):
+            p = base + g
+            if p < low or (high is not None and p > high):
+                break
+            out.append((p, lots))
+            if len(out) == max_levels:
+                break
+        return out
+
+    def take(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> BookWalk:
+        """Fill like :meth:`walk`, consume the volume and move the mark (permanent + transient)."""
+        result = self.walk(side, qty_lots, limit_price_ticks)
+        filled = result.filled_lots
+        if filled and self.feedback:
+            sign = 1 if side == "buy" else -1
+            e0 = self._state()
+            delta = self.displacement_ticks(e0 + sign * filled) - self.displacement_ticks(e0)
+            self.permanent_ticks += self.permanent_share * delta
+            self.consumed_lots = e0 + sign * filled * (1.0 - self.permanent_share)
+        if filled:
+            for listener in self.listeners:
+                listener(side, result)
+        return result
+
+    def levels(self, side: str, n: int) -> list[tuple[int, int]]:
+        """The best ``n`` levels of a resting side ('bid'/'ask', or the taker side 'sell'/'buy')."""
+        taker = "sell" if side in ("bid", "sell") else "buy" if side in ("ask", "buy") else None
+        if taker is None:
+            raise InvalidInput("side", side, "must be 'bid'/'ask' or 'buy'/'sell'")
+        if n <= 0:
+            raise InvalidInput("n", n, "must be > 0")
+        return self._fills(taker, self._capacity(taker), None, max_levels=n)
+
+    def best_bid(self) -> tuple[int, int] | None:
+        lv = self.levels("bid", 1)
+        return lv[0] if lv else None
+
+    def best_ask(self) -> tuple[int, int] | None:
+        lv = self.levels("ask", 1)
+        return lv[0] if lv else None
+
+    def mid_ticks(self) -> float | None:
+        bid, ask = self.best_bid(), self.best_ask()
+        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
+
+    def depth_within_bps(self, side: str, bps: float) -> int:
+        """Lots on a resting side within ``bps`` of the mid."""
+        mid = self.mid_ticks()
+        if mid is None:
+            return 0
+        taker = "sell" if side in ("bid", "sell") else "buy"
+        bound = mid * (1 - bps / 1e4) if taker == "sell" else mid * (1 + bps / 1e4)
+        limit = math.ceil(bound) if taker == "sell" else math.floor(bound)
+        return self._units_within(taker, max(limit, 1))
+
+
+__all__ = ["BookWalk", "ImpactBook", "Ladder", "LazyLadder"]
