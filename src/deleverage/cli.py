@@ -30,7 +30,8 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect market data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(highlight=False)
+# Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so tables stay readable.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 TABLE_COLUMNS = (
     ("liquidations", "liqs", "{:,.0f}"),

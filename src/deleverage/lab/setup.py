@@ -205,8 +205,20 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
     def make_market() -> Any:
+        from deleverage.lab.agents import MarketMaker
+
+        # Three market makers of different sizes and risk appetites (assumptions): they widen their quotes
+        # as volatility rises, shrink them, pull them past their stress limit, and stop at inventory limits.
+        makers = [
+            MarketMaker(name="mm-large", levels=10, size_lots=2_000, inventory_limit_lots=60_000, pull_stress=8.0),
+            MarketMaker(name="mm-medium", levels=6, size_lots=800, first_level_ticks=1,
+                        inventory_limit_lots=20_000, pull_stress=5.0),
+            MarketMaker(name="mm-small", levels=4, size_lots=300, first_level_ticks=2,
+                        inventory_limit_lots=5_000, widen_elasticity=1.5, pull_stress=3.0),
+        ]
         return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
-                               minutes=config.minutes, drop=config.drop, step_ms=config.step_ms)
+                               minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
+                               market_makers=makers)
 
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
