@@ -115,18 +115,30 @@ def test_deribit_incremental_steps_until_restored():
     assert all(r.qty_lots <= 100 for r in d.engine.records)
 
 
-def test_hyperliquid_chunks_with_cooldown_then_backstop_vault():
-    """20% chunks above 100k notional with a 30 s cooldown; below 2/3 of maintenance the vault takes over."""
+def test_hyperliquid_20pct_then_whole_position_during_cooldown():
+    """Hyperliquid: > 100k notional → 20 %; during the 30 s cooldown orders are for the entire position."""
     ledger = ledger_with([("whale", "long", "3", "60000", "18000")], backstops=("vault",))
     vault = provider("vault", discount_bps=10)
     d = Driver(engine_for("hyperliquid", ledger, backstops=[vault], liquidity=book(depth_lots=200)))
     d.mark(60_000, 0)
     d.mark(54_200, 1)
-    assert d.qty("whale") == 3000 - 600  # 20%
-    d.mark(54_150, 2)  # within the cooldown: skipped with the reason
+    assert d.qty("whale") == 3000 - 600  # 20 %
+    d.mark(54_150, 2)  # still liquidatable within the cooldown: the whole remaining position goes
+    assert d.qty("whale") == 0
+    planned = d.engine.audit.of_kind(EventKind.LIQUIDATION_PLANNED)
+    assert [e.data["qty_lots"] for e in planned] == [600, 2400]
+
+
+def test_hyperliquid_20pct_again_after_the_cooldown_then_vault():
+    ledger = ledger_with([("whale", "long", "3", "60000", "18000")], backstops=("vault",))
+    vault = provider("vault", discount_bps=10)
+    d = Driver(engine_for("hyperliquid", ledger, backstops=[vault], liquidity=book(depth_lots=200)))
+    d.mark(60_000, 0)
+    d.mark(54_200, 1)
     assert d.qty("whale") == 2400
-    assert any(e.data.get("reason") == "cooldown" for e in d.engine.audit.of_kind(EventKind.SKIPPED))
-    d.mark(54_050, 40)  # equity/MM ≈ 0.46 < 2/3 → the vault takes the rest at the bankruptcy price
+    d.mark(54_140, 32)  # cooldown over, still liquidatable, 130k notional: 20 % of the rest again
+    assert d.qty("whale") == 2400 - 480
+    d.mark(54_030, 70)  # equity/MM ≈ 0.59 < 2/3 → the vault takes the rest at the bankruptcy price
     take = [e for e in d.engine.audit.of_kind(EventKind.TAKEOVER) if e.data["by"] == "vault"]
     assert take and d.qty("whale") == 0
 

@@ -2,10 +2,19 @@
 
 Two steps, kept apart so policies can swap either:
 
-* **ranking** — a score per counterparty. Binance and BitMEX publish the same shape: for a profitable
-  position ``score = PnL% × effective leverage``, for a losing one ``PnL% ÷ effective leverage``
-  (BitMEX "Auto-Deleveraging", bitmex.com/app/adl; Binance FAQ 360033525471). ``pnl`` ranks by absolute
-  unrealised profit; ``offsetting`` (dYdX v4) ranks accounts by how much offsetting size they hold.
+* **ranking** — a score per counterparty, one function per venue:
+
+  - ``bitmex`` (:func:`ranking_score`): ``PnL% × effective leverage`` in profit, ``PnL% ÷ effective
+    leverage`` in loss; effective leverage ``|mark value| / (mark value − bankrupt value)``; PnL% =
+    ``(mark value − entry value) / |entry value|`` (BitMEX, https://www.bitmex.com/app/autoDeleveraging).
+  - ``leverage_pnl`` (:func:`binance_leverage_pnl`): Binance's "LeveragePnL", "unrealized PnL /
+    collateral multiplied by the margin ratio" (FAQ 360033525471), with the exact formulation at the
+    end of that FAQ: ``PnL% = max(0, UPnL) / max(1, wallet balance)``, ``margin ratio = MM / (wallet
+    balance + UPnL)`` (0 when that is ≤ 0), ``LeveragePnL = PnL% × margin ratio``. Unlike BitMEX a
+    losing position scores 0 (no division by leverage), and the leverage term is the margin ratio.
+  - ``hyperliquid`` (:func:`hyperliquid_score`): ``(mark / entry) × (notional / account value)`` for a
+    long (Hyperliquid docs, "Auto-deleveraging"; the short mirror ``entry / mark`` is our reading).
+  - ``pnl`` ranks by unrealised profit; ``offsetting`` (dYdX v4) by the offsetting size held.
 * **allocation** — :func:`allocate` walks the queue from the top, closing each position up to its size
   until the bankrupt quantity is covered (the queue of BitMEX and Binance). :func:`pro_rata_haircut`
   is the alternative discussed by Chitra et al. (arXiv 2512.01112): the smallest uniform share of every
@@ -31,10 +40,11 @@ def ranking_score(
     mark_notional: float,
     margin_balance: float,
 ) -> float:
-    """BitMEX/Binance ADL score: PnL% × effective leverage when in profit, PnL% ÷ leverage in loss.
+    """BitMEX ADL score: PnL% × effective leverage when in profit, PnL% ÷ effective leverage in loss.
 
-    ``entry_notional`` and ``mark_notional`` are absolute values; ``margin_balance`` is the collateral
-    behind the position (equity). An account with no collateral left ranks first (infinite leverage).
+    ``entry_notional`` and ``mark_notional`` are absolute values; ``margin_balance`` stands for
+    ``mark value − bankrupt value`` (equal to the account's equity for a single position). An account
+    with no collateral left ranks first (infinite leverage).
     """
     for name, value in (
         ("unrealized_pnl", unrealized_pnl),
@@ -53,6 +63,38 @@ def ranking_score(
     if leverage == 0:
         return 0.0
     return pnl_pct * leverage if pnl_pct >= 0 else pnl_pct / leverage
+
+
+def binance_leverage_pnl(*, unrealized_pnl: float, wallet_balance: float, maintenance: float) -> float:
+    """Binance LeveragePnL (FAQ 360033525471): ``max(0, UPnL)/max(1, WB) × MM/(WB + UPnL)``.
+
+    Amounts in settlement units (USDT): the ``max(1, ·)`` floor is one unit of the margin asset. The
+    margin ratio is 0 when ``WB + UPnL ≤ 0``.
+    """
+    for name, value in (("unrealized_pnl", unrealized_pnl), ("wallet_balance", wallet_balance),
+                        ("maintenance", maintenance)):
+        if not math.isfinite(value):
+            raise InvalidInput(name, value, "must be finite")
+    equity = wallet_balance + unrealized_pnl
+    margin_ratio = maintenance / equity if equity > 0 else 0.0
+    return max(0.0, unrealized_pnl) / max(1.0, wallet_balance) * margin_ratio
+
+
+def hyperliquid_score(*, side: str, mark_price: float, entry_price: float, notional: float,
+                      account_value: float) -> float:
+    """Hyperliquid ADL sorting index: ``(mark / entry) × (notional / account value)`` for a long.
+
+    A short uses ``entry / mark`` (its profit grows as the mark falls; our mirror, the docs give the
+    long form). An account with no value left ranks first.
+    """
+    if side not in ("long", "short"):
+        raise InvalidInput("side", side, "must be 'long' or 'short'")
+    if not (mark_price > 0 and entry_price > 0):
+        raise InvalidInput("mark_price/entry_price", (mark_price, entry_price), "must be > 0")
+    if account_value <= 0:
+        return math.inf
+    move = mark_price / entry_price if side == "long" else entry_price / mark_price
+    return move * abs(notional) / account_value
 
 
 def _validated(candidates: Iterable[tuple[K, int | float | Fraction, float]]) -> list[tuple[K, int | float | Fraction, float]]:
@@ -134,4 +176,4 @@ def _sort_key(account_id: object) -> tuple[int, object]:
     return (0, account_id) if isinstance(account_id, int) else (1, str(account_id))
 
 
-__all__ = ["allocate", "pro_rata_haircut", "ranking_score"]
+__all__ = ["allocate", "binance_leverage_pnl", "hyperliquid_score", "pro_rata_haircut", "ranking_score"]

@@ -9,32 +9,18 @@ At the batch close (docs/engine.md step 6–7):
   providers' standing quotes and the book's top levels as limit orders; everyone trades at the one
   clearing price, the book liquidity that cleared is consumed with ``take``.
 
-Dutch auctions (MakerDAO Liquidations 2.0, ``clip.sol``/``abaci.sol``): one sale per liquidated
-position, price ``top × curve(t)`` falling from ``mark × buf`` for a long (rising from ``mark / buf``
-for a short, the mirror image), reset when ``t > tail`` or the price fell below ``cusp × top``;
-keepers are the book (when its best bid is at or above the sale price) and the backstop providers
-(when their quote is at or above it).
+Dutch auctions live in :mod:`deleverage.engine.dutch_exec`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 from deleverage.engine.events import EventKind
-from deleverage.engine.policy import DutchConfig
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.venues.auction import clear
-from deleverage.venues.dutch import (
-    ExponentialDecrease,
-    LinearDecrease,
-    StairstepExponentialDecrease,
-)
 from deleverage.venues.liquidity import fill_of, top_levels
-
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,89 +127,8 @@ def auction_residual(settler: Settler, symbol: str, orders: Sequence[BatchOrder]
     return fills
 
 
-def dutch_curve(cfg: DutchConfig):  # noqa: ANN201
-    """The abaci.sol price curve named by the policy."""
-    if cfg.curve == "linear":
-        return LinearDecrease(max(1, int(cfg.tau_s)))
-    if cfg.curve == "stairstep":
-        return StairstepExponentialDecrease(max(1, int(cfg.step_s)), Fraction(str(cfg.cut)))
-    return ExponentialDecrease(Fraction(str(cfg.cut)))
-
-
-@dataclass(slots=True)
-class DutchSale:
-    """A running Dutch sale of one position (Clipper ``Sale``, for a perp position)."""
-
-    account_id: str
-    symbol: str
-    side: str
-    top: Fraction  # long: starting price (mark × buf); short: starting price (mark / buf)
-    tic_ns: int
-    resets: int = 0
-
-
-class DutchDesk:
-    """Every running sale; prices follow the policy's curve, resets follow ``tail`` and ``cusp``."""
-
-    def __init__(self, cfg: DutchConfig) -> None:
-        self.cfg = cfg
-        self.curve = dutch_curve(cfg)
-        self.sales: dict[tuple[str, str], DutchSale] = {}
-
-    def kick(self, account_id: str, symbol: str, side: str, mark_ticks: int, ts_ns: int) -> DutchSale:
-        sale = DutchSale(account_id, symbol, side, self._top(side, mark_ticks), ts_ns)
-        self.sales[(symbol, account_id)] = sale
-        return sale
-
-    def _top(self, side: str, mark_ticks: int) -> Fraction:
-        buf = Fraction(str(self.cfg.buf))
-        return mark_ticks * buf if side == "long" else mark_ticks / buf
-
-    def price(self, sale: DutchSale, ts_ns: int) -> tuple[Fraction | None, bool]:
-        """(current price in ticks, needs reset): reset after ``tail`` s or below ``cusp`` of the top."""
-        elapsed = max(0, (ts_ns - sale.tic_ns) // NS_PER_S)
-        m = self.curve.price(Fraction(1), elapsed)
-        needs_reset = elapsed > self.cfg.tail_s or m < Fraction(str(self.cfg.cusp))
-        if m <= 0:
-            return None, True
-        return (sale.top * m if sale.side == "long" else sale.top / m), needs_reset
-
-    def reset(self, sale: DutchSale, mark_ticks: int, ts_ns: int) -> None:
-        sale.top = self._top(sale.side, mark_ticks)
-        sale.tic_ns = ts_ns
-        sale.resets += 1
-
-
-def dutch_take(settler: Settler, sale: DutchSale, price: Fraction, book, ts_ns: int) -> FillSummary:  # noqa: ANN001
-    """Keepers take what they can at the sale price: backstop providers first, then the book."""
-    symbol, side = sale.symbol, sale.side
-    ticks = max(1, math.ceil(price)) if side == "long" else max(1, math.floor(price))
-    remaining = abs(settler.ledger.position(sale.account_id, symbol).qty_lots)
-    out = FillSummary()
-    if remaining and settler.backstops:
-        got = settler.backstop_takeover(sale.account_id, symbol, side, remaining, ticks, ts_ns)
-        out.add(got.lots, ticks, got.fee_minor)
-        remaining -= got.lots
-    if remaining:
-        taker = "sell" if side == "long" else "buy"
-        filled = fill_of(book.take(taker, remaining, ticks)).filled_lots
-        if filled:
-            fee = settler.fill(sale.account_id, symbol, side, settler.market, ticks, filled, ts_ns,
-                               "liquidation: dutch keeper")
-            out.add(filled, ticks, fee)
-    if out.lots:
-        settler.audit.record(EventKind.DUTCH_TAKEN, ts_ns, symbol=symbol, account_id=sale.account_id,
-                             lots=out.lots, price_ticks=ticks, price_exact=price,
-                             left_lots=abs(settler.ledger.position(sale.account_id, symbol).qty_lots))
-    return out
-
-
 __all__ = [
     "BatchOrder",
-    "DutchDesk",
-    "DutchSale",
     "auction_residual",
-    "dutch_curve",
-    "dutch_take",
     "net_orders",
 ]

@@ -13,19 +13,61 @@ The ledger keys accounts by string, the book by int: the detector keeps the two-
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from deleverage.core import _kernels as kernels
 from deleverage.core.book import AccountBook
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger, Posting, isolated_account_id
 from deleverage.core.liqindex import LiquidationPriceIndex
-from deleverage.core.margin import maintenance_margin_minor
 from deleverage.core.tiers import MarginTiers
 from deleverage.errors import InvalidInput
+
+
+class _MaintenanceTable:
+    """A tier table in settle minor units with integer rates, for :func:`maintenance_minor`."""
+
+    __slots__ = ("cums", "floors", "integral", "rates")
+
+    def __init__(self, instrument: Instrument, tiers: MarginTiers) -> None:
+        unit = instrument.settle.minor_per_unit
+        floors = [Fraction(b.floor) * unit for b in tiers.brackets]
+        self.integral = all(f.denominator == 1 for f in floors)
+        self.floors: list = [int(f) for f in floors] if self.integral else floors
+        self.rates = [Fraction(b.rate) for b in tiers.brackets]
+        self.cums = [Fraction(b.cum) * unit for b in tiers.brackets]
+
+    def minor(self, notional_minor: Fraction | int) -> int:
+        i = bisect_right(self.floors, notional_minor) - 1
+        rate, cum = self.rates[i], self.cums[i]
+        if isinstance(notional_minor, int):  # all ints: ceil((N·rn·cd − cn·rd) / (rd·cd))
+            top = notional_minor * rate.numerator * cum.denominator - cum.numerator * rate.denominator
+            return -((-top) // (rate.denominator * cum.denominator))
+        return math.ceil(notional_minor * rate - cum)
+
+
+_TABLES: dict[tuple[Instrument, MarginTiers], _MaintenanceTable] = {}
+
+
+def maintenance_minor(instrument: Instrument, tiers: MarginTiers, qty_lots: int, price_ticks: int) -> int:
+    """``core.margin.maintenance_margin_minor``, the same integer, with integer arithmetic where it can.
+
+    The exact what-ifs run this several times per liquidation; the core version converts the
+    notional to settle units and back in Fractions. Equality with the core is a test
+    (tests/engine/test_performance_paths.py).
+    """
+    table = _TABLES.get((instrument, tiers))
+    if table is None:
+        table = _TABLES[(instrument, tiers)] = _MaintenanceTable(instrument, tiers)
+    notional = instrument.notional(price_ticks, abs(qty_lots))
+    if table.integral and notional.denominator == 1:
+        return table.minor(int(notional))
+    return table.minor(notional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +115,7 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
         maintenance = 0
         if pos.qty_lots:
             equity += pos.unrealized_pnl_exact(inst, marks[symbol])
-            maintenance = maintenance_margin_minor(inst, tiers[symbol], pos.qty_lots, marks[symbol])
+            maintenance = maintenance_minor(inst, tiers[symbol], pos.qty_lots, marks[symbol])
         return AccountMargin(equity, maintenance, pos.qty_lots, True)
     equity = Fraction(ledger.balance(account_id, code))
     maintenance = 0
@@ -84,7 +126,7 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
         if p.qty_lots:
             mark = marks[sym]
             equity += p.unrealized_pnl_exact(other, mark)
-            maintenance += maintenance_margin_minor(other, tiers[sym], p.qty_lots, mark)
+            maintenance += maintenance_minor(other, tiers[sym], p.qty_lots, mark)
     return AccountMargin(equity, maintenance, pos.qty_lots, False)
 
 
@@ -123,7 +165,8 @@ class SymbolDetector:
     """Float screen of one symbol: AccountBook + LiquidationPriceIndex, string ids ↔ int slots."""
 
     def __init__(self, instrument: Instrument, tiers: MarginTiers, *, capacity: int,
-                 buffer_bps: float, confirm: Callable[[list[str]], list[bool]]) -> None:
+                 buffer_bps: float, confirm: Callable[[list[str]], list[bool]],
+                 cleared: dict[str, int] | None = None) -> None:
         self.instrument = instrument
         self.tiers = tiers
         self.book = AccountBook(instrument, tiers, max(16, capacity))
@@ -134,6 +177,12 @@ class SymbolDetector:
         self.int_of: dict[str, int] = {}
         self._tick = float(instrument.tick_size)
         self._lot = float(instrument.lot_size)
+        # price (ticks) each account was last checked safe at: + for a long (safe at every price ≥ it),
+        # − for a short (safe at every price ≤ it); written by the engine's confirmer
+        self.cleared: dict[str, int] = cleared if cleared is not None else {}
+        self._quiet_lo = self._quiet_hi = math.nan  # marks (float price) at which nothing can be new
+        self._band_slots = np.empty(max(16, capacity), np.int32)
+        self._band_kind = np.empty(max(16, capacity), np.uint8)
 
     # --- building -----------------------------------------------------------------------------------
     def load(self, account_ids: Sequence[str], qty: np.ndarray, entry_price: np.ndarray,
@@ -147,6 +196,10 @@ class SymbolDetector:
         if len(account_ids):
             self.book.load(ints, qty, entry_price, balance, other_maintenance)
         self.index = LiquidationPriceIndex(self.book, buffer_bps=self.buffer_bps, confirm=self._confirm)
+        if self._band_slots.shape[0] < self.book.capacity:
+            self._band_slots = np.empty(self.book.capacity, np.int32)
+            self._band_kind = np.empty(self.book.capacity, np.uint8)
+        self._quiet_lo = self._quiet_hi = math.nan
 
     def _confirm(self, ints: np.ndarray) -> np.ndarray:
         names = [self.ids[i] for i in ints.tolist()]
@@ -164,6 +217,7 @@ class SymbolDetector:
                other_maintenance: float = 0.0) -> None:
         """Write one account's float row (add, update, or remove when flat)."""
         i = self._int_id(account_id)
+        self._quiet_lo = self._quiet_hi = math.nan
         present = i in self.book
         if qty == 0.0:
             if present:
@@ -180,13 +234,66 @@ class SymbolDetector:
 
     # --- ticks ----------------------------------------------------------------------------------------
     def on_price(self, price_ticks: int) -> list[str]:
-        """Accounts newly liquidatable at ``price_ticks`` (screened, then exactly confirmed)."""
+        """Accounts newly liquidatable at ``price_ticks`` (screened, then exactly confirmed).
+
+        A mark inside the detector's quiet interval returns at once: no account can be new there (see
+        :meth:`_set_quiet_interval`). Skipping the index is safe because its next scan covers the
+        whole range between its previous mark and the new one.
+        """
         if self.index is None:
             raise InvalidInput("detector", self.instrument.symbol, "not built: call track_all() first")
-        found = self.index.on_mark(price_ticks * self._tick)
+        price = price_ticks * self._tick
+        if self._quiet_lo < price < self._quiet_hi:  # False for NaN (after any update)
+            return []
+        found = self.index.on_mark(price)
+        self._set_quiet_interval(price)
         if found.size == 0:
             return []
         return [self.ids[i] for i in found.tolist()]
+
+    def _set_quiet_interval(self, price: float) -> None:
+        """Marks around ``price`` at which the index cannot offer a new candidate.
+
+        For each side: a filed price outside the buffered band enters it only past its neighbour
+        (``sorted_neighbours``); an unreported account inside the band was checked safe exactly at
+        some price (``cleared``), and liquidatability is monotone in the price for an unchanged
+        account, so it stays safe on the safe side of that price. Reported accounts are active cases,
+        re-evaluated by the engine on every tick. Without this the index re-offers every
+        checked-safe account inside the buffer on each adverse tick.
+        """
+        index = self.index
+        b, eps = index.buffer, 1e-12
+        lo = price / (1 + b) * (1 - eps)
+        hi = price / (1 - b) * (1 + eps)
+        quiet_lo, quiet_hi = 0.0, math.inf
+        args = (index._pool_keys, index._pool_slots, index._counts, index._order,  # noqa: SLF001
+                index._first_key, index._first_slot, index._meta)  # noqa: SLF001
+        for side in (0, 1):  # LONG, SHORT (core.liqindex)
+            below, above, inside = kernels.sorted_neighbours(args[0], *args[2:], side, lo, hi)
+            quiet_lo = max(quiet_lo, below * (1 + b) / (1 - eps) * (1 + eps))
+            quiet_hi = min(quiet_hi, above * (1 - b) / (1 + eps) * (1 - eps))
+            if not inside:
+                continue
+            n = int(kernels.scan_range(*args, side, lo, hi, False, side == 0, price, b, index.flags,
+                                       self._band_slots, self._band_kind, 0))
+            for slot in self._band_slots[:n].tolist():
+                memo = self.cleared.get(self.ids[int(self.book.account_ids[slot])])
+                if memo is None or (memo > 0) != (side == 0):
+                    self._quiet_lo = self._quiet_hi = math.nan
+                    return
+                if side == 0:  # safe at every mark ≥ memo (the memo mark itself included)
+                    quiet_lo = max(quiet_lo, memo * self._tick * (1 - eps))
+                else:
+                    quiet_hi = min(quiet_hi, -memo * self._tick * (1 + eps))
+        self._quiet_lo, self._quiet_hi = float(quiet_lo), float(quiet_hi)
+
+    def liquidation_price_ticks(self, account_id: str) -> float | None:
+        """The float screen's liquidation price of ``account_id`` in ticks (None if not filed)."""
+        i = self.int_of.get(account_id)
+        if i is None or i not in self.book or self.index is None:
+            return None
+        key = float(self.index.keys[self.book.slot_of(i)])
+        return key / self._tick if math.isfinite(key) else None
 
     def slots_of_side(self, long_side: bool) -> np.ndarray:
         """Int ids of every tracked account holding a position on the given side."""
@@ -223,7 +330,7 @@ def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, 
         p = ledger.position(account_id, sym)
         if p.qty_lots:
             balance += p.unrealized_pnl_exact(other, marks[sym])
-            other_mm += maintenance_margin_minor(other, tiers[sym], p.qty_lots, marks[sym])
+            other_mm += maintenance_minor(other, tiers[sym], p.qty_lots, marks[sym])
     return qty, entry_price, float(balance / minor), other_mm / float(minor)
 
 
@@ -233,26 +340,13 @@ def bulk_open_positions(ledger: Ledger, account_ids: Sequence[str], instrument: 
                         ts_ns: int = 0) -> None:
     """Open many trader accounts with collateral and a position against ``counterparty``, fast.
 
-    One balanced deposit posting for all collateral, then one fill per account. Opening accounts one by
-    one is O(N) each in the current ``Ledger.open_account`` (it returns a sorted view of all balances),
-    so this helper registers them directly when the ledger has no bulk opener. The lead is asked for
-    ``Ledger.open_accounts(ids, kind=...)``; until then this touches ``Ledger._accounts`` (documented).
+    ``Ledger.open_accounts`` (all-or-nothing, validates the ids), one balanced deposit posting for all
+    collateral, then one fill per account.
     """
     n = len(account_ids)
     if not (len(qty_lots) == len(price_ticks) == len(collateral_minor) == n):
         raise InvalidInput("account_ids", n, "qty_lots, price_ticks and collateral_minor must match")
-    opener = getattr(ledger, "open_accounts", None)
-    if opener is not None:
-        opener(list(account_ids), kind="trader")
-    else:
-        from deleverage.core.ledger import _Account  # noqa: PLC0415 — see docstring
-
-        for aid in account_ids:
-            if not isinstance(aid, str) or not aid or ":" in aid or ledger.has_account(aid):
-                raise InvalidInput("account_id", aid, "must be a new id without ':'")
-        accounts = ledger._accounts  # noqa: SLF001 — bulk path until the ledger offers one
-        for aid in account_ids:
-            accounts[aid] = _Account(aid, "trader", "cross", False)
+    ledger.open_accounts(list(account_ids), kind="trader")
     code = instrument.settle.code
     entries = [(aid, code, int(c)) for aid, c in zip(account_ids, collateral_minor, strict=True) if c > 0]
     total = sum(e[2] for e in entries)
@@ -275,4 +369,5 @@ __all__ = [
     "bulk_open_positions",
     "exact_margin",
     "float_row",
+    "maintenance_minor",
 ]

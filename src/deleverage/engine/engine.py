@@ -26,25 +26,12 @@ from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
-from deleverage.engine.batching import (
-    BatchOrder,
-    DutchDesk,
-    auction_residual,
-    dutch_take,
-    net_orders,
-)
-from deleverage.engine.detect import (
-    AccountMargin,
-    SymbolDetector,
-    bankruptcy_limit_ticks,
-    bankruptcy_price,
-    exact_margin,
-    float_row,
-)
+from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin, float_row
+from deleverage.engine.dutch_exec import DutchExecutor
 from deleverage.engine.events import AuditLog, EventKind
-from deleverage.engine.planning import order_limit_ticks, plan_quantity, takeover_price_ticks
+from deleverage.engine.execute import ExecutionMixin
 from deleverage.engine.policy import LiquidationPolicy
-from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult, slippage_bps
+from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.venues.liquidity import EmptyBook
@@ -98,7 +85,7 @@ def _check_price(value: object, field: str) -> int:
     return int(value)
 
 
-class LiquidationEngine:
+class LiquidationEngine(ExecutionMixin):
     """Runs a liquidation policy over a ledger; see docs/engine.md for the public API."""
 
     def __init__(self, ledger: Ledger, *, instruments: Iterable[Instrument], policy: LiquidationPolicy,
@@ -127,14 +114,15 @@ class LiquidationEngine:
         self._safeguards = safeguards if safeguards is not None else _default_safeguards(policy)
         self._depth_levels = depth_levels
         self._marks: dict[str, int] = {}
+        self._prev_marks: dict[str, int] = {}
         self._oracles: dict[str, int] = {}
         self._last_ts = -1
         self._cases: dict[str, dict[str, LiquidationCase]] = {s: {} for s in self._instruments}
         self._batch_close: dict[str, int | None] = dict.fromkeys(self._instruments)
         self._batch_members: dict[str, list[str]] = {s: [] for s in self._instruments}
-        self._dutch = DutchDesk(policy.execution.dutch) if policy.execution.venue == "dutch" else None
         self._detectors: dict[str, SymbolDetector] = {}
         self._cleared: dict[str, dict[str, int]] = {s: {} for s in self._instruments}
+        self._confirmed: dict[str, tuple[int, AccountMargin]] = {}  # confirm → open_cases, same price
         self.records: list[LiquidationRecord] = []
         self._halted = False
         self._settler = Settler(
@@ -142,6 +130,11 @@ class LiquidationEngine:
             backstops=self.backstops, insurance_fund=insurance_fund, fee_pool=fee_pool, market=market,
             marks=self._marks, detectors=self._detectors, is_active=self._is_active)
         self._source = policy.trigger.price_source
+        self._dutch: DutchExecutor | None = None
+        if policy.execution.venue == "dutch" and policy.execution.dutch is not None:
+            keeper = self.backstops[0].account_id if self.backstops else market
+            self._dutch = DutchExecutor(policy.execution.dutch, self._settler, self._instruments,
+                                        keeper=keeper, fund=insurance_fund)
 
     # --- set-up ---------------------------------------------------------------------------------------
     def track_all(self) -> None:
@@ -152,7 +145,7 @@ class LiquidationEngine:
             arr = np.array(data, dtype=np.float64).reshape(-1, 4)
             det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024,
                                  buffer_bps=self.policy.trigger.screen_buffer_bps,
-                                 confirm=self._confirmer(symbol))
+                                 confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
             det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
             self._detectors[symbol] = det
         self._settler.observe_fund(max(self._last_ts, 0))
@@ -161,7 +154,8 @@ class LiquidationEngine:
                     balance: np.ndarray) -> None:
         """Bulk alternative to :meth:`track_all` for one symbol when the caller already has the rows."""
         det = SymbolDetector(self._instruments[symbol], self._tiers[symbol], capacity=len(account_ids) + 1024,
-                             buffer_bps=self.policy.trigger.screen_buffer_bps, confirm=self._confirmer(symbol))
+                             buffer_bps=self.policy.trigger.screen_buffer_bps, confirm=self._confirmer(symbol),
+                             cleared=self._cleared[symbol])
         det.load(account_ids, qty, entry_price, balance)
         self._detectors[symbol] = det
 
@@ -194,6 +188,9 @@ class LiquidationEngine:
         mark = _check_price(mark_price_ticks, "mark_price_ticks")
         start = len(self.audit)
         self._last_ts = ts_ns
+        previous = self._marks.get(symbol)
+        if previous is not None and previous != mark:
+            self._prev_marks[symbol] = previous
         self._marks[symbol] = mark
         for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():
             self._record_safeguard(event, symbol, ts_ns)
@@ -270,8 +267,9 @@ class LiquidationEngine:
 
         Liquidatability is monotone in the price for an unchanged account (a long that is safe at p is
         safe at every price ≥ p; a short at every price ≤ p), so an account found safe at p is not
-        re-checked at a safer price until it is re-indexed. This keeps a wide screen buffer cheap: the
-        index re-offers every unreported account inside the buffered zone on each tick.
+        re-checked at a safer price until it is re-indexed; the detector also uses the memo to skip
+        the index altogether on marks where nothing can be new. ``candidate_rejected`` is written the
+        first time an account is rejected after (re-)indexing, not on every re-check.
         """
         cleared = self._cleared[symbol]
 
@@ -285,9 +283,11 @@ class LiquidationEngine:
                     continue
                 m = self._margin(aid, symbol, price)
                 out.append(m.liquidatable)
-                if not m.liquidatable and m.qty_lots:
+                if m.liquidatable:
+                    self._confirmed[aid] = (price, m)
+                elif m.qty_lots:
                     cleared[aid] = price if m.qty_lots > 0 else -price
-                    if aid not in self._cases[symbol]:
+                    if memo is None and aid not in self._cases[symbol]:
                         self.audit.record(EventKind.CANDIDATE_REJECTED, self._last_ts, symbol=symbol,
                                           account_id=aid, price_ticks=price,
                                           equity_minor=math.floor(m.equity_exact),
@@ -321,59 +321,97 @@ class LiquidationEngine:
     def _open_cases(self, symbol: str, found: list[str], ts_ns: int) -> None:
         cases = self._cases[symbol]
         price = self._trigger_ticks(symbol) if found else 0
+        det = self._detectors[symbol]
         for aid in found:
             if aid in cases:
                 continue
-            m = self._margin(aid, symbol, price)
+            cached = self._confirmed.get(aid)
+            m = cached[1] if cached is not None and cached[0] == price else self._margin(aid, symbol, price)
             if not m.liquidatable:
                 continue
             side = "long" if m.qty_lots > 0 else "short"
-            case = LiquidationCase(aid, symbol, ts_ns, price, side, abs(m.qty_lots))
+            case = LiquidationCase(aid, symbol, ts_ns, price, side, abs(m.qty_lots),
+                                   liquidation_price_ticks=det.liquidation_price_ticks(aid))
             cases[aid] = case
             self.audit.record(EventKind.CANDIDATE_FOUND, ts_ns, symbol=symbol, account_id=aid, price_ticks=price,
                               source=self._source, qty_lots=m.qty_lots, equity_minor=math.floor(m.equity_exact),
-                              maintenance_minor=m.maintenance_minor, margin_ratio=m.margin_ratio)
+                              maintenance_minor=m.maintenance_minor, margin_ratio=m.margin_ratio,
+                              liquidation_price_ticks=case.liquidation_price_ticks)
             if self._source == "mark_confirmed_by_oracle":
                 case.confirmed = False
                 case.confirm_deadline_ns = ts_ns + self.policy.trigger.confirm_timeout_ms * NS_PER_MS
                 self.audit.record(EventKind.CONFIRMATION_PENDING, ts_ns, symbol=symbol, account_id=aid,
                                   deadline_ns=case.confirm_deadline_ns)
+        self._confirmed.clear()
 
     def _work(self, symbol: str, ts_ns: int) -> None:
         cases = self._cases[symbol]
-        if cases:
+        dutch = self._dutch
+        # a case whose Dutch sale runs is the auction's until it ends (Maker: recovery does not stop it)
+        live = [c for c in cases.values() if dutch is None or not dutch.running(symbol, c.account_id)]
+        if live:
             price = self._trigger_ticks(symbol)
-            margins = {aid: self._margin(aid, symbol, price) for aid in cases}
-            for aid, m in margins.items():
-                c = cases[aid]
+            inst = self._instruments[symbol]
+            margins = {c.account_id: self._margin(c.account_id, symbol, price) for c in live}
+            for c in live:
+                m = margins[c.account_id]
                 c.margin_ratio = m.margin_ratio
-                c.notional_minor = float(abs(self._instruments[symbol].notional(price, m.qty_lots))) if m.qty_lots else 0.0
+                c.notional_minor = float(abs(inst.notional(price, m.qty_lots))) if m.qty_lots else 0.0
             allowed = self._safeguards.execution_allowed(symbol, ts_ns)
             self._halted = not allowed  # the safeguards write their own halt/resume events
-            for case in sorted(cases.values(), key=LiquidationCase.sort_key):
-                self._work_case(case, ts_ns, allowed)
+            changed = self._settler.changed
+            for case in sorted(live, key=LiquidationCase.sort_key):
+                if case.account_id not in cases:
+                    continue
+                m = margins[case.account_id]
+                if case.account_id in changed:  # moved by an earlier case's ADL, haircut or netting
+                    m = self._margin(case.account_id, symbol)
+                self._work_case(case, m, ts_ns, allowed)
         if self._batch_close[symbol] is not None and ts_ns >= self._batch_close[symbol]:
             self._close_batch(symbol, ts_ns)
-        if self._dutch is not None:
-            self._step_dutch(symbol, ts_ns)
+        if dutch is not None and dutch.sales:
+            dutch.step(symbol, self._liquidity[symbol], self._trigger_ticks(symbol), ts_ns, self._on_dutch_take)
         if self.ledger.position(self._settler.fund, symbol).qty_lots:
             self._settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
 
+    def _on_dutch_take(self, account_id: str, got: FillSummary) -> None:
+        symbol_cases = [(s, c[account_id]) for s, c in self._cases.items() if account_id in c]
+        for _symbol, case in symbol_cases:
+            self._record(case, got, "dutch", "full", self._last_ts)
+            self._after_action(case, self._last_ts)
+
     def _drop(self, case: LiquidationCase, ts_ns: int, reason: str, m: AccountMargin | None = None) -> None:
+        self._end_wait(case, ts_ns)
         self._cases[case.symbol].pop(case.account_id, None)
         if self._dutch is not None:
-            self._dutch.sales.pop((case.symbol, case.account_id), None)
+            self._dutch.finish(case.symbol, case.account_id)
         data = {} if m is None else {"equity_minor": math.floor(m.equity_exact), "maintenance_minor": m.maintenance_minor}
         self.audit.record(EventKind.LIQUIDATION_DONE, ts_ns, symbol=case.symbol, account_id=case.account_id,
                           reason=reason, closed_lots=case.closed_lots, actions=case.actions, **data)
+        if self.ledger.position(case.account_id, case.symbol).qty_lots:
+            self._reindex(case.symbol, case.account_id)  # the index must offer it again if it re-breaches
 
     def _skip(self, case: LiquidationCase, ts_ns: int, reason: str, **data: Any) -> None:
+        """A wait: one ``skipped`` event when it starts (and ``wait_ended`` when it ends), none per tick."""
+        if case.waiting == reason:
+            case.waiting_ticks += 1
+            case.waiting_data = data
+            return
+        self._end_wait(case, ts_ns)
+        case.waiting, case.waiting_since_ns, case.waiting_ticks, case.waiting_data = reason, ts_ns, 1, data
         self.audit.record(EventKind.SKIPPED, ts_ns, symbol=case.symbol, account_id=case.account_id,
                           reason=reason, **data)
 
-    def _work_case(self, case: LiquidationCase, ts_ns: int, allowed: bool) -> None:
+    def _end_wait(self, case: LiquidationCase, ts_ns: int) -> None:
+        if case.waiting is None:
+            return
+        self.audit.record(EventKind.WAIT_ENDED, ts_ns, symbol=case.symbol, account_id=case.account_id,
+                          reason=case.waiting, waited_ns=ts_ns - case.waiting_since_ns, ticks=case.waiting_ticks,
+                          **{f"last_{k}": v for k, v in case.waiting_data.items()})
+        case.waiting = None
+
+    def _work_case(self, case: LiquidationCase, m: AccountMargin, ts_ns: int, allowed: bool) -> None:
         symbol = case.symbol
-        m = self._margin(case.account_id, symbol)
         if m.qty_lots == 0:
             self._settle_after(case, ts_ns)
             self._drop(case, ts_ns, "flat", m)
@@ -387,10 +425,12 @@ class LiquidationEngine:
             self._skip(case, ts_ns, "halted")
             return
         if self._dutch is not None:
-            if (symbol, case.account_id) not in self._dutch.sales:
-                sale = self._dutch.kick(case.account_id, symbol, case.side, self._trigger_ticks(symbol), ts_ns)
-                self.audit.record(EventKind.DUTCH_KICKED, ts_ns, symbol=symbol, account_id=case.account_id,
-                                  lots=abs(m.qty_lots), top_ticks=sale.top, mark_ticks=self._trigger_ticks(symbol))
+            status = self._dutch.kick(case.account_id, symbol, case.side, abs(m.qty_lots),
+                                      self._trigger_ticks(symbol), ts_ns)
+            if status == "kicked":
+                self._end_wait(case, ts_ns)
+            else:  # Dog/liquidation-limit-hit (Hole/hole), Dog/leaves-dust...
+                self._skip(case, ts_ns, str(status), dirt_minor=self._dutch.house.dirt_minor)
             return
         if self.policy.execution.batch_interval_ms > 0:
             if case.account_id not in self._batch_members[symbol]:
@@ -406,227 +446,18 @@ class LiquidationEngine:
         oracle = self._oracles.get(case.symbol)
         if oracle is not None and self._margin(case.account_id, case.symbol, oracle).liquidatable:
             case.confirmed = True
+            self._end_wait(case, ts_ns)
             self.audit.record(EventKind.CONFIRMED, ts_ns, symbol=case.symbol, account_id=case.account_id,
                               oracle_ticks=oracle)
             return True
         if ts_ns >= case.confirm_deadline_ns:
             case.confirmed = True
+            self._end_wait(case, ts_ns)
             self.audit.record(EventKind.CONFIRMATION_TIMED_OUT, ts_ns, symbol=case.symbol,
                               account_id=case.account_id, oracle_ticks=oracle, waited_ns=ts_ns - case.found_ns)
             return True
         self._skip(case, ts_ns, "awaiting_confirmation", oracle_ticks=oracle, deadline_ns=case.confirm_deadline_ns)
         return False
-
-    # --- immediate execution (book venue) ---------------------------------------------------------------
-    def _execute_now(self, case: LiquidationCase, m: AccountMargin, ts_ns: int) -> None:
-        symbol, inst = case.symbol, self._instruments[case.symbol]
-        price = self._trigger_ticks(symbol)
-        plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
-        if plan.qty_lots == 0:
-            self._skip(case, ts_ns, plan.reason)
-            return
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
-        self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
-                          qty_lots=plan.qty_lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
-                          equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
-                          bankruptcy_ticks=bankrupt, direct_takeover=plan.direct_takeover)
-        action = "full" if plan.full else "partial"
-        if plan.direct_takeover:
-            self._absorb(case, plan.qty_lots, bankrupt, ts_ns, force=True)
-        else:
-            got = self._book_order(case, m, plan.qty_lots, bankrupt, ts_ns)
-            self._record(case, got, "book", action, ts_ns)
-            left = plan.qty_lots - got.lots
-            if left > 0:
-                self._absorb(case, left, bankrupt, ts_ns)
-        self._after_action(case, ts_ns)
-
-    def _book_order(self, case: LiquidationCase, m: AccountMargin, lots: int, bankrupt: int | None,
-                    ts_ns: int) -> FillSummary:
-        symbol = case.symbol
-        inst, price = self._instruments[symbol], self._trigger_ticks(symbol)
-        limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
-        taker = "sell" if case.side == "long" else "buy"
-        if self.on_before_execute is not None:
-            self.on_before_execute(symbol, taker, lots, limit, ts_ns)
-        self.audit.record(EventKind.ORDER_SENT, ts_ns, symbol=symbol, account_id=case.account_id, side=taker,
-                          qty_lots=lots, limit_ticks=limit, order=self.policy.execution.order)
-        got = self._settler.book_fill(case.account_id, symbol, case.side, self._liquidity[symbol], lots, limit,
-                                      ts_ns, all_or_none=self.policy.execution.order == "fok")
-        kind = EventKind.ORDER_FILLED if got.lots else EventKind.ORDER_UNFILLED
-        self.audit.record(kind, ts_ns, symbol=symbol, account_id=case.account_id, filled_lots=got.lots,
-                          unfilled_lots=lots - got.lots, vwap_ticks=got.vwap_ticks, fee_minor=got.fee_minor)
-        return got
-
-    def _absorb(self, case: LiquidationCase, lots: int, bankrupt: int | None, ts_ns: int, *,
-                force: bool = False) -> None:
-        """Waterfall for lots the venue did not take: backstop → fund takeover → ADL → wait."""
-        symbol, settler = case.symbol, self._settler
-        tk = self.policy.takeover
-        m = self._margin(case.account_id, symbol)
-        lots = min(lots, abs(m.qty_lots))
-        if lots <= 0:
-            return
-        bankrupt_now = m.equity_exact <= 0
-        if not force and tk.when == "bankrupt" and not bankrupt_now:
-            self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
-            return
-        if not force and tk.when == "below_equity_ratio" and not bankrupt_now:
-            self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
-            return
-        mark = self._trigger_ticks(symbol)
-        code = self._instruments[symbol].settle.code
-        price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
-        if tk.by != "none" and self.backstops:
-            got = settler.backstop_takeover(case.account_id, symbol, case.side, lots, price, ts_ns)
-            self._record(case, got, "backstop", "takeover", ts_ns)
-            lots -= got.lots
-        adl = self.policy.adl
-        adl_possible = adl.trigger != "never" and adl.ranking != "none"
-        fund_ok = tk.by == "insurance_fund" or (tk.by == "backstop" and (bankrupt_now or force))
-        if lots and fund_ok and not settler.adl_mode(code):
-            fund_price = bankrupt if bankrupt is not None else mark
-            got = settler.fund_takeover(case.account_id, symbol, case.side, lots, fund_price, ts_ns)
-            self._record(case, got, "takeover", "takeover", ts_ns)
-            lots -= got.lots
-            settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
-            settler.credit_remaining_margin(case.account_id, symbol, ts_ns)
-        if lots and adl_possible and (settler.adl_mode(code) or bankrupt_now or force):
-            adl_price = bankrupt if (adl.price == "bankruptcy" and bankrupt is not None) else mark
-            got = settler.adl_close(case.account_id, symbol, case.side, lots, adl_price, ts_ns)
-            self._record(case, got, "adl", "adl", ts_ns)
-            lots -= got.lots
-        if lots:
-            self._skip(case, ts_ns, "no_liquidity", unfilled_lots=lots, takeover_by=tk.by)
-
-    def _after_action(self, case: LiquidationCase, ts_ns: int) -> None:
-        case.last_action_ns = ts_ns
-        case.actions += 1
-        if self.ledger.position(case.account_id, case.symbol).qty_lots == 0:
-            self._settle_after(case, ts_ns)
-            self._drop(case, ts_ns, "closed")
-
-    def _settle_after(self, case: LiquidationCase, ts_ns: int) -> None:
-        bad = self._settler.cover_deficit(case.account_id, case.symbol, case.side, ts_ns)
-        if bad:
-            self.records.append(LiquidationRecord(ts_ns, case.symbol, case.account_id, case.side, 0, 0.0,
-                                                  case.trigger_mark_ticks, None, None, "takeover", self.policy.name,
-                                                  "full", bad_debt_minor=bad))
-
-    def _record(self, case: LiquidationCase, got: FillSummary, venue: str, action: str, ts_ns: int) -> None:
-        if got.lots == 0:
-            return
-        inst = self._instruments[case.symbol]
-        vwap = got.vwap_ticks
-        case.closed_lots += got.lots
-        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
-        self.records.append(LiquidationRecord(
-            ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
-            slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]
-            fee_minor=got.fee_minor))
-
-    # --- batches and Dutch auctions ----------------------------------------------------------------------
-    def _close_batch(self, symbol: str, ts_ns: int) -> None:
-        """Plan every member at the close mark, apply caps, net, then auction or book the residual."""
-        members, self._batch_members[symbol] = self._batch_members[symbol], []
-        self._batch_close[symbol] = None
-        ex = self.policy.execution
-        inst, price = self._instruments[symbol], self._trigger_ticks(symbol)
-        cases = self._cases[symbol]
-        live = [cases[a] for a in members if a in cases]
-        orders: list[tuple[BatchOrder, LiquidationCase, int | None, bool]] = []
-        batch_notional = 0.0
-        per_lot = float(abs(inst.notional(price, 1))) / inst.settle.minor_per_unit
-        for case in sorted(live, key=LiquidationCase.sort_key):
-            m = self._margin(case.account_id, symbol)
-            if not m.liquidatable:
-                self._drop(case, ts_ns, "restored_before_batch", m)
-                continue
-            plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
-            lots = plan.qty_lots
-            if ex.max_account_notional is not None:
-                lots = min(lots, int(ex.max_account_notional // per_lot))
-            if ex.max_batch_notional is not None:
-                lots = min(lots, int((ex.max_batch_notional - batch_notional) // per_lot))
-            if lots <= 0:
-                self._skip(case, ts_ns, "cap" if plan.qty_lots else plan.reason)
-                self._rejoin(case, ts_ns)
-                continue
-            if lots < plan.qty_lots:
-                self._skip(case, ts_ns, "cap", planned_lots=plan.qty_lots, allowed_lots=lots)
-            batch_notional += lots * per_lot
-            bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
-            limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
-            self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
-                              qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
-                              equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
-                              bankruptcy_ticks=bankrupt, batch=True)
-            orders.append((BatchOrder(case.account_id, case.side, lots, limit), case, bankrupt, lots == abs(m.qty_lots)))
-        if not orders:
-            return
-        filled: dict[str, FillSummary] = {}
-        residual = [o for o, _, _, _ in orders]
-        if ex.net_opposite:
-            netted, residual = net_orders(self._settler, symbol, residual, price, ts_ns)
-            for aid, got in netted.items():
-                self._record(cases[aid], got, "netting", "partial", ts_ns)
-                filled[aid] = got
-        book = self._liquidity[symbol]
-        if ex.venue == "auction":
-            for side in ("long", "short"):
-                part = [o for o in residual if o.side == side]
-                got_map = auction_residual(self._settler, symbol, part, book, price, ts_ns,
-                                           include_backstops=ex.include_backstop_bids, depth_levels=self._depth_levels)
-                for aid, got in got_map.items():
-                    self._record(cases[aid], got, "auction", "partial", ts_ns)
-                    filled.setdefault(aid, FillSummary()).add(got.lots, 0)
-        else:
-            for o in residual:
-                case = cases[o.account_id]
-                got = self._book_order(case, self._margin(o.account_id, symbol), o.qty_lots, o.limit_ticks, ts_ns)
-                self._record(case, got, "book", "partial", ts_ns)
-                filled.setdefault(o.account_id, FillSummary()).add(got.lots, 0)
-        for order, case, bankrupt, _full in orders:
-            done = filled.get(order.account_id, FillSummary()).lots
-            if order.qty_lots - done > 0 and order.account_id in cases:
-                self._absorb(case, order.qty_lots - done, bankrupt, ts_ns)
-            if order.account_id in cases:
-                self._after_action(case, ts_ns)
-                if order.account_id in cases and ex.carry_over:
-                    self._rejoin(case, ts_ns)
-
-    def _rejoin(self, case: LiquidationCase, ts_ns: int) -> None:
-        """Carry a still-liquidatable case into the next batch."""
-        members = self._batch_members[case.symbol]
-        if case.account_id not in members:
-            members.append(case.account_id)
-        if self._batch_close[case.symbol] is None:
-            self._batch_close[case.symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
-
-    def _step_dutch(self, symbol: str, ts_ns: int) -> None:
-        desk = self._dutch
-        assert desk is not None  # noqa: S101 — only called for dutch policies (not a money guard)
-        book = self._liquidity[symbol]
-        for key in sorted(k for k in desk.sales if k[0] == symbol):
-            sale = desk.sales[key]
-            case = self._cases[symbol].get(sale.account_id)
-            if case is None:
-                desk.sales.pop(key, None)
-                continue
-            price, needs_reset = desk.price(sale, ts_ns)
-            if needs_reset:
-                desk.reset(sale, self._trigger_ticks(symbol), ts_ns)
-                self.audit.record(EventKind.DUTCH_RESET, ts_ns, symbol=symbol, account_id=sale.account_id,
-                                  top_ticks=sale.top, resets=sale.resets)
-                price, _ = desk.price(sale, ts_ns)
-            if price is None:
-                continue
-            got = dutch_take(self._settler, sale, price, book, ts_ns)
-            if got.lots:
-                self._record(case, got, "dutch", "full", ts_ns)
-                self._after_action(case, ts_ns)
-            else:
-                self._skip(case, ts_ns, "dutch_no_taker", price_ticks=float(price))
 
     # --- reporting --------------------------------------------------------------------------------------
     def active_accounts(self, symbol: str) -> list[str]:
@@ -644,6 +475,7 @@ class LiquidationEngine:
             "adl_lots": s.adl_lots,
             "adl_haircut_minor": s.adl_haircut_minor,
             "socialized_minor": s.socialized_minor,
+            "keeper_paid_minor": self._dutch.keeper_paid_minor if self._dutch is not None else 0,
             "active_cases": sum(len(c) for c in self._cases.values()),
             "liquidations": len(self.records),
             "halted": self._halted,

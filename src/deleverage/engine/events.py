@@ -28,7 +28,8 @@ class EventKind(StrEnum):
     CONFIRMED = "confirmed"
     CONFIRMATION_TIMED_OUT = "confirmation_timed_out"
     CONFIRMATION_WITHDRAWN = "confirmation_withdrawn"  # the account recovered while waiting
-    SKIPPED = "skipped"  # cooldown, cap reached, halt...
+    SKIPPED = "skipped"  # cooldown, cap reached, halt... (once when the wait starts)
+    WAIT_ENDED = "wait_ended"  # the wait a ``skipped`` event started is over (how long, how many ticks)
     LIQUIDATION_PLANNED = "liquidation_planned"
     ORDER_SENT = "order_sent"
     ORDER_FILLED = "order_filled"

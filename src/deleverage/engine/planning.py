@@ -6,7 +6,7 @@ closing changes equity at the mark by ``κ·s·(v − N(mark, c))`` (``v`` the t
 position sign, κ = +1 linear, −1 inverse) and maintenance to that of the remaining size.
 
 Modes (docs/engine.md step 4): ``full``; ``restore`` (Binance: least lots that bring maintenance /
-equity ≤ target, bisection on lots with the exact what-if); ``tier_step`` (Bybit/OKX: down to the next
+equity ≤ target, closed form verified exactly, bisection as the fallback); ``tier_step`` (Bybit/OKX: down to the next
 lower bracket floor; at the lowest bracket the position is taken over); ``chunk`` (Hyperliquid: 20 %
 above 100k notional, with a cooldown); ``incremental`` (Deribit: small steps until restored);
 ``time_ramp`` (Drift: cumulative share ``min(1, elapsed/duration + initial)``); ``slope`` (share
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from deleverage.core.instruments import Instrument
-from deleverage.core.margin import maintenance_margin_minor
 from deleverage.core.positions import contract_sign, trade_value_minor
 from deleverage.core.tiers import MarginTiers
-from deleverage.engine.detect import AccountMargin
+from deleverage.engine.detect import AccountMargin, maintenance_minor
 from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase
 from deleverage.execution.algos import ExecutionState, FillablePriceIOC
@@ -52,14 +51,20 @@ def equity_after_close(margin: AccountMargin, inst: Instrument, tiers: MarginTie
     if fee_rate > 0:
         equity -= math.ceil(value * fee_rate)
     remaining = abs(q) - close_lots
-    mm_now = maintenance_margin_minor(inst, tiers, q, mark_ticks)
-    mm_left = maintenance_margin_minor(inst, tiers, remaining, mark_ticks) if remaining else 0
+    mm_now = maintenance_minor(inst, tiers, q, mark_ticks)
+    mm_left = maintenance_minor(inst, tiers, remaining, mark_ticks) if remaining else 0
     return equity, margin.maintenance_minor - mm_now + mm_left
 
 
 def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int,
                  price_ticks: int, target_ratio: float, fee_rate: float = 0.0) -> int:
-    """Least lots whose close leaves maintenance ≤ target × equity (bisection; the full size if none)."""
+    """Least lots whose close leaves maintenance ≤ target × equity (the full size if none).
+
+    Closed form first (:func:`restore_lots_estimate`: maintenance and equity are linear in the
+    closed lots inside one bracket), then verified exactly: the estimate restores and one lot less
+    does not. If either check fails (rounding at a bracket floor, an inverse contract's rounding),
+    the exact bisection decides.
+    """
     size = abs(margin.qty_lots)
     target = Fraction(target_ratio)
 
@@ -67,8 +72,15 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
         equity, maintenance = equity_after_close(margin, inst, tiers, mark_ticks, c, price_ticks, fee_rate)
         return equity > 0 and maintenance <= target * equity and maintenance < equity
 
+    guess = restore_lots_estimate(margin, inst, tiers, mark_ticks, price_ticks, target_ratio, fee_rate)
+    if guess is not None and restored(guess) and (guess == 1 or not restored(guess - 1)):
+        return guess
     if not restored(size):
         return size
+    return _bisect_lots(restored, size)
+
+
+def _bisect_lots(restored, size: int) -> int:  # noqa: ANN001
     lo, hi = 1, size
     while lo < hi:
         mid = (lo + hi) // 2
@@ -77,6 +89,46 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
         else:
             lo = mid + 1
     return lo
+
+
+def restore_lots_estimate(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int,
+                          price_ticks: int, target_ratio: float, fee_rate: float = 0.0) -> int | None:
+    """Closed-form least lots to restore ``MM ≤ target × equity`` (float; to be verified exactly).
+
+    Closing ``c`` of ``q`` lots leaves ``(q − c)·A`` notional (``A`` per lot at the mark) and changes
+    equity by ``c·(d − f·v)`` (``d`` the per-lot PnL of closing at ``price`` instead of the mark, ``v``
+    the per-lot trade value, ``f`` the fee rate). In bracket ``i`` (rate ``r``, amount ``cum``):
+    ``(q − c)·A·r − cum ≤ t·(E + c·(d − f·v))`` ⇔ ``c ≥ (q·A·r − cum − t·E) / (A·r + t·(d − f·v))``.
+    The least ``c`` whose remaining notional lies in the bracket that produced it wins; None when no
+    bracket gives one (the caller then bisects).
+    """
+    q = abs(margin.qty_lots)
+    if q == 0:
+        return None
+    minor = float(inst.settle.minor_per_unit)
+    sign = 1 if margin.qty_lots > 0 else -1
+    per_lot = float(abs(inst.notional(mark_ticks, 1))) / minor
+    value = float(abs(inst.notional(price_ticks, 1))) / minor
+    d = contract_sign(inst) * sign * (value - per_lot)
+    t = float(target_ratio)
+    equity = float(margin.equity_exact) / minor
+    other = float(margin.maintenance_minor - maintenance_minor(inst, tiers, margin.qty_lots, mark_ticks)) / minor
+    slope_equity = t * (d - fee_rate * value)
+    brackets = tiers.brackets
+    best: int | None = None
+    for i, bracket in enumerate(brackets):
+        rate, cum = float(bracket.rate), float(bracket.cum)
+        denominator = per_lot * rate + slope_equity
+        if denominator <= 0:
+            continue
+        c = max(1, math.ceil((q * per_lot * rate - cum + other - t * equity) / denominator - 1e-9))
+        if c > q:
+            continue
+        remaining = (q - c) * per_lot
+        upper = float(brackets[i + 1].floor) if i + 1 < len(brackets) else math.inf
+        if c == q or float(bracket.floor) <= remaining < upper:
+            best = c if best is None else min(best, c)
+    return best
 
 
 def tier_step_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int
@@ -127,9 +179,11 @@ def plan_quantity(case: LiquidationCase, margin: AccountMargin, policy: Liquidat
         if notional <= p.chunk_min_notional:
             lots = size
         else:
-            if cooling:
+            if cooling and p.during_cooldown == "wait":
                 return Plan(0, "cooldown")
-            lots = math.ceil(p.chunk_fraction * size)
+            # Hyperliquid: during the cooldown after a partial liquidation, orders are for the whole
+            # position; after it, 20 % again
+            lots = size if cooling else math.ceil(p.chunk_fraction * size)
     elif mode == "incremental":
         if cooling:
             return Plan(0, "cooldown")
@@ -140,7 +194,7 @@ def plan_quantity(case: LiquidationCase, margin: AccountMargin, policy: Liquidat
         share = 1.0 if p.ramp_duration_ms == 0 else min(1.0, elapsed / p.ramp_duration_ms + p.ramp_initial)
         lots = math.ceil(share * case.initial_qty_lots - 1e-9) - case.closed_lots
         if lots <= 0:
-            return Plan(0, f"ramp:{share:.4f}")
+            return Plan(0, "ramp")
     else:  # slope
         mm = margin.maintenance_minor
         shortfall = float((mm - margin.equity_exact) / mm) if mm else 1.0
@@ -194,6 +248,7 @@ __all__ = [
     "order_limit_ticks",
     "plan_quantity",
     "restore_lots",
+    "restore_lots_estimate",
     "takeover_price_ticks",
     "tier_step_lots",
 ]

@@ -59,6 +59,10 @@ class PartialConfig(_Model):
         0.0, ge=0, description="chunk: positions at or below this notional are closed whole"
     )
     cooldown_ms: int = Field(0, ge=0, description="chunk/incremental: wait between actions on one account")
+    during_cooldown: Literal["wait", "full"] = Field(
+        "wait", description="chunk: during the cooldown send nothing ('wait') or the whole position "
+                            "('full', Hyperliquid)"
+    )
     step_fraction: float = Field(0.1, gt=0, le=1.0, description="incremental: share per step")
     ramp_duration_ms: int = Field(0, ge=0, description="time_ramp: time to reach 100%")
     ramp_initial: float = Field(0.0, ge=0, le=1.0, description="time_ramp: share allowed at once")
@@ -118,6 +122,10 @@ class TakeoverConfig(_Model):
     fee_bps: float = Field(0.0, ge=0, description="oracle_fee: takeover at oracle ∓ this")
     when: Literal["bankrupt", "below_equity_ratio", "unfilled"] = "unfilled"
     equity_ratio: float = Field(2 / 3, gt=0, le=1.0, description="below_equity_ratio: equity/MM trigger")
+    fund_max_position_fraction: float | None = Field(
+        None, gt=0, description="the fund takes over positions only up to this share of its balance in "
+                                "notional (Binance: 100%); the rest goes to ADL"
+    )
 
 
 class FeeConfig(_Model):
@@ -134,11 +142,11 @@ class FeeConfig(_Model):
 class ADLConfig(_Model):
     """Auto-deleveraging: who is closed against a bankrupt position and when."""
 
-    ranking: Literal["leverage_pnl", "bitmex", "pnl", "offsetting", "none"] = "leverage_pnl"
+    ranking: Literal["leverage_pnl", "bitmex", "hyperliquid", "pnl", "offsetting", "none"] = "leverage_pnl"
     trigger: Literal["fund_exhausted", "fund_drawdown", "never"] = "fund_exhausted"
     drawdown_fraction: float = Field(0.3, gt=0, le=1.0)
     drawdown_window_ms: int = Field(8 * HOUR_MS, gt=0)
-    price: Literal["bankruptcy", "mark"] = "bankruptcy"
+    price: Literal["bankruptcy", "mark", "previous_mark"] = "bankruptcy"
     socialize_losses: bool = False
     gate_withdrawals_on_negative_equity: bool = False
 

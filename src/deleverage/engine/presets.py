@@ -30,20 +30,30 @@ def binance() -> LiquidationPolicy:
 
     Cancel open orders; one large IOC to bring the account back within its margin limit; if still deficient,
     the insurance fund takes the position at the bankruptcy price (remaining collateral to the fund); a
-    negative balance is covered by the fund; when it cannot, counterparty liquidation (ADL) by the
-    leverage × PnL ranking. Sources: binance.com/en/support/faq/360033525271 (liquidation),
-    /360033525371 (insurance fund), /360033525471 (auto-deleveraging).
+    negative balance is covered by the fund; when it cannot, counterparty liquidation (ADL) ranked by
+    Binance's LeveragePnL (``max(0, UPnL)/max(1, wallet) × margin ratio``, ``engine.adl``). The fund
+    accepts positions only up to its maximum position notional, by default 100 % of its size (Insurance
+    Fund FAQ); beyond it, counterparty liquidation. Sources: binance.com/en/support/faq/360033525271
+    (liquidation), /360033525371 (insurance fund), /360033525471 (auto-deleveraging).
     """
     return LiquidationPolicy(
         name="binance",
         imitates="Binance USDⓈ-M futures",
         source="https://www.binance.com/en/support/faq/360033525271",
         description="IOC to restore margin, else fund takeover at bankruptcy price; ADL by leverage×PnL.",
-        notes=("liquidation clearance fee 0.5% of closed notional is an assumption (varies by symbol)",),
+        notes=(
+            "liquidation clearance fee 0.5% of closed notional is an assumption: Binance publishes it per "
+            "symbol and bracket; an older FAQ gave 0.3% for BTCUSDT and 0.5% for other perpetuals (not "
+            "re-verified)",
+            "restore target maintenance/equity ≤ 0.95 is an assumption (the FAQ says 'within the margin limit')",
+            "the fund's maximum position = 100% of its balance in notional (Insurance Fund FAQ default); "
+            "the fund's offload 'preset algorithm' is modelled as an immediate market sale",
+        ),
         trigger=TriggerConfig(price_source="mark"),
         partial=PartialConfig(mode="restore", target_ratio=0.95),
         execution=ExecutionConfig(venue="book", order="ioc_bankruptcy"),
-        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
+        takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled",
+                                fund_max_position_fraction=1.0),
         fees=FeeConfig(liquidation_fee_rate=0.005, fee_to="insurance_fund"),
         adl=ADLConfig(ranking="leverage_pnl", trigger="fund_exhausted"),
     )
@@ -76,14 +86,19 @@ def bitmex() -> LiquidationPolicy:
     """BitMEX "Liquidation" and "Auto-Deleveraging" guides.
 
     Risk-limit step-down as Bybit; takeover at the bankruptcy price; ADL ranking PnL% × effective leverage
-    for profitable positions (PnL% ÷ effective leverage when in loss). Sources: bitmex.com/app/liquidation,
-    bitmex.com/app/adl.
+    for profitable positions (PnL% ÷ effective leverage when in loss), effective leverage
+    ``|mark value| / (mark value − bankrupt value)``; ADL only when the contract's insurance fund is
+    depleted, at the bankruptcy price. Source: https://www.bitmex.com/app/autoDeleveraging (ranking and
+    the worked queue example at /app/autoDeleveragingExamples).
     """
     return bybit().model_copy(
         update={
             "name": "bitmex",
             "imitates": "BitMEX perpetual swaps",
-            "source": "https://www.bitmex.com/app/adl",
+            "source": "https://www.bitmex.com/app/autoDeleveraging",
+            "notes": ("risk-limit step-down and FOK at the bankruptcy price copied from the bybit preset "
+                      "(not re-checked against BitMEX's liquidation guide)",
+                      "no takeover fee beyond the remaining margin (assumption)"),
             "description": "Risk-limit step-down, takeover at bankruptcy, ADL by PnL% × effective leverage.",
         }
     )
@@ -94,21 +109,29 @@ def okx() -> LiquidationPolicy:
 
     Forced partial liquidation down the tiers; in cross margin an account's long/short pairs (hedge mode)
     are closed against each other first; ADL triggers when the insurance fund falls 30% from its peak within
-    8 hours. Source: okx.com/help/iii-forced-liquidation; ADL trigger per OKX's 2023 ADL announcement.
+    8 hours; ADL closes at the mark price (OKX uses the bankruptcy price only when the fund is nearly
+    depleted — not modelled, see notes). Source: okx.com/help/iii-forced-liquidation; ADL trigger per
+    OKX's 2023 ADL announcement.
     """
     return LiquidationPolicy(
         name="okx",
         imitates="OKX perpetual swaps",
         source="https://www.okx.com/help/iii-forced-liquidation",
         description="Partial liquidation down the tiers; ADL on a 30% fund drawdown in 8 h.",
-        notes=("liquidation fee 0.5% is an assumption",),
+        notes=(
+            "liquidation fee 0.5% is an assumption",
+            "ADL at the mark price; OKX switches to the bankruptcy price when the fund is nearly depleted, "
+            "which is not modelled (no published threshold)",
+            "ADL ranking: OKX publishes 'leverage PnL% = position's PnL% × effective leverage', the BitMEX "
+            "shape, so ranking = 'bitmex' (its treatment of losing positions not checked)",
+        ),
         partial=PartialConfig(mode="tier_step", target_ratio=1.0),
         execution=ExecutionConfig(venue="book", order="ioc_bankruptcy", net_cross_pairs_first=True),
         takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
         fees=FeeConfig(liquidation_fee_rate=0.005),
         adl=ADLConfig(
-            ranking="leverage_pnl", trigger="fund_drawdown", drawdown_fraction=0.3,
-            drawdown_window_ms=8 * HOUR_MS,
+            ranking="bitmex", trigger="fund_drawdown", drawdown_fraction=0.3,
+            drawdown_window_ms=8 * HOUR_MS, price="mark",
         ),
     )
 
@@ -124,7 +147,12 @@ def deribit() -> LiquidationPolicy:
         imitates="Deribit perpetual",
         source="https://www.deribit.com/kb/deribit-liquidations",
         description="Incremental: small steps until maintenance is restored, then stop.",
-        notes=("step size 10% of the position per mark tick is an assumption",),
+        notes=(
+            "step size 10% of the position per mark tick is an assumption",
+            "liquidation fee 0.75% of closed notional is an assumption (Deribit publishes per-instrument "
+            "fees; not re-checked)",
+            "takeover by the fund only once the account is bankrupt, ADL ranked by PnL: assumptions",
+        ),
         partial=PartialConfig(mode="incremental", step_fraction=0.1, target_ratio=1.0),
         execution=ExecutionConfig(venue="book", order="market"),
         takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="bankrupt"),
@@ -136,23 +164,37 @@ def deribit() -> LiquidationPolicy:
 def hyperliquid() -> LiquidationPolicy:
     """Hyperliquid docs, "Trading → Liquidations".
 
-    Market orders to the book; positions over 100k USDC notional are liquidated 20% at a time with a 30 s
-    cooldown; when equity falls below 2/3 of maintenance the backstop liquidator vault takes over the
-    account; ADL beyond that. Source: hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations.
+    Market orders to the book, no clearance fee. For liquidatable positions larger than 100k USDC only
+    20% is sent; "after a block where any position of a user is partially liquidated, there is a
+    cooldown period of 30 seconds. During this cooldown period, all market liquidation orders for that
+    user will be for the entire position" (Hyperliquid announcement, inherited verbatim by HIP-3 docs,
+    e.g. docs.tings.xyz/core-mechanics/liquidations) — so ``during_cooldown = "full"``; after the
+    cooldown a still-liquidatable large position gets 20% again. When equity falls below 2/3 of
+    maintenance without a successful book liquidation, the liquidator vault (backstop) takes the
+    position. ADL: opposite users ranked by ``(mark/entry) × notional/account value`` and closed at the
+    previous mark price (hyperliquid.gitbook.io/hyperliquid-docs/trading/auto-deleveraging; older
+    versions of that page said "previous oracle price"). Source:
+    hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations.
     """
     return LiquidationPolicy(
         name="hyperliquid",
         imitates="Hyperliquid perps",
         source="https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations",
-        description="20% chunks with 30 s cooldown; backstop vault below 2/3 of maintenance.",
+        description="20% of large positions, whole position during the 30 s cooldown; vault below 2/3 MM.",
+        notes=(
+            "the engine's 'previous mark' for ADL is the mark of the previous tick",
+            "ADL follows a negative account after the vault; the engine's waterfall also lets the insurance "
+            "fund take over first when the vault declines (Hyperliquid has no separate fund in that path)",
+            "short ADL score mirrors the published long formula (entry/mark instead of mark/entry)",
+        ),
         partial=PartialConfig(
             mode="chunk", chunk_fraction=0.2, chunk_min_notional=100_000.0, cooldown_ms=30 * SECOND_MS,
-            full_below_equity_ratio=2 / 3,
+            during_cooldown="full", full_below_equity_ratio=2 / 3,
         ),
         execution=ExecutionConfig(venue="book", order="market"),
         takeover=TakeoverConfig(by="backstop", price="bankruptcy", when="below_equity_ratio", equity_ratio=2 / 3),
         fees=FeeConfig(liquidation_fee_rate=0.0),
-        adl=ADLConfig(ranking="pnl", trigger="fund_exhausted"),
+        adl=ADLConfig(ranking="hyperliquid", trigger="fund_exhausted", price="previous_mark"),
     )
 
 
@@ -168,7 +210,11 @@ def dydx() -> LiquidationPolicy:
         imitates="dYdX v4",
         source="https://docs.dydx.exchange/concepts/trading/liquidations",
         description="Per-block batch of IOCs at the fillable price; deleverage offsetting accounts.",
-        notes=("block time 1 s; per-block cap 10M USD, per-account 1M USD are assumptions",),
+        notes=(
+            "block time 1 s; per-block cap 10M USD, per-account 1M USD are assumptions",
+            "liquidation fee 1.5% of closed notional to the insurance fund is an assumption (dYdX v4 caps "
+            "the fee by a per-market parameter; not re-checked)",
+        ),
         execution=ExecutionConfig(
             venue="book", order="ioc_fillable", batch_interval_ms=1_000, max_batch_notional=10_000_000.0,
             max_account_notional=1_000_000.0,
@@ -203,18 +249,34 @@ def drift() -> LiquidationPolicy:
 
 
 def maker() -> LiquidationPolicy:
-    """MakerDAO Liquidations 2.0 (MIP45; ``clip.sol``/``abaci.sol``): Dutch auctions with caps."""
+    """MakerDAO Liquidations 2.0 (MIP45; ``clip.sol``/``abaci.sol``/``dog.sol``): Dutch auctions with caps.
+
+    One auction per position through ``venues.dutch.DutchAuctionHouse`` (engine/dutch_exec.py): price
+    from ``mark × buf`` down a stair-step curve, reset after ``tail`` or below ``cusp``; keepers paid
+    ``tip + chip × tab`` by the fund (Maker's vow) on kick and redo; ``chop`` = 1.13, the ETH-A
+    liquidation penalty (13 %). Source: github.com/makerdao/dss src/clip.sol.
+    """
     return LiquidationPolicy(
         name="maker",
         imitates="MakerDAO Liquidations 2.0",
         source="https://github.com/makerdao/dss/blob/master/src/clip.sol",
         description="Dutch auction per position (stair-step exponential), Hole/hole caps, keeper tip+chip.",
-        notes=("buf 1.2, 90 s steps of 0.99, tail 8400 s, cusp 0.4: values used by ETH-A around 2021",),
+        notes=(
+            "buf 1.2, 90 s steps of 0.99, tail 8400 s, cusp 0.4, chip 0.1%, tip 0: values used by ETH-A "
+            "around 2021 (not re-checked per date)",
+            "chop 1.13 is ETH-A's 13% liquidation penalty, charged pro rata to lots sold, capped by equity",
+            "no hole / Hole caps (ETH-A had finite ones; set execution.dutch.hole / global_hole to use them)",
+            "a perp position maps to a vault: collateral = its lots, debt = its value at the kick mark; "
+            "shorts are bought back on the mirrored (rising) curve",
+            "keeper = the first backstop provider if any, else the market account; takes when the book's "
+            "best price or a backstop quote is at or better than the sale price",
+            "bad debt beyond the fund is socialised (Maker: surplus buffer, then MKR issuance)",
+        ),
         partial=PartialConfig(mode="full"),
         execution=ExecutionConfig(
             venue="dutch", order="market",
             dutch=DutchConfig(buf=1.2, curve="stairstep", step_s=90.0, cut=0.99, tail_s=8400.0, cusp=0.4,
-                              tip=0.0, chip=0.001, chop=1.0, hole=None, global_hole=None),
+                              tip=0.0, chip=0.001, chop=1.13, hole=None, global_hole=None),
         ),
         takeover=TakeoverConfig(by="insurance_fund", price="bankruptcy", when="unfilled"),
         fees=FeeConfig(liquidation_fee_rate=0.0),
@@ -235,6 +297,10 @@ def fba() -> LiquidationPolicy:
         imitates="frequent batch auction (proposal)",
         source="https://doi.org/10.1093/qje/qjv027",
         description="Per-interval batch: net internally, residual + backstop bids into a uniform-price auction.",
+        notes=(
+            "design choices, not calibrated: 1 s interval, restore target 0.95, fee 0.5%, backstop takeover "
+            "at the bankruptcy price, ADL by Binance's LeveragePnL",
+        ),
         partial=PartialConfig(mode="restore", target_ratio=0.95),
         execution=ExecutionConfig(
             venue="auction", order="ioc_bankruptcy", batch_interval_ms=1_000, net_opposite=True,
@@ -258,6 +324,10 @@ def hybrid() -> LiquidationPolicy:
         imitates="hybrid trigger + slope (proposal)",
         source="deleverage design notes (docs/policies.md)",
         description="Mark trigger confirmed by oracle; close ∝ shortfall; batched with netting.",
+        notes=(
+            "design choices, not calibrated: 3 s confirmation timeout, slope gain 2 with 5% floor, full "
+            "below equity/MM 0.5, 1 s batches, fee 0.5%, oracle max age 10 s and divergence 5%",
+        ),
         trigger=TriggerConfig(price_source="mark_confirmed_by_oracle", confirm_timeout_ms=3 * SECOND_MS),
         partial=PartialConfig(mode="slope", slope_gain=2.0, slope_min_fraction=0.05, full_below_equity_ratio=0.5),
         execution=ExecutionConfig(

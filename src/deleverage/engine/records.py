@@ -32,6 +32,7 @@ class LiquidationRecord:
     action: Action
     bad_debt_minor: int = 0
     fee_minor: int = 0
+    liquidation_price_ticks: float | None = None  # the float screen's liquidation price when found
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,11 @@ class LiquidationCase:
     actions: int = 0
     margin_ratio: float = 0.0  # maintenance / equity at the last evaluation (inf when equity ≤ 0)
     notional_minor: float = 0.0  # |position| at the mark, for ordering
-    waiting_reasons: list[str] = field(default_factory=list)
+    liquidation_price_ticks: float | None = None  # float screen's liquidation price when found
+    waiting: str | None = None  # reason of the wait in progress (one ``skipped`` event per wait)
+    waiting_since_ns: int = 0
+    waiting_ticks: int = 0
+    waiting_data: dict = field(default_factory=dict)
 
     def sort_key(self) -> tuple[float, float, str]:
         """Worst margin first, then larger notional, then account id (docs/engine.md step 4)."""

@@ -28,6 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from deleverage.core import _kernels as kernels
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger, isolated_account_id
 from deleverage.core.tiers import MarginTiers
@@ -78,7 +79,8 @@ class FundMonitor:
 
 
 def adl_scores(detector: SymbolDetector, ints: np.ndarray, mark: float, ranking: str) -> np.ndarray:
-    """Vectorised ``engine.adl.ranking_score`` (and the simpler rankings) for book slots ``ints``."""
+    """Vectorised ADL scores (``engine.adl``: bitmex, leverage_pnl = Binance, hyperliquid, pnl,
+    offsetting) for book slots ``ints``, from the float account book (settlement units)."""
     book = detector.book
     slots = np.array([book.slot_of(int(i)) for i in ints], np.int64) if ints.size else np.zeros(0, np.int64)
     qc, entry, balance = book.qc[slots], book.entry_price[slots], book.balance[slots]
@@ -93,8 +95,18 @@ def adl_scores(detector: SymbolDetector, ints: np.ndarray, mark: float, ranking:
     if ranking == "pnl":
         return pnl
     equity = balance + pnl
-    pct = pnl / entry_notional
     with np.errstate(divide="ignore", invalid="ignore"):
+        if ranking == "leverage_pnl":  # Binance: max(0, UPnL)/max(1, WB) × MM/(WB + UPnL)
+            ratio = np.empty(slots.size, np.float64)
+            kernels.margin_ratios_kernel(qc, book.eq0[slots], book.other_maintenance[slots], mark, book.inverse,
+                                         *book.tiers.arrays(), ratio)
+            ratio = np.where(equity > 0, ratio, 0.0)
+            return np.maximum(pnl, 0.0) / np.maximum(balance, 1.0) * ratio
+        if ranking == "hyperliquid":  # (mark/entry) × notional / account value; shorts mirrored
+            move = np.where(qc > 0, mark / entry, entry / mark)
+            score = move * mark_notional / np.where(equity > 0, equity, 1.0)
+            return np.where(equity > 0, score, np.inf)
+        pct = pnl / entry_notional  # BitMEX
         lev = np.where(equity > 0, mark_notional / np.where(equity > 0, equity, 1.0), 0.0)
         score = np.where(pct >= 0, pct * lev, np.where(lev > 0, pct / np.where(lev > 0, lev, 1.0), 0.0))
     return np.where(equity <= 0, np.where(pct > 0, np.inf, -np.inf), score)

@@ -1,0 +1,251 @@
+"""Execution half of the engine: book orders, batches, the waterfall call, records (docs/engine.md 5–10).
+
+:class:`ExecutionMixin` is mixed into :class:`deleverage.engine.engine.LiquidationEngine`; it holds
+no state of its own and reads the engine's (``_settler``, ``_cases``, ``_liquidity``...). Split out of
+engine.py to keep each module readable; the public API stays on the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from deleverage.engine.batching import BatchOrder, auction_residual, net_orders
+from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
+from deleverage.engine.events import EventKind
+from deleverage.engine.planning import order_limit_ticks, plan_quantity, takeover_price_ticks
+from deleverage.engine.records import LiquidationCase, LiquidationRecord, slippage_bps
+from deleverage.engine.waterfall import FillSummary
+
+NS_PER_MS = 1_000_000
+
+
+class ExecutionMixin:
+    """Book orders, batch closes, the loss waterfall and the records of a :class:`LiquidationEngine`."""
+
+    _settler: Any
+    _cases: dict[str, dict[str, LiquidationCase]]
+
+    # --- immediate execution (book venue) ---------------------------------------------------------------
+    def _execute_now(self, case: LiquidationCase, m: AccountMargin, ts_ns: int) -> None:
+        symbol, inst = case.symbol, self._instruments[case.symbol]
+        price = self._trigger_ticks(symbol)
+        plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
+        if plan.qty_lots == 0:
+            self._skip(case, ts_ns, plan.reason)
+            return
+        self._end_wait(case, ts_ns)
+        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+        self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
+                          qty_lots=plan.qty_lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
+                          equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
+                          bankruptcy_ticks=bankrupt, direct_takeover=plan.direct_takeover)
+        action = "full" if plan.full else "partial"
+        if plan.direct_takeover:
+            self._absorb(case, plan.qty_lots, bankrupt, ts_ns, force=True)
+        else:
+            got = self._book_order(case, m, plan.qty_lots, bankrupt, ts_ns)
+            self._record(case, got, "book", action, ts_ns)
+            left = plan.qty_lots - got.lots
+            if left > 0:
+                self._absorb(case, left, bankrupt, ts_ns)
+        self._after_action(case, ts_ns)
+
+    def _book_order(self, case: LiquidationCase, m: AccountMargin, lots: int, bankrupt: int | None,
+                    ts_ns: int) -> FillSummary:
+        symbol = case.symbol
+        inst, price = self._instruments[symbol], self._trigger_ticks(symbol)
+        limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
+        taker = "sell" if case.side == "long" else "buy"
+        if self.on_before_execute is not None:
+            self.on_before_execute(symbol, taker, lots, limit, ts_ns)
+        self.audit.record(EventKind.ORDER_SENT, ts_ns, symbol=symbol, account_id=case.account_id, side=taker,
+                          qty_lots=lots, limit_ticks=limit, order=self.policy.execution.order)
+        got = self._settler.book_fill(case.account_id, symbol, case.side, self._liquidity[symbol], lots, limit,
+                                      ts_ns, all_or_none=self.policy.execution.order == "fok")
+        kind = EventKind.ORDER_FILLED if got.lots else EventKind.ORDER_UNFILLED
+        self.audit.record(kind, ts_ns, symbol=symbol, account_id=case.account_id, filled_lots=got.lots,
+                          unfilled_lots=lots - got.lots, vwap_ticks=got.vwap_ticks, fee_minor=got.fee_minor)
+        return got
+
+    def _fund_room_lots(self, symbol: str, price_ticks: int) -> int | None:
+        """Lots the fund may still take over under ``takeover.fund_max_position_fraction`` (None = no cap)."""
+        fraction = self.policy.takeover.fund_max_position_fraction
+        if fraction is None:
+            return None
+        inst = self._instruments[symbol]
+        settler = self._settler
+        limit = settler.fund_balance(inst.settle.code) * fraction
+        held = abs(inst.notional(price_ticks, settler.ledger.position(settler.fund, symbol).qty_lots))
+        per_lot = abs(inst.notional(max(1, price_ticks), 1))
+        return max(0, int((limit - float(held)) // float(per_lot))) if per_lot else 0
+
+    def _absorb(self, case: LiquidationCase, lots: int, bankrupt: int | None, ts_ns: int, *,
+                force: bool = False) -> None:
+        """Waterfall for lots the venue did not take: backstop → fund takeover → ADL → wait."""
+        symbol, settler = case.symbol, self._settler
+        tk = self.policy.takeover
+        m = self._margin(case.account_id, symbol)
+        lots = min(lots, abs(m.qty_lots))
+        if lots <= 0:
+            return
+        bankrupt_now = m.equity_exact <= 0
+        if not force and tk.when in ("bankrupt", "below_equity_ratio") and not bankrupt_now:
+            self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
+            return
+        mark = self._trigger_ticks(symbol)
+        code = self._instruments[symbol].settle.code
+        price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
+        if tk.by != "none" and self.backstops:
+            got = settler.backstop_takeover(case.account_id, symbol, case.side, lots, price, ts_ns)
+            self._record(case, got, "backstop", "takeover", ts_ns)
+            lots -= got.lots
+        adl = self.policy.adl
+        adl_possible = adl.trigger != "never" and adl.ranking != "none"
+        fund_ok = tk.by == "insurance_fund" or (tk.by == "backstop" and (bankrupt_now or force))
+        beyond_fund = False
+        if lots and fund_ok and not settler.adl_mode(code):
+            fund_price = bankrupt if bankrupt is not None else mark
+            room = self._fund_room_lots(symbol, fund_price)
+            take = lots if room is None else min(lots, room)
+            beyond_fund = take < lots
+            if take:
+                got = settler.fund_takeover(case.account_id, symbol, case.side, take, fund_price, ts_ns)
+                self._record(case, got, "takeover", "takeover", ts_ns)
+                lots -= got.lots
+                settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+                settler.credit_remaining_margin(case.account_id, symbol, ts_ns)
+        if lots and adl_possible and (settler.adl_mode(code) or bankrupt_now or force or beyond_fund):
+            adl_price = self._adl_price_ticks(symbol, bankrupt, mark)
+            got = settler.adl_close(case.account_id, symbol, case.side, lots, adl_price, ts_ns)
+            self._record(case, got, "adl", "adl", ts_ns)
+            lots -= got.lots
+        if lots:
+            self._skip(case, ts_ns, "no_liquidity", unfilled_lots=lots, takeover_by=tk.by)
+
+    def _adl_price_ticks(self, symbol: str, bankrupt: int | None, mark: int) -> int:
+        """ADL close price per ``adl.price``: bankruptcy (BitMEX/Binance), mark (OKX), previous mark (HL)."""
+        kind = self.policy.adl.price
+        if kind == "bankruptcy" and bankrupt is not None:
+            return bankrupt
+        if kind == "previous_mark":
+            return self._prev_marks.get(symbol, mark)
+        return mark
+
+    def _after_action(self, case: LiquidationCase, ts_ns: int) -> None:
+        case.last_action_ns = ts_ns
+        case.actions += 1
+        if self.ledger.position(case.account_id, case.symbol).qty_lots == 0:
+            self._settle_after(case, ts_ns)
+            self._drop(case, ts_ns, "closed")
+
+    def _settle_after(self, case: LiquidationCase, ts_ns: int) -> None:
+        bad = self._settler.cover_deficit(case.account_id, case.symbol, case.side, ts_ns)
+        if bad:
+            self.records.append(LiquidationRecord(
+                ts_ns, case.symbol, case.account_id, case.side, 0, 0.0, case.trigger_mark_ticks, None, None,
+                "takeover", self.policy.name, "full", bad_debt_minor=bad,
+                liquidation_price_ticks=case.liquidation_price_ticks))
+
+    def _record(self, case: LiquidationCase, got: FillSummary, venue: str, action: str, ts_ns: int) -> None:
+        if got.lots == 0:
+            return
+        self._end_wait(case, ts_ns)
+        inst = self._instruments[case.symbol]
+        vwap = got.vwap_ticks
+        case.closed_lots += got.lots
+        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
+        self.records.append(LiquidationRecord(
+            ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
+            slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]
+            fee_minor=got.fee_minor, liquidation_price_ticks=case.liquidation_price_ticks))
+
+    # --- batches -----------------------------------------------------------------------------------------
+    def _plan_batch(self, symbol: str, live: list[LiquidationCase], price: int, ts_ns: int
+                    ) -> list[tuple[BatchOrder, LiquidationCase, int | None]]:
+        """Plan every member at the close mark and apply the per-account and per-batch caps."""
+        ex = self.policy.execution
+        inst = self._instruments[symbol]
+        orders = []
+        batch_notional = 0.0
+        per_lot = float(abs(inst.notional(price, 1))) / inst.settle.minor_per_unit
+        for case in sorted(live, key=LiquidationCase.sort_key):
+            m = self._margin(case.account_id, symbol)
+            if not m.liquidatable:
+                self._drop(case, ts_ns, "restored_before_batch", m)
+                continue
+            plan = plan_quantity(case, m, self.policy, inst, self._tiers[symbol], price, ts_ns)
+            lots = plan.qty_lots
+            if ex.max_account_notional is not None:
+                lots = min(lots, int(ex.max_account_notional // per_lot))
+            if ex.max_batch_notional is not None:
+                lots = min(lots, int((ex.max_batch_notional - batch_notional) // per_lot))
+            if lots <= 0:
+                self._skip(case, ts_ns, "cap" if plan.qty_lots else plan.reason)
+                self._rejoin(case, ts_ns)
+                continue
+            if lots < plan.qty_lots:
+                self._skip(case, ts_ns, "cap", planned_lots=plan.qty_lots, allowed_lots=lots)
+            else:
+                self._end_wait(case, ts_ns)
+            batch_notional += lots * per_lot
+            bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+            limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
+            self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
+                              qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
+                              equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
+                              bankruptcy_ticks=bankrupt, batch=True)
+            orders.append((BatchOrder(case.account_id, case.side, lots, limit), case, bankrupt))
+        return orders
+
+    def _close_batch(self, symbol: str, ts_ns: int) -> None:
+        """Plan every member at the close mark, apply caps, net, then auction or book the residual."""
+        members, self._batch_members[symbol] = self._batch_members[symbol], []
+        self._batch_close[symbol] = None
+        ex = self.policy.execution
+        price = self._trigger_ticks(symbol)
+        cases = self._cases[symbol]
+        orders = self._plan_batch(symbol, [cases[a] for a in members if a in cases], price, ts_ns)
+        if not orders:
+            return
+        filled: dict[str, FillSummary] = {}
+        residual = [o for o, _, _ in orders]
+        if ex.net_opposite:
+            netted, residual = net_orders(self._settler, symbol, residual, price, ts_ns)
+            for aid, got in netted.items():
+                self._record(cases[aid], got, "netting", "partial", ts_ns)
+                filled[aid] = got
+        book = self._liquidity[symbol]
+        if ex.venue == "auction":
+            for side in ("long", "short"):
+                part = [o for o in residual if o.side == side]
+                got_map = auction_residual(self._settler, symbol, part, book, price, ts_ns,
+                                           include_backstops=ex.include_backstop_bids, depth_levels=self._depth_levels)
+                for aid, got in got_map.items():
+                    self._record(cases[aid], got, "auction", "partial", ts_ns)
+                    filled.setdefault(aid, FillSummary()).add(got.lots, 0)
+        else:
+            for o in residual:
+                case = cases[o.account_id]
+                got = self._book_order(case, self._margin(o.account_id, symbol), o.qty_lots, o.limit_ticks, ts_ns)
+                self._record(case, got, "book", "partial", ts_ns)
+                filled.setdefault(o.account_id, FillSummary()).add(got.lots, 0)
+        for order, case, bankrupt in orders:
+            done = filled.get(order.account_id, FillSummary()).lots
+            if order.qty_lots - done > 0 and order.account_id in cases:
+                self._absorb(case, order.qty_lots - done, bankrupt, ts_ns)
+            if order.account_id in cases:
+                self._after_action(case, ts_ns)
+                if order.account_id in cases and ex.carry_over:
+                    self._rejoin(case, ts_ns)
+
+    def _rejoin(self, case: LiquidationCase, ts_ns: int) -> None:
+        """Carry a still-liquidatable case into the next batch."""
+        members = self._batch_members[case.symbol]
+        if case.account_id not in members:
+            members.append(case.account_id)
+        if self._batch_close[case.symbol] is None:
+            self._batch_close[case.symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
+
+
+__all__ = ["ExecutionMixin"]
