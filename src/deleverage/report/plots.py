@@ -38,6 +38,11 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     return fig
 
 
+def _executed_price(liq: pl.DataFrame) -> np.ndarray:
+    """Where each liquidation happened: its fill price, or the trigger mark when nothing filled."""
+    return liq.select(pl.coalesce("fill_price", "trigger_mark")).to_series().to_numpy()
+
+
 def price_with_liquidations(runs: Mapping[str, PolicyRun]) -> go.Figure:
     """The reference price path, each policy's impacted mark, and its liquidations as markers."""
     colours = policy_colours(list(runs))
@@ -59,11 +64,11 @@ def price_with_liquidations(runs: Mapping[str, PolicyRun]) -> go.Figure:
         if liq.height:
             size = np.clip(np.sqrt(liq["notional"].to_numpy() / max(liq["notional"].mean() or 1.0, 1e-9)) * 5, 3, 18)
             fig.add_trace(go.Scattergl(
-                x=_time_axis(liq["ts_ns"]), y=liq["trigger_mark"].to_numpy(), mode="markers",
+                x=_time_axis(liq["ts_ns"]), y=_executed_price(liq), mode="markers",
                 name=f"{name} liquidations", legendgroup=name,
                 marker={"color": colour, "size": size, "opacity": 0.5, "line": {"width": 0}},
                 customdata=np.stack([liq["notional"].to_numpy(), liq["slippage_bps"].fill_null(np.nan).to_numpy()], axis=1),
-                hovertemplate="%{x}<br>mark %{y:,.1f}<br>notional %{customdata[0]:,.0f}<br>slippage %{customdata[1]:.1f} bps",
+                hovertemplate="%{x}<br>price %{y:,.1f}<br>notional %{customdata[0]:,.0f}<br>slippage %{customdata[1]:.1f} bps",
             ))
     fig.update_yaxes(title="price")
     return _layout(fig, "Price path and liquidations", 520)
@@ -143,9 +148,9 @@ def headline_png(runs: Mapping[str, PolicyRun], summary: Mapping[str, Mapping[st
     for name, run in runs.items():
         liq = run.liquidations
         if liq.height:
-            ax_price.scatter(_time_axis(liq["ts_ns"]), liq["trigger_mark"].to_numpy(), s=4, alpha=0.35,
+            ax_price.scatter(_time_axis(liq["ts_ns"]), _executed_price(liq), s=4, alpha=0.35,
                              color=colours[name], label=name)
-    ax_price.set_title(title)
+    ax_price.set_title(f"{title}\n(liquidations at their execution price)", fontsize=10)
     ax_price.set_ylabel("price")
     ax_price.legend(fontsize=7, markerscale=3, ncol=2)
     names = list(summary)
@@ -154,10 +159,13 @@ def headline_png(runs: Mapping[str, PolicyRun], summary: Mapping[str, Mapping[st
                color=[colours.get(n, "grey") for n in names], label="avg slippage (bps)")
     ax_bar.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     ax_bar.set_ylabel("avg slippage (bps)")
-    ax_debt = ax_bar.twinx()
-    ax_debt.plot(x, [summary[n].get("bad_debt", 0.0) for n in names], "kD", label="bad debt")
-    ax_debt.set_ylabel("bad debt (quote)")
-    ax_bar.set_title("slippage (bars) and bad debt (diamonds)")
+    ax_cost = ax_bar.twinx()
+    cost = [summary[n].get("insurance_fund_drawdown", 0.0) + summary[n].get("bad_debt", 0.0) for n in names]
+    ax_cost.plot(x, cost, "kD", label="fund drawdown + bad debt")
+    ax_cost.set_ylabel("insurance fund drawdown + bad debt (quote)")
+    ax_cost.set_ylim(bottom=0)
+    ax_bar.axhline(0, color="grey", lw=0.5)
+    ax_bar.set_title("avg slippage (bars) and loss to the system (diamonds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
