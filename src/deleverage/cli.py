@@ -87,11 +87,15 @@ def replay(
     population: Path | None = typer.Option(None, help="CSV/parquet/ccxt-JSON population instead of a generated one"),
     window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the day to replay"),
     workers: int = typer.Option(2, help="processes running policies in parallel (results do not depend on it)"),
+    open_interest: float | None = typer.Option(
+        None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
+        "default: sizes as drawn (mean ≈ 12,000 per account)",
+    ),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
-        population_path=population, window=window, workers=workers,
+        population_path=population, window=window, workers=workers, open_interest=open_interest,
     )
 
 
@@ -221,6 +225,28 @@ def algos(
         view.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row])
     console.print(view)
     console.print(f"wrote {out}/execution_comparison.html and .csv")
+
+
+@app.command()
+def calibrate(
+    path: str = typer.Argument("btcusdt-20240808-l2", help="bundled L2 scenario name or a Binance capture file"),
+    window_s: float = typer.Option(10.0, help="length of each depth/volume window (s)"),
+    json_out: bool = typer.Option(False, "--json", help="print the fitted model as JSON"),
+) -> None:
+    """Fit the lab's depth and resilience model on an L2 capture (the defaults were fitted this way)."""
+    import json
+    from dataclasses import asdict
+
+    from deleverage.data.binance_stream import read_capture
+    from deleverage.data.scenarios import get_scenario
+    from deleverage.lab.calibration import calibrate as fit_depth_model
+
+    model = fit_depth_model(read_capture(get_scenario(path).path()), window_s=window_s)
+    if json_out:
+        typer.echo(json.dumps(asdict(model), indent=2))
+        return
+    for line in model.describe():
+        console.print(line)
 
 
 @app.command()

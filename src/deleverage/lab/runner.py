@@ -63,6 +63,7 @@ class RunConfig:
     oracle_latency_ms: int = 2_000
     drop: float = 0.15
     minutes: int = 60
+    open_interest: float | None = None
 
 
 @dataclass
@@ -82,6 +83,8 @@ def _check_config(config: RunConfig, policies: Sequence[str]) -> list[Liquidatio
         raise InvalidInput("policy", "", "name at least one policy")
     if len(set(policies)) != len(policies):
         raise InvalidInput("policy", ",".join(policies), "lists a policy twice")
+    if config.open_interest is not None and not config.open_interest > 0:
+        raise InvalidInput("open_interest", config.open_interest, "must be > 0 (quote units)")
     if config.kind not in ("replay", "stress"):
         raise InvalidInput("kind", config.kind, "must be 'replay' or 'stress'")
     return [get_policy(name) for name in policies]
@@ -103,6 +106,7 @@ def run_comparison(
     step_ms: int = 1_000,
     write_png: bool = True,
     workers: int = 1,
+    open_interest: float | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
@@ -111,7 +115,7 @@ def run_comparison(
     seeded state and nothing is shared between them.
     """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
-                       drop=drop, minutes=minutes, step_ms=step_ms)
+                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest)
     resolved = _check_config(config, list(policies))
     scene = build_scene(config, population_path=population_path)
     runs: dict[str, PolicyRun] = {}

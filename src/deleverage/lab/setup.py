@@ -114,7 +114,7 @@ def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument
         return load_population(population_path)
     pop_config = PopulationConfig(
         n_accounts=config.accounts, seed=config.seed, tick_size=float(instrument.tick_size),
-        lot_size=float(instrument.lot_size),
+        lot_size=float(instrument.lot_size), target_open_interest_usd=config.open_interest,
     )
     return generate_population(pop_config, price_history=history)
 
