@@ -96,6 +96,7 @@ def _write(tmp_path: Path, lines: list[str]) -> Path:
     return path
 
 
+T1, T2 = 1_723_161_255_000_000_001, 1_723_161_255_000_000_002  # receive times, ns (19 digits)
 DEPTH = ('{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
          '"U":10,"u":12,"pu":9,"b":[["100.0","1.000"]],"a":[["100.1","0.500"]]}}')
 
@@ -114,7 +115,7 @@ DEPTH = ('{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s
     ],
 )
 def test_malformed_line_names_path_line_and_field(tmp_path: Path, bad: str, field: str) -> None:
-    path = _write(tmp_path, [f"1 {DEPTH}", f"2 {bad}"])
+    path = _write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {bad}"])
     with pytest.raises(DataError) as info:
         read_capture(path)
     assert (info.value.line, info.value.field, info.value.path) == (2, field, str(path))
@@ -124,14 +125,16 @@ def test_malformed_line_names_path_line_and_field(tmp_path: Path, bad: str, fiel
 def test_bad_timestamp_and_mixed_symbols(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="ts_local"):
         read_capture(_write(tmp_path, [f"x1 {DEPTH}"]))
+    with pytest.raises(DataError, match="digits"):  # 1 digit: not a ms, µs or ns epoch time
+        read_capture(_write(tmp_path, [f"1 {DEPTH}"]))
     with pytest.raises(DataError, match="mixes symbols"):
-        read_capture(_write(tmp_path, [f"1 {DEPTH}", f"2 {DEPTH.replace('BTCUSDT', 'ETHUSDT')}"]))
+        read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {DEPTH.replace('BTCUSDT', 'ETHUSDT')}"]))
 
 
 def test_empty_event_keeps_its_ids_as_a_marker_row(tmp_path: Path) -> None:
     empty = (DEPTH.replace('[["100.0","1.000"]]', "[]").replace('[["100.1","0.500"]]', "[]")
              .replace('"U":10,"u":12,"pu":9', '"U":13,"u":14,"pu":12'))
-    cap = read_capture(_write(tmp_path, [f"1 {DEPTH}", f"2 {empty}"]), instrument="BTCUSDT")
+    cap = read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {empty}"]), instrument="BTCUSDT")
     assert cap.depth["side"].tolist() == [BID, ASK, NO_SIDE]
     assert cap.depth["last_update_id"].tolist() == [12, 12, 14]
     assert cap.depth["price_ticks"].tolist() == [1000, 1001, 0]
@@ -139,5 +142,5 @@ def test_empty_event_keeps_its_ids_as_a_marker_row(tmp_path: Path) -> None:
 
 def test_unknown_stream_is_counted_not_parsed(tmp_path: Path) -> None:
     mark = '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","p":"1"}}'
-    cap = read_capture(_write(tmp_path, [f"1 {DEPTH}", f"2 {mark}"]))
+    cap = read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {mark}"]))
     assert cap.skipped_lines == 1 and len(cap.depth) == 2

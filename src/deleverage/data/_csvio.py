@@ -72,9 +72,13 @@ def is_number(token: str) -> bool:
 
 
 def has_header(data: bytes) -> bool:
-    """FORMATS.md rule: the first line is a header when its field 0 is not numeric."""
+    """FORMATS.md rule: the first line is a header when its field 0 is not numeric.
+
+    An *empty* field 0 is a data row with a missing value, not a header: taking it for one would drop
+    that row silently instead of naming it."""
     fields = first_fields(data)
-    return bool(fields) and not is_number(fields[0].strip())
+    head = fields[0].strip() if fields else ""
+    return bool(head) and not is_number(head)
 
 
 def text_frame(
@@ -100,6 +104,8 @@ def text_frame(
                 io.BytesIO(data), has_header=False, new_columns=columns, infer_schema=False,
                 skip_rows=1 if header else 0,
             )
+    except pl.exceptions.NoDataError:
+        raise DataError("no data rows after the header", path=path, line=1) from None
     except pl.exceptions.ComputeError:
         raise _field_count_error(data, path, len(columns), header=header) from None
     if frame.width != len(columns):
@@ -176,15 +182,21 @@ def parse_bool(frame: pl.DataFrame, column: str, path: str) -> pl.Series:
 
 def detect_time_unit(frame: pl.DataFrame, column: str, path: str) -> str:
     """ms / us / ns by digit count (13 / 16 / 19); every row must agree."""
-    digits = frame[column].str.strip_chars().str.len_chars()
-    first = int(digits[0]) if frame.height else 13
+    if frame.height == 0:
+        return "ms"
+    text = frame[column].str.strip_chars()
+    present = (text.is_not_null() & (text != "")).fill_null(False)
+    _first_failure(frame, column, present, path, "a timestamp")
+    digits = text.str.len_chars()
+    first = int(digits[0])
     unit = UNIT_BY_DIGITS.get(first)
     if unit is None:
         raise DataError(
             f"{frame[column][0]!r} has {first} digits; expected 13 (ms), 16 (us) or 19 (ns)",
             path=path, line=int(frame[LINE][0]), field=column,
         )
-    _first_failure(frame, column, digits == first, path, f"a {unit} timestamp like line 1")
+    same = (digits == first).fill_null(False)
+    _first_failure(frame, column, same, path, f"a {unit} timestamp like the first row")
     return unit
 
 

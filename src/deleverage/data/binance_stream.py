@@ -2,7 +2,7 @@
 
 Input schema (gzip or plain text, one message per line)::
 
-    <local receive time, ns since epoch> <json>
+    <local receive time since epoch, ns (19 digits); µs (16) and ms (13) are detected and scaled> <json>
 
     REST depth snapshot   {"lastUpdateId", "E", "T", "bids": [[price, qty], ...], "asks": [...]}
                           (the only kind without "stream"; it may sit anywhere in the file, since the
@@ -58,6 +58,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
 MS_TO_NS = 1_000_000
 #: Largest distance from the grid, in ticks or lots, still accepted as float noise.
 GRID_TOLERANCE = 1e-6
+_NS_SCALE = {13: 1_000_000, 16: 1_000, 19: 1}
 TRADE_KINDS = {"MARKET": TRADE_MARKET, "INSURANCE_FUND": TRADE_INSURANCE_FUND, "ADL": TRADE_ADL}
 
 
@@ -137,6 +138,22 @@ class _Collector:
         self.snapshots: list[tuple[Any, ...]] = []
         self.symbols: set[str] = set()
         self.skipped = 0
+        self.ts_digits = 0  # digit count of the first line's receive time; every line must agree
+
+    def local_ns(self, head: bytes) -> int:
+        """Receive time → ns, its unit told by its digit count (13 ms, 16 µs, 19 ns) as in FORMATS.md."""
+        try:
+            value = int(head)
+        except ValueError:
+            raise _Bad("ts_local", f"not an integer: {head[:40]!r}") from None
+        digits = len(head.strip().lstrip(b"+"))
+        if digits not in _NS_SCALE:
+            raise _Bad("ts_local", f"{head[:40]!r} has {digits} digits; expected 13 (ms), 16 (µs) or 19 (ns)")
+        if not self.ts_digits:
+            self.ts_digits = digits
+        elif digits != self.ts_digits:
+            raise _Bad("ts_local", f"{head[:40]!r} has {digits} digits, earlier lines {self.ts_digits}")
+        return value * _NS_SCALE[digits]
 
     def levels(self, levels: Any, name: str) -> int:
         if not isinstance(levels, list):
@@ -201,10 +218,7 @@ def _dispatch(col: _Collector, raw: bytes, line: int) -> None:
     head, sep, body = raw.partition(b" ")
     if not sep:
         raise _Bad("ts_local", "line has no '<ts_local> <json>' separator")
-    try:
-        ts_local = int(head)
-    except ValueError:
-        raise _Bad("ts_local", f"not an integer: {head[:40]!r}") from None
+    ts_local = col.local_ns(head)
     try:
         obj = _loads(body)
     except _JSON_ERRORS as exc:

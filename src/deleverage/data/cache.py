@@ -67,15 +67,18 @@ def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
 
 
 def _load_entry(parquet: Path, sidecar: Path, path: str) -> LoadedData | None:
+    """The entry, or None (a miss) when either file is unreadable or the sidecar is not this version's."""
     try:
         info = json.loads(sidecar.read_text())
+        if info.get("version") != CACHE_VERSION:
+            return None
         frame = pl.read_parquet(parquet)
-    except (OSError, ValueError, pl.exceptions.PolarsError):
+        quality = QualityReport.from_dict({**info["quality"], "path": path})
+        meta = {**info["meta"], "cache": "hit"}
+        return LoadedData(format=info["format"], path=path, frame=frame, quality=quality,
+                          qty_unit=info["qty_unit"], time_unit=info["time_unit"], meta=meta)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError):
         return None
-    quality = QualityReport.from_dict({**info["quality"], "path": path})
-    meta = {**info["meta"], "cache": "hit"}
-    return LoadedData(format=info["format"], path=path, frame=frame, quality=quality,
-                      qty_unit=info["qty_unit"], time_unit=info["time_unit"], meta=meta)
 
 
 def _store_entry(loaded: LoadedData, parquet: Path, sidecar: Path) -> None:
@@ -111,12 +114,16 @@ def cached_read(
     result = LoadedData(format=loaded.format, path=loaded.path, frame=loaded.frame,
                         quality=loaded.quality, qty_unit=loaded.qty_unit,
                         time_unit=loaded.time_unit, meta=meta, payload=loaded.payload)
-    if loaded.payload is None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            _store_entry(loaded, parquet, sidecar)
-        except OSError:
-            result.meta["cache"] = "unwritable"
+    if loaded.payload is not None:
+        return result
+    if file_digest(path) != key.split("-", 1)[0]:  # edited while being read: never file it under the old key
+        result.meta["cache"] = "changed-while-reading"
+        return result
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _store_entry(loaded, parquet, sidecar)
+    except OSError:
+        result.meta["cache"] = "unwritable"
     return result
 
 

@@ -91,7 +91,11 @@ def _position_row(
         raise DataError(f"{element.get('side')!r} is not 'long' or 'short'", path=path, line=line,
                         field=f"{where}.side")
     contracts = _number(element, "contracts", where, path, line, required=True)
-    size = _number(element, "contractSize", where, path, line, required=False) or 1.0
+    size = _number(element, "contractSize", where, path, line, required=False)
+    if size is None:
+        size = 1.0
+    elif size <= 0:  # a zero must not silently become 1, nor a negative flip the side
+        raise DataError(f"{size!r} must be > 0", path=path, line=line, field=f"{where}.contractSize")
     entry = _number(element, "entryPrice", where, path, line, required=True)
     leverage = _number(element, "leverage", where, path, line, required=False)
     collateral = _number(element, "collateral", where, path, line, required=False)

@@ -3,7 +3,7 @@
 Detection looks at content, not the extension (a ``.gz`` or ``.zip`` is opened first):
 
 - ``PAR1`` magic → parquet (a population when it has ``side, qty, entry_price``);
-- a line ``<19-digit ns> {json}`` → Binance raw websocket capture (``binance_stream.read_capture``);
+- a line ``<13/16/19-digit ms/µs/ns> {json}`` → Binance raw websocket capture (``binance_stream.read_capture``);
 - ``[`` or ``{`` → JSON list of ccxt Position structures;
 - CSV with a header → by its column names (Binance public-data files, Tardis data types, a population);
   Tardis trades and liquidations share a header, the file name (``..._liquidations_...``) decides;
@@ -41,7 +41,7 @@ from deleverage.data.tardis import TARDIS_READERS, tardis_type_of
 from deleverage.errors import DataError
 
 _HEAD_BYTES = 1 << 16
-_CAPTURE_LINE = re.compile(r"^\d{16,19}\s+\{")
+_CAPTURE_LINE = re.compile(r"^(?:\d{13}|\d{16}|\d{19})\s+\{")  # ms, µs or ns receive time
 _HEADERS = {
     "binance_klines": KLINE_COLUMNS,
     "binance_trades": TRADES_COLUMNS,

@@ -158,7 +158,8 @@ def to_ticks(values: pl.Series | np.ndarray, tick_size: str | Decimal | float, *
     array = values.to_numpy() if isinstance(values, pl.Series) else np.asarray(values)
     scaled = array.astype(np.float64) / float(tick)
     ticks = np.rint(scaled)
-    off = np.abs(scaled - ticks) > 1e-6
+    # written as "not within" so NaN (a null cell) and ±inf are refused, never cast to int64 garbage
+    off = ~(np.abs(scaled - ticks) <= 1e-6) | ~(np.abs(ticks) < 2.0**62)
     if off.any():
         index = int(np.argmax(off))
         raise InvalidInput(field, float(array[index]), f"not a multiple of tick {tick} (row {index})")

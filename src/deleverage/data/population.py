@@ -179,9 +179,14 @@ def _validate(frame: pl.DataFrame, path: str, line_of: np.ndarray) -> pl.DataFra
     for field in ("qty", "entry_price", "leverage", "collateral"):
         values = frame[field].to_numpy()
         fail(~(np.isfinite(values) & (values > 0)), field, "must be a finite number > 0")
-    fail(~frame["side"].is_in(["long", "short"]).to_numpy(), "side", "is not 'long' or 'short'")
-    fail(~frame["margin_mode"].is_in(["cross", "isolated"]).to_numpy(), "margin_mode",
+    fail(~frame["side"].is_in(["long", "short"]).fill_null(False).to_numpy(), "side",
+         "is not 'long' or 'short'")
+    fail(~frame["margin_mode"].is_in(["cross", "isolated"]).fill_null(False).to_numpy(), "margin_mode",
          "is not 'cross' or 'isolated'")
+    fail(frame["account_id"].is_null().to_numpy(), "account_id", "is missing")
+    # one row per account: a second row would reopen the same ledger account mid-run
+    fail(frame["account_id"].is_duplicated().to_numpy() & ~frame["account_id"].is_first_distinct().to_numpy(),
+         "account_id", "appears twice (one row per account)")
     return frame
 
 

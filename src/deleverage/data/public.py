@@ -14,6 +14,7 @@ Conventions normalised here, once:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,11 +45,21 @@ LIQUIDATION_SNAPSHOT_COLUMNS = [
 ]
 
 
-def _prepare(path: str | Path, columns: list[str], *, last_required: bool = True
-             ) -> tuple[str, pl.DataFrame, bool]:
+_TEXT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def _prepare(path: str | Path, columns: list[str], *, last_required: bool = True,
+             text_time: bool = False) -> tuple[str, pl.DataFrame, bool]:
+    """Text frame of ``path``. With ``text_time`` (bookDepth, metrics: field 0 is a text time, never a
+    number) the first line is a header only when field 0 is not such a time; the numeric rule would
+    take a headerless file's first data row for a header and silently drop it."""
     name = str(path)
     data = io.read_bytes(path)
-    header = io.has_header(data)
+    if text_time:
+        fields = io.first_fields(data)
+        header = bool(fields) and not _TEXT_TIME.match(fields[0].strip())
+    else:
+        header = io.has_header(data)
     text = io.text_frame(data, name, columns, header=header, last_required=last_required)
     return name, text, header
 
@@ -131,7 +142,7 @@ def read_book_ticker(path: str | Path, *, qty_unit: str = "base") -> LoadedData:
 
 def read_book_depth(path: str | Path, *, qty_unit: str = "base") -> LoadedData:
     """``bookDepth`` files: ts_ns, percentage (−5…5 % from mid), depth (coin), notional."""
-    name, text, header = _prepare(path, BOOK_DEPTH_COLUMNS)
+    name, text, header = _prepare(path, BOOK_DEPTH_COLUMNS, text_time=True)
     frame = pl.DataFrame([
         io.parse_text_time(text, "timestamp", name).alias("ts_ns"),
         io.parse_float(text, "percentage", name), io.parse_float(text, "depth", name),
@@ -144,7 +155,7 @@ def read_book_depth(path: str | Path, *, qty_unit: str = "base") -> LoadedData:
 def read_metrics(path: str | Path) -> LoadedData:
     """``metrics`` (5-minute) files: ts_ns, symbol, open_interest (base), open_interest_value (quote),
     and the long/short ratios as published (empty cells → null)."""
-    name, text, header = _prepare(path, METRICS_COLUMNS, last_required=False)
+    name, text, header = _prepare(path, METRICS_COLUMNS, last_required=False, text_time=True)
     ratios = METRICS_COLUMNS[4:]
     frame = pl.DataFrame([
         io.parse_text_time(text, "create_time", name).alias("ts_ns"), text["symbol"],

@@ -102,6 +102,11 @@ def _filled(run: PolicyRun) -> pl.DataFrame:
     )
 
 
+def _as_float(value: object) -> float:
+    """A polars scalar (None on an empty or all-null column) as a float."""
+    return 0.0 if value is None else float(value)  # type: ignore[arg-type]
+
+
 def _weighted_slippage(run: PolicyRun) -> float:
     filled = _filled(run)
     if filled.height == 0:
@@ -115,7 +120,8 @@ def _quantile(run: PolicyRun, q: float) -> float:
     filled = _filled(run)
     if filled.height == 0:
         return 0.0
-    return float(filled["slippage_bps"].quantile(q, interpolation="linear"))
+    value = filled["slippage_bps"].quantile(q, interpolation="linear")
+    return 0.0 if value is None else float(value)
 
 
 def _fund_drawdown(run: PolicyRun) -> float:
@@ -123,22 +129,21 @@ def _fund_drawdown(run: PolicyRun) -> float:
     if fund.len() == 0:
         return 0.0
     running_peak = fund.cum_max()
-    return float((running_peak - fund).max())
+    return _as_float((running_peak - fund).max())
 
 
 def _max_impact_bps(run: PolicyRun) -> float:
     s = run.series
     if s.height == 0:
         return 0.0
-    impact = ((s["mark"] - s["reference_mark"]).abs() / s["reference_mark"] * 1e4).max()
-    return float(impact) if impact is not None else 0.0
+    return _as_float(((s["mark"] - s["reference_mark"]).abs() / s["reference_mark"] * 1e4).max())
 
 
 def _cascade_waves(run: PolicyRun) -> float:
     liq = run.liquidations
     if liq.height == 0:
         return 0.0
-    return float(liq["wave"].max()) + 1.0
+    return _as_float(liq["wave"].max()) + 1.0
 
 
 def _induced_share(run: PolicyRun) -> float:
@@ -159,10 +164,10 @@ def _halt_seconds(run: PolicyRun) -> float:
 
 def _long_share(run: PolicyRun) -> float:
     liq = run.liquidations
-    total = liq["notional"].sum()
+    total = _as_float(liq["notional"].sum())
     if not total:
         return 0.0
-    return float(liq.filter(pl.col("side") == "long")["notional"].sum() / total)
+    return _as_float(liq.filter(pl.col("side") == "long")["notional"].sum()) / total
 
 
 def _total(key: str) -> Callable[[PolicyRun], float]:
