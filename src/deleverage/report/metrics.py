@@ -221,7 +221,8 @@ def rank_policies(summary: Mapping[str, Mapping[str, float]]) -> list[tuple[str,
     ranked = [m for m in METRICS if m.better != "none" and all(m.name in summary[n] for n in names)]
     scores = {n: 0.0 for n in names}
     for metric in ranked:
-        values = {n: summary[n][metric.name] for n in names}
+        # Rounded so that equal results summed in a different order still tie.
+        values = {n: round(summary[n][metric.name], 9) for n in names}
         sign = 1.0 if metric.better == "lower" else -1.0
         distinct = sorted({sign * v for v in values.values()})
         for n in names:
