@@ -3,7 +3,7 @@
 Checked after every engine call: (1) total value and every ledger invariant unchanged; (2) no account
 is liquidated that was not liquidatable, exactly, at the price the policy uses for that call; (3) an
 account that is liquidatable at that price after the call is an active case with an event written in
-this call saying why it is not closed yet.
+this call saying why it is not closed yet; (4) no trader's position grows or changes sign (reduce-only).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def test_random_paths_conserve_and_only_liquidate_liquidatable(preset, accounts,
             # the price the policy uses in this call: an oracle policy still sees the last oracle
             trigger = prev_t if (oracle_driven and call == "mark") else t
             liquidatable_before = _trigger_liquidatable(d, trigger)
+            sizes_before = {p.account_id: p.qty_lots for p in d.ledger.positions(INST.symbol)
+                            if p.account_id.startswith("t")}
             ts = step * 0.7 + {"mark": 0.0, "oracle": 0.1, "advance": 0.2}[call]
             if call == "mark":
                 result = d.mark(price, ts)
@@ -83,6 +85,10 @@ def test_random_paths_conserve_and_only_liquidate_liquidatable(preset, accounts,
             for rec in result.actions:
                 if rec.qty_lots:
                     assert rec.account_id in liquidatable_before | found, (call, rec)
+            # (4) reduce-only: no trader's position grows or flips (liquidations and ADL only close)
+            for aid, before_lots in sizes_before.items():
+                after_lots = d.qty(aid)
+                assert abs(after_lots) <= abs(before_lots) and after_lots * before_lots >= 0, (call, aid)
             still = _trigger_liquidatable(d, trigger)
             active = set(d.engine.active_accounts(INST.symbol))
             touched = {e.account_id for e in list(d.engine.audit)[result.events_from:result.events_to]}

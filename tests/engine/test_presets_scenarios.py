@@ -242,3 +242,77 @@ def test_okx_fund_drawdown_triggers_adl():
     d.mark(53_000, 2)
     assert d.engine.audit.of_kind(EventKind.ADL_EXECUTED)
     assert d.engine.state()["adl_lots"] > 0
+
+
+def test_binance_restore_is_minimal_one_lot_less_stays_above_target():
+    """Independent of the planner: rebuild the state with one lot fewer closed and check the 95 % target.
+
+    Not selling the last (worst-priced) lot adds ``(mark − p_last) × lot`` to equity at the mark, at most
+    ``(half spread + levels walked + 1)`` ticks per lot here, and one lot's maintenance (0.4 % × mark).
+    """
+    ledger = ledger_with([ALICE_LONG])
+    d = Driver(engine_for("binance", ledger, fees={"liquidation_fee_rate": 0.0}))
+    d.mark(60_000, 0)
+    d.mark(54_200, 1)
+    closed = 1000 - d.qty("alice")
+    assert 1 < closed < 1000
+    m = ledger.margin_state("alice", {"BTCUSDT": ticks(54_200)}, lambda _i: d.engine._tiers["BTCUSDT"])  # noqa: SLF001
+    assert m.maintenance_minor <= 0.95 * m.equity_minor  # restored to the target
+    worst_gap_ticks = 1 + closed // 50 + 1
+    equity_one_less = m.equity_minor + worst_gap_ticks * 10_000_000 * 0.001  # 0.1 USDT per tick per BTC
+    maintenance_one_less = m.maintenance_minor + 0.004 * 54_200 * 0.001 * USDT
+    assert maintenance_one_less > 0.95 * equity_one_less
+
+
+def test_hybrid_times_out_without_oracle_agreement_then_executes():
+    """Hybrid: the oracle never agrees; after confirm_timeout_ms (3 s) the case proceeds anyway."""
+    ledger = ledger_with([ALICE_LONG])
+    d = Driver(engine_for("hybrid", ledger))
+    d.oracle(60_000, 0)
+    d.mark(60_000, 0)
+    d.mark(54_100, 1)
+    d.advance(3.9)
+    assert d.qty("alice") == 1000 and not d.engine.audit.of_kind(EventKind.CONFIRMATION_TIMED_OUT)
+    d.advance(4.0)  # found at 1 s + 3 s
+    timed_out = d.engine.audit.of_kind(EventKind.CONFIRMATION_TIMED_OUT)
+    assert len(timed_out) == 1 and timed_out[0].data["waited_ns"] == 3_000_000_000
+    assert not d.engine.audit.of_kind(EventKind.CONFIRMED)
+    d.advance(5.1)  # the 1 s batch opened at 4 s closes
+    assert d.qty("alice") < 1000
+
+
+def test_drift_fee_is_capped_so_it_never_makes_the_account_bankrupt():
+    """Drift: 1 % fee to the liquidator, capped by the equity left; the 10 % first step at oracle − 1 %."""
+    ledger = ledger_with([ALICE_LONG], backstops=("keeper",))
+    keeper = provider("keeper", discount_bps=50)
+    d = Driver(engine_for("drift", ledger, backstops=[keeper], liquidity=EmptyBook()))
+    d.mark(60_000, 0)
+    d.mark(54_100, 1)
+    keeper0 = ledger.balance("keeper", "USDT")
+    d.oracle(54_100, 2)
+    assert d.qty("alice") == 900
+    # equity at the mark: 6000 − 5900 = 100 USDT; selling 0.1 BTC at 53,559 costs 54.1 → 45.9 left;
+    # the uncapped fee 1 % × 5,355.9 = 53.559 exceeds it, so the fee is exactly the 45.9 left
+    fee = d.engine.audit.of_kind(EventKind.FEE_CHARGED)[0].data
+    assert fee["uncapped_minor"] == 5_355_900_000 and fee["fee_minor"] == 4_590_000_000
+    assert fee["to"] == "keeper"
+    m = ledger.margin_state("alice", {"BTCUSDT": ticks(54_100)}, lambda _i: d.engine._tiers["BTCUSDT"])  # noqa: SLF001
+    assert m.equity_minor == 0
+    assert ledger.balance("keeper", "USDT") - keeper0 == 4_590_000_000  # opening a perp moves no cash
+    assert not d.engine.audit.of_kind(EventKind.FUND_DRAWN, EventKind.BAD_DEBT)
+
+
+def test_maker_keeper_paid_tip_plus_chip_times_tab_by_the_fund_on_kick():
+    """clip.sol kick: coin = tip + chip × tab, tab = debt × chop; here 0 + 0.1 % × 54,100 × 1.13 USDT."""
+    ledger = ledger_with([ALICE_LONG])
+    d = Driver(engine_for("maker", ledger, liquidity=book(mid=54_000, depth_lots=2_000)))
+    fund0 = ledger.balance("insurance_fund", "USDT")
+    market0 = ledger.balance("market", "USDT")
+    d.mark(60_000, 0, move_book=False)
+    d.mark(54_100, 1, move_book=False)
+    kicked = d.engine.audit.of_kind(EventKind.DUTCH_KICKED)[0].data
+    assert kicked["debt_minor"] == 54_100 * USDT and kicked["tab_minor"] == 61_133 * USDT
+    assert kicked["keeper"] == "market" and kicked["keeper_coin_minor"] == 61_133 * USDT // 1000
+    assert fund0 - ledger.balance("insurance_fund", "USDT") == 61_133 * USDT // 1000
+    assert ledger.balance("market", "USDT") - market0 == 61_133 * USDT // 1000
+    assert d.engine.state()["keeper_paid_minor"] == 61_133 * USDT // 1000

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from deleverage.engine.events import EventKind
 from deleverage.engine.waterfall import FillSummary, Settler
@@ -36,34 +37,36 @@ class BatchOrder:
 def net_orders(settler: Settler, symbol: str, orders: Sequence[BatchOrder], mark_ticks: int,
                ts_ns: int) -> tuple[dict[str, FillSummary], list[BatchOrder]]:
     """Cross long against short liquidations at the mark; return fills per account and the residual."""
-    longs = [[o, o.qty_lots] for o in orders if o.side == "long"]
-    shorts = [[o, o.qty_lots] for o in orders if o.side == "short"]
+    longs = [o for o in orders if o.side == "long"]
+    shorts = [o for o in orders if o.side == "short"]
+    left = {o.account_id: o.qty_lots for o in orders}  # lots still to net, per account
     fills: dict[str, FillSummary] = {}
     i = j = 0
     netted = 0
     while i < len(longs) and j < len(shorts):
-        (lo, lq), (so, sq) = longs[i], shorts[j]
-        lots = min(lq, sq)
+        lo, so = longs[i], shorts[j]
+        lots = min(left[lo.account_id], left[so.account_id])
         fee = settler.fill(lo.account_id, symbol, "long", so.account_id, mark_ticks, lots, ts_ns,
                            "liquidation: netting", check_counterparty=True)
         fee_short = settler.charge_fee(so.account_id, symbol, mark_ticks, lots, lo.account_id, ts_ns)
         fills.setdefault(lo.account_id, FillSummary()).add(lots, mark_ticks, fee)
         fills.setdefault(so.account_id, FillSummary()).add(lots, mark_ticks, fee_short)
         netted += lots
-        longs[i][1] -= lots
-        shorts[j][1] -= lots
-        if longs[i][1] == 0:
+        left[lo.account_id] -= lots
+        left[so.account_id] -= lots
+        if left[lo.account_id] == 0:
             i += 1
-        if shorts[j][1] == 0:
+        if left[so.account_id] == 0:
             j += 1
     if netted:
         settler.audit.record(EventKind.BATCH_NETTED, ts_ns, symbol=symbol, lots=netted,
                              price_ticks=mark_ticks, accounts=len(fills))
-    residual = [BatchOrder(o.account_id, o.side, q, o.limit_ticks) for o, q in longs + shorts if q > 0]
+    residual = [BatchOrder(o.account_id, o.side, left[o.account_id], o.limit_ticks)
+                for o in longs + shorts if left[o.account_id] > 0]
     return fills, residual
 
 
-def auction_residual(settler: Settler, symbol: str, orders: Sequence[BatchOrder], book, mark_ticks: int,  # noqa: ANN001
+def auction_residual(settler: Settler, symbol: str, orders: Sequence[BatchOrder], book: Any, mark_ticks: int,
                      ts_ns: int, *, include_backstops: bool, depth_levels: int = 50) -> dict[str, FillSummary]:
     """Clear one side of liquidation orders against backstop quotes and book depth at one price."""
     fills: dict[str, FillSummary] = {}
@@ -105,22 +108,23 @@ def auction_residual(settler: Settler, symbol: str, orders: Sequence[BatchOrder]
                 cut = min(shortfall, int(maker_fills[k]))
                 maker_fills[k] = int(maker_fills[k]) - cut
                 shortfall -= cut
-    queue = [[who, int(q)] for (who, _, _), q in zip(makers, maker_fills, strict=True) if int(q) > 0]
+    queue = [(who, int(q)) for (who, _, _), q in zip(makers, maker_fills, strict=True) if int(q) > 0]
     m = 0
-    for order, want in zip(orders, liq_fills, strict=True):
-        want = int(want)
+    used = 0  # lots already taken from queue[m]
+    for order, wanted in zip(orders, liq_fills, strict=True):
+        want = int(wanted)
         while want > 0 and m < len(queue):
             who, avail = queue[m]
-            lots = min(want, avail)
+            lots = min(want, avail - used)
             fee = settler.fill(order.account_id, symbol, side, who, price, lots, ts_ns, "liquidation: auction")
             for p in settler.backstops:
                 if p.account_id == who:
                     p.commit(inst, price, lots)
             fills.setdefault(order.account_id, FillSummary()).add(lots, price, fee)
             want -= lots
-            queue[m][1] -= lots
-            if queue[m][1] == 0:
-                m += 1
+            used += lots
+            if used == avail:
+                m, used = m + 1, 0
     settler.audit.record(EventKind.AUCTION_CLEARED, ts_ns, symbol=symbol, price_ticks=price,
                          volume_lots=sum(f.lots for f in fills.values()), book_lots=book_lots,
                          offered_lots=sum(q for _, q in liq), makers=len(makers), surplus_lots=int(result.surplus))

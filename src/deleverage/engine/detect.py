@@ -262,6 +262,8 @@ class SymbolDetector:
         checked-safe account inside the buffer on each adverse tick.
         """
         index = self.index
+        if index is None:  # not built yet: no quiet interval
+            return
         b, eps = index.buffer, 1e-12
         lo = price / (1 + b) * (1 - eps)
         hi = price / (1 - b) * (1 + eps)

@@ -124,7 +124,7 @@ class DutchExecutor:
         debt = math.ceil(abs(inst.notional(mark_ticks, position_lots)))
         result = self.house.liquidate(symbol, debt, position_lots, Fraction(mark_ticks), ts_ns,
                                       owner=account_id, keeper=self.keeper)
-        if result.status != AuctionStatus.KICKED:
+        if result.status != AuctionStatus.KICKED or result.auction_id is None:
             return result.status
         dart = debt * result.lot_minor // position_lots
         sale = RunningSale(result.auction_id, account_id, symbol, side, mark_ticks, result.lot_minor,
@@ -185,7 +185,7 @@ class DutchExecutor:
             if best[side] is None:
                 best[side] = self._best_keeper_ticks(symbol, side, book, mark_ticks)
             edge = best[side]
-            if sale.price_ticks <= 0 or (edge < sale.price_ticks if side == "long" else edge > sale.price_ticks):
+            if edge is None or sale.price_ticks <= 0 or (edge < sale.price_ticks if side == "long" else edge > sale.price_ticks):
                 continue
             got = self._take(sale, book, ts_ns)
             if got.lots:

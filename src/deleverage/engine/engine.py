@@ -85,6 +85,13 @@ def _check_price(value: object, field: str) -> int:
     return int(value)
 
 
+def _tiers_of(instrument: Instrument) -> MarginTiers:
+    """The instrument's named tier table (an instrument without one needs ``tiers_for``)."""
+    if instrument.tiers is None:
+        raise InvalidInput("tiers_for", None, f"{instrument.symbol} names no tier table; pass tiers_for")
+    return MarginTiers.load(instrument.tiers)
+
+
 class LiquidationEngine(ExecutionMixin):
     """Runs a liquidation policy over a ledger; see docs/engine.md for the public API."""
 
@@ -100,7 +107,7 @@ class LiquidationEngine(ExecutionMixin):
         self._instruments = {i.symbol: i for i in instruments}
         if not self._instruments:
             raise InvalidInput("instruments", [], "at least one instrument is needed")
-        tiers_for = tiers_for or (lambda inst: MarginTiers.load(inst.tiers))
+        tiers_for = tiers_for or _tiers_of
         self._tiers = {s: tiers_for(i) for s, i in self._instruments.items()}
         self._liquidity = {s: (liquidity or {}).get(s) or EmptyBook() for s in self._instruments}
         self.backstops = list(backstops)
@@ -178,9 +185,11 @@ class LiquidationEngine(ExecutionMixin):
             raise InvalidInput("symbol", symbol, f"unknown to this engine; known: {sorted(self._instruments)}")
         if isinstance(ts_ns, bool) or not isinstance(ts_ns, int):
             raise InvalidInput("ts_ns", ts_ns, "must be an int of nanoseconds")
+        if ts_ns < 0:
+            raise InvalidInput("ts_ns", ts_ns, "must be >= 0 (ns since the epoch)")
         if ts_ns < self._last_ts:
             raise SimulationError(f"ts_ns={ts_ns} is older than the last call's {self._last_ts}")
-        return symbol  # type: ignore[return-value]
+        return symbol
 
     def on_mark(self, symbol: str, mark_price_ticks: int, ts_ns: int) -> StepResult:
         """A new mark: detect newly liquidatable accounts, work the active cases, close due batches."""
@@ -345,34 +354,49 @@ class LiquidationEngine(ExecutionMixin):
         self._confirmed.clear()
 
     def _work(self, symbol: str, ts_ns: int) -> None:
+        """Re-evaluate every live case, then the due batch, the Dutch sales and the fund's offload.
+
+        A halt (``execution_allowed`` false) stops every kind of execution — book orders, the batch
+        close, keeper takes, the fund's offload — while detection and re-evaluation go on; a due batch
+        then closes on the first call after the halt lifts. Without a mark for the symbol (an oracle
+        policy before the first mark) cases are found but wait: settlement values positions at the mark.
+        """
         cases = self._cases[symbol]
         dutch = self._dutch
+        allowed = self._safeguards.execution_allowed(symbol, ts_ns)
+        self._halted = not allowed  # the safeguards write their own halt/resume events
         # a case whose Dutch sale runs is the auction's until it ends (Maker: recovery does not stop it)
         live = [c for c in cases.values() if dutch is None or not dutch.running(symbol, c.account_id)]
         if live:
-            price = self._trigger_ticks(symbol)
-            inst = self._instruments[symbol]
-            margins = {c.account_id: self._margin(c.account_id, symbol, price) for c in live}
-            for c in live:
-                m = margins[c.account_id]
-                c.margin_ratio = m.margin_ratio
-                c.notional_minor = float(abs(inst.notional(price, m.qty_lots))) if m.qty_lots else 0.0
-            allowed = self._safeguards.execution_allowed(symbol, ts_ns)
-            self._halted = not allowed  # the safeguards write their own halt/resume events
-            changed = self._settler.changed
-            for case in sorted(live, key=LiquidationCase.sort_key):
-                if case.account_id not in cases:
-                    continue
-                m = margins[case.account_id]
-                if case.account_id in changed:  # moved by an earlier case's ADL, haircut or netting
-                    m = self._margin(case.account_id, symbol)
-                self._work_case(case, m, ts_ns, allowed)
-        if self._batch_close[symbol] is not None and ts_ns >= self._batch_close[symbol]:
+            self._work_live(symbol, live, ts_ns, allowed)
+        if not allowed or symbol not in self._marks:
+            return
+        close_ns = self._batch_close[symbol]
+        if close_ns is not None and ts_ns >= close_ns:
             self._close_batch(symbol, ts_ns)
         if dutch is not None and dutch.sales:
             dutch.step(symbol, self._liquidity[symbol], self._trigger_ticks(symbol), ts_ns, self._on_dutch_take)
         if self.ledger.position(self._settler.fund, symbol).qty_lots:
             self._settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+
+    def _work_live(self, symbol: str, live: list[LiquidationCase], ts_ns: int, allowed: bool) -> None:
+        """Refresh the sort keys of the live cases at the trigger price, then work each in order."""
+        cases = self._cases[symbol]
+        price = self._trigger_ticks(symbol)
+        inst = self._instruments[symbol]
+        margins = {c.account_id: self._margin(c.account_id, symbol, price) for c in live}
+        for c in live:
+            m = margins[c.account_id]
+            c.margin_ratio = m.margin_ratio
+            c.notional_minor = float(abs(inst.notional(price, m.qty_lots))) if m.qty_lots else 0.0
+        changed = self._settler.changed
+        for case in sorted(live, key=LiquidationCase.sort_key):
+            if case.account_id not in cases:
+                continue
+            m = margins[case.account_id]
+            if case.account_id in changed:  # moved by an earlier case's ADL, haircut or netting
+                m = self._margin(case.account_id, symbol)
+            self._work_case(case, m, ts_ns, allowed)
 
     def _on_dutch_take(self, account_id: str, got: FillSummary) -> None:
         symbol_cases = [(s, c[account_id]) for s, c in self._cases.items() if account_id in c]
@@ -423,6 +447,9 @@ class LiquidationEngine(ExecutionMixin):
             return
         if not allowed:
             self._skip(case, ts_ns, "halted")
+            return
+        if symbol not in self._marks:  # an oracle policy before the first mark: nothing to settle at
+            self._skip(case, ts_ns, "awaiting_mark")
             return
         if self._dutch is not None:
             status = self._dutch.kick(case.account_id, symbol, case.side, abs(m.qty_lots),

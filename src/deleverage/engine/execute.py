@@ -8,7 +8,8 @@ engine.py to keep each module readable; the public API stays on the engine.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from deleverage.engine.batching import BatchOrder, auction_residual, net_orders
 from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
@@ -25,6 +26,35 @@ class ExecutionMixin:
 
     _settler: Any
     _cases: dict[str, dict[str, LiquidationCase]]
+    if TYPE_CHECKING:  # the engine's state and helpers this mixin reads (engine.py owns them)
+        from deleverage.core.instruments import Instrument
+        from deleverage.core.ledger import Ledger
+        from deleverage.core.tiers import MarginTiers
+        from deleverage.engine.backstop import BackstopProvider
+        from deleverage.engine.events import AuditLog
+        from deleverage.engine.policy import LiquidationPolicy
+
+        ledger: Ledger
+        policy: LiquidationPolicy
+        audit: AuditLog
+        backstops: list[BackstopProvider]
+        records: list[LiquidationRecord]
+        on_before_execute: Callable[..., None] | None
+        _instruments: dict[str, Instrument]
+        _tiers: dict[str, MarginTiers]
+        _liquidity: dict[str, Any]
+        _oracles: dict[str, int]
+        _prev_marks: dict[str, int]
+        _batch_close: dict[str, int | None]
+        _batch_members: dict[str, list[str]]
+        _depth_levels: int
+
+        def _trigger_ticks(self, symbol: str) -> int: ...
+        def _margin(self, account_id: str, symbol: str, price: int | None = None) -> AccountMargin: ...
+        def _skip(self, case: LiquidationCase, ts_ns: int, reason: str, **data: Any) -> None: ...
+        def _end_wait(self, case: LiquidationCase, ts_ns: int) -> None: ...
+        def _drop(self, case: LiquidationCase, ts_ns: int, reason: str,
+                  m: AccountMargin | None = None) -> None: ...
 
     # --- immediate execution (book venue) ---------------------------------------------------------------
     def _execute_now(self, case: LiquidationCase, m: AccountMargin, ts_ns: int) -> None:

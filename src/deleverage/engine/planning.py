@@ -16,6 +16,7 @@ above 100k notional, with a cooldown); ``incremental`` (Deribit: small steps unt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -80,7 +81,7 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
     return _bisect_lots(restored, size)
 
 
-def _bisect_lots(restored, size: int) -> int:  # noqa: ANN001
+def _bisect_lots(restored: Callable[[int], bool], size: int) -> int:
     lo, hi = 1, size
     while lo < hi:
         mid = (lo + hi) // 2
@@ -232,11 +233,15 @@ def order_limit_ticks(policy: LiquidationPolicy, side: str, bankruptcy_ticks: in
 
 def takeover_price_ticks(policy: LiquidationPolicy, side: str, bankruptcy_ticks: int | None,
                          oracle_ticks: int, mark_ticks: int) -> int:
-    """Takeover price: the bankruptcy price, or oracle ∓ fee (Drift: the liquidator's discount)."""
+    """Takeover price: the bankruptcy price, or oracle ∓ fee (Drift: the liquidator's discount).
+
+    The discount is the liquidator's payout, so the off-tick price is rounded in the liquidated
+    account's favour (a long is bought at the tick above, a short sold at the tick below), exactly.
+    """
     if policy.takeover.price == "oracle_fee":
-        f = policy.takeover.fee_bps / 10_000
+        f = Fraction(str(policy.takeover.fee_bps)) / 10_000
         ref = oracle_ticks or mark_ticks
-        return max(1, math.floor(ref * (1 - f))) if side == "long" else math.ceil(ref * (1 + f))
+        return max(1, math.ceil(ref * (1 - f))) if side == "long" else max(1, math.floor(ref * (1 + f)))
     if bankruptcy_ticks is None:  # solvent at every price: close at the mark
         return mark_ticks
     return bankruptcy_ticks

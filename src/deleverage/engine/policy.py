@@ -41,9 +41,9 @@ class TriggerConfig(_Model):
     """Which price makes an account liquidatable, and how a fast trigger waits for a slow confirmation."""
 
     price_source: Literal["mark", "oracle", "mark_confirmed_by_oracle"] = "mark"
-    confirm_timeout_ms: int = Field(0, ge=0, description="hybrid: execute anyway after this wait")
+    confirm_timeout_ms: int = Field(default=0, ge=0, description="hybrid: execute anyway after this wait")
     screen_buffer_bps: float = Field(
-        1.0, ge=0, description="float screen widening before the exact check (float error is ~1e-12)"
+        default=1.0, ge=0, description="float screen widening before the exact check (float error is ~1e-12)"
     )
 
 
@@ -52,43 +52,43 @@ class PartialConfig(_Model):
 
     mode: Literal["full", "restore", "tier_step", "chunk", "incremental", "time_ramp", "slope"] = "full"
     target_ratio: float = Field(
-        0.95, gt=0, le=1.0, description="restore/tier_step/incremental: stop once maintenance/equity ≤ this"
+        default=0.95, gt=0, le=1.0, description="restore/tier_step/incremental: stop once maintenance/equity ≤ this"
     )
-    chunk_fraction: float = Field(0.2, gt=0, le=1.0, description="chunk: share closed per action")
+    chunk_fraction: float = Field(default=0.2, gt=0, le=1.0, description="chunk: share closed per action")
     chunk_min_notional: float = Field(
-        0.0, ge=0, description="chunk: positions at or below this notional are closed whole"
+        default=0.0, ge=0, description="chunk: positions at or below this notional are closed whole"
     )
-    cooldown_ms: int = Field(0, ge=0, description="chunk/incremental: wait between actions on one account")
+    cooldown_ms: int = Field(default=0, ge=0, description="chunk/incremental: wait between actions on one account")
     during_cooldown: Literal["wait", "full"] = Field(
-        "wait", description="chunk: during the cooldown send nothing ('wait') or the whole position "
+        default="wait", description="chunk: during the cooldown send nothing ('wait') or the whole position "
                             "('full', Hyperliquid)"
     )
-    step_fraction: float = Field(0.1, gt=0, le=1.0, description="incremental: share per step")
-    ramp_duration_ms: int = Field(0, ge=0, description="time_ramp: time to reach 100%")
-    ramp_initial: float = Field(0.0, ge=0, le=1.0, description="time_ramp: share allowed at once")
-    slope_gain: float = Field(1.0, gt=0, description="slope: share = gain × (MM − equity) / MM")
-    slope_min_fraction: float = Field(0.05, gt=0, le=1.0, description="slope: smallest share per action")
+    step_fraction: float = Field(default=0.1, gt=0, le=1.0, description="incremental: share per step")
+    ramp_duration_ms: int = Field(default=0, ge=0, description="time_ramp: time to reach 100%")
+    ramp_initial: float = Field(default=0.0, ge=0, le=1.0, description="time_ramp: share allowed at once")
+    slope_gain: float = Field(default=1.0, gt=0, description="slope: share = gain × (MM − equity) / MM")
+    slope_min_fraction: float = Field(default=0.05, gt=0, le=1.0, description="slope: smallest share per action")
     full_below_equity_ratio: float | None = Field(
-        None, ge=0, description="equity/MM below this → close in full (or take over) at once"
+        default=None, ge=0, description="equity/MM below this → close in full (or take over) at once"
     )
 
 
 class DutchConfig(_Model):
     """MakerDAO Liquidations 2.0 parameters (clip.sol / abaci.sol)."""
 
-    buf: float = Field(1.2, gt=0, description="top = oracle × buf")
+    buf: float = Field(default=1.2, gt=0, description="top = oracle × buf")
     curve: Literal["linear", "stairstep", "exponential"] = "stairstep"
-    tau_s: float = Field(3600.0, gt=0, description="linear: seconds to reach zero")
-    step_s: float = Field(90.0, gt=0, description="stairstep: seconds per step")
-    cut: float = Field(0.99, gt=0, le=1.0, description="per-step (stairstep) or per-second multiplier")
-    tail_s: float = Field(8400.0, gt=0, description="reset when elapsed > tail")
-    cusp: float = Field(0.4, gt=0, lt=1.0, description="reset when price / top < cusp")
-    tip: float = Field(0.0, ge=0, description="flat keeper incentive, quote units")
-    chip: float = Field(0.001, ge=0, description="keeper incentive share of tab")
-    chop: float = Field(1.13, ge=1.0, description="liquidation penalty: tab = debt × chop")
-    hole: float | None = Field(None, gt=0, description="cap on debt in auction for this collateral")
-    global_hole: float | None = Field(None, gt=0, description="cap on debt in auction overall (Hole)")
-    dust: float = Field(0.0, ge=0, description="smallest tab an auction may leave")
+    tau_s: float = Field(default=3600.0, gt=0, description="linear: seconds to reach zero")
+    step_s: float = Field(default=90.0, gt=0, description="stairstep: seconds per step")
+    cut: float = Field(default=0.99, gt=0, le=1.0, description="per-step (stairstep) or per-second multiplier")
+    tail_s: float = Field(default=8400.0, gt=0, description="reset when elapsed > tail")
+    cusp: float = Field(default=0.4, gt=0, lt=1.0, description="reset when price / top < cusp")
+    tip: float = Field(default=0.0, ge=0, description="flat keeper incentive, quote units")
+    chip: float = Field(default=0.001, ge=0, description="keeper incentive share of tab")
+    chop: float = Field(default=1.13, ge=1.0, description="liquidation penalty: tab = debt × chop")
+    hole: float | None = Field(default=None, gt=0, description="cap on debt in auction for this collateral")
+    global_hole: float | None = Field(default=None, gt=0, description="cap on debt in auction overall (Hole)")
+    dust: float = Field(default=0.0, ge=0, description="smallest tab an auction may leave")
 
 
 class ExecutionConfig(_Model):
@@ -96,13 +96,13 @@ class ExecutionConfig(_Model):
 
     venue: Literal["book", "auction", "dutch"] = "book"
     order: Literal["market", "ioc_bankruptcy", "ioc_fillable", "fok"] = "ioc_bankruptcy"
-    batch_interval_ms: int = Field(0, ge=0, description="0: act on every mark; >0: collect per interval")
-    net_opposite: bool = Field(False, description="cross opposite liquidations internally at one price")
-    include_backstop_bids: bool = Field(False, description="backstop LPs' standing bids join the batch")
-    carry_over: bool = Field(True, description="unfilled batch quantity waits for the next batch")
-    max_batch_notional: float | None = Field(None, gt=0, description="cap per batch (dYdX per block)")
-    max_account_notional: float | None = Field(None, gt=0, description="cap per account per batch")
-    net_cross_pairs_first: bool = Field(False, description="OKX: close an account's long/short pairs first")
+    batch_interval_ms: int = Field(default=0, ge=0, description="0: act on every mark; >0: collect per interval")
+    net_opposite: bool = Field(default=False, description="cross opposite liquidations internally at one price")
+    include_backstop_bids: bool = Field(default=False, description="backstop LPs' standing bids join the batch")
+    carry_over: bool = Field(default=True, description="unfilled batch quantity waits for the next batch")
+    max_batch_notional: float | None = Field(default=None, gt=0, description="cap per batch (dYdX per block)")
+    max_account_notional: float | None = Field(default=None, gt=0, description="cap per account per batch")
+    net_cross_pairs_first: bool = Field(default=False, description="OKX: close an account's long/short pairs first")
     dutch: DutchConfig | None = None
 
     @model_validator(mode="after")
@@ -119,11 +119,11 @@ class TakeoverConfig(_Model):
 
     by: Literal["none", "insurance_fund", "backstop"] = "insurance_fund"
     price: Literal["bankruptcy", "oracle_fee"] = "bankruptcy"
-    fee_bps: float = Field(0.0, ge=0, description="oracle_fee: takeover at oracle ∓ this")
+    fee_bps: float = Field(default=0.0, ge=0, description="oracle_fee: takeover at oracle ∓ this")
     when: Literal["bankrupt", "below_equity_ratio", "unfilled"] = "unfilled"
-    equity_ratio: float = Field(2 / 3, gt=0, le=1.0, description="below_equity_ratio: equity/MM trigger")
+    equity_ratio: float = Field(default=2 / 3, gt=0, le=1.0, description="below_equity_ratio: equity/MM trigger")
     fund_max_position_fraction: float | None = Field(
-        None, gt=0, description="the fund takes over positions only up to this share of its balance in "
+        default=None, gt=0, description="the fund takes over positions only up to this share of its balance in "
                                 "notional (Binance: 100%); the rest goes to ADL"
     )
 
@@ -131,11 +131,11 @@ class TakeoverConfig(_Model):
 class FeeConfig(_Model):
     """Liquidation fee: charged on closed notional, capped so it never makes the account bankrupt."""
 
-    liquidation_fee_rate: float = Field(0.0, ge=0, lt=0.5)
+    liquidation_fee_rate: float = Field(default=0.0, ge=0, lt=0.5)
     fee_to: Literal["insurance_fund", "fee_pool", "liquidator"] = "insurance_fund"
     cap_by_remaining_margin: bool = True
     remaining_margin_to_fund_on_takeover: bool = Field(
-        True, description="Binance: what is left of the collateral at takeover goes to the fund"
+        default=True, description="Binance: what is left of the collateral at takeover goes to the fund"
     )
 
 
@@ -144,8 +144,8 @@ class ADLConfig(_Model):
 
     ranking: Literal["leverage_pnl", "bitmex", "hyperliquid", "pnl", "offsetting", "none"] = "leverage_pnl"
     trigger: Literal["fund_exhausted", "fund_drawdown", "never"] = "fund_exhausted"
-    drawdown_fraction: float = Field(0.3, gt=0, le=1.0)
-    drawdown_window_ms: int = Field(8 * HOUR_MS, gt=0)
+    drawdown_fraction: float = Field(default=0.3, gt=0, le=1.0)
+    drawdown_window_ms: int = Field(default=8 * HOUR_MS, gt=0)
     price: Literal["bankruptcy", "mark", "previous_mark"] = "bankruptcy"
     socialize_losses: bool = False
     gate_withdrawals_on_negative_equity: bool = False
@@ -154,25 +154,25 @@ class ADLConfig(_Model):
 class SafeguardsConfig(_Model):
     """Circuit breakers and caps; execution halts, detection never does."""
 
-    price_band_bps: float | None = Field(None, gt=0, description="halt execution if |Δmark| over window exceeds")
-    band_window_ms: int = Field(60 * SECOND_MS, gt=0)
-    max_pause_ms: int = Field(5 * 60 * SECOND_MS, gt=0, description="execution resumes after this anyway")
-    oracle_max_age_ms: int | None = Field(None, gt=0)
-    oracle_max_divergence_bps: float | None = Field(None, gt=0)
-    max_notional_in_liquidation: float | None = Field(None, gt=0)
-    fund_drawdown_halt: float | None = Field(None, gt=0, le=1.0)
+    price_band_bps: float | None = Field(default=None, gt=0, description="halt execution if |Δmark| over window exceeds")
+    band_window_ms: int = Field(default=60 * SECOND_MS, gt=0)
+    max_pause_ms: int = Field(default=5 * 60 * SECOND_MS, gt=0, description="execution resumes after this anyway")
+    oracle_max_age_ms: int | None = Field(default=None, gt=0)
+    oracle_max_divergence_bps: float | None = Field(default=None, gt=0)
+    max_notional_in_liquidation: float | None = Field(default=None, gt=0)
+    fund_drawdown_halt: float | None = Field(default=None, gt=0, le=1.0)
 
 
 class DynamicMarginConfig(_Model):
     """Maintenance scaled by realised volatility and concentration, changed only at announced steps."""
 
     enabled: bool = False
-    vol_window_ms: int = Field(60 * 60 * SECOND_MS, gt=0)
-    vol_reference: float = Field(0.6, gt=0, description="annualised volatility at which the scale is 1")
-    vol_max_scale: float = Field(3.0, ge=1.0)
-    concentration_threshold: float = Field(0.01, gt=0, le=1.0, description="share of open interest")
-    concentration_slope: float = Field(1.0, ge=0)
-    step_ms: int = Field(60 * 60 * SECOND_MS, gt=0, description="changes take effect on these boundaries")
+    vol_window_ms: int = Field(default=60 * 60 * SECOND_MS, gt=0)
+    vol_reference: float = Field(default=0.6, gt=0, description="annualised volatility at which the scale is 1")
+    vol_max_scale: float = Field(default=3.0, ge=1.0)
+    concentration_threshold: float = Field(default=0.01, gt=0, le=1.0, description="share of open interest")
+    concentration_slope: float = Field(default=1.0, ge=0)
+    step_ms: int = Field(default=60 * 60 * SECOND_MS, gt=0, description="changes take effect on these boundaries")
 
 
 class LiquidationPolicy(_Model):

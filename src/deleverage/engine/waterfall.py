@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from deleverage.core.ledger import Ledger, isolated_account_id
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.adl import allocate, pro_rata_haircut
 from deleverage.engine.backstop import BackstopProvider
-from deleverage.engine.detect import SymbolDetector, exact_margin
+from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin
 from deleverage.engine.events import AuditLog, EventKind
 from deleverage.engine.policy import LiquidationPolicy
 from deleverage.errors import SimulationError
@@ -141,7 +142,7 @@ class Settler:
         self._fee_ppm = round(policy.fees.liquidation_fee_rate * 1_000_000)
 
     # --- helpers --------------------------------------------------------------------------------------
-    def margin(self, account_id: str, symbol: str, marks: Mapping[str, int] | None = None):  # noqa: ANN201
+    def margin(self, account_id: str, symbol: str, marks: Mapping[str, int] | None = None) -> AccountMargin:
         return exact_margin(self.ledger, account_id, symbol, marks or self.marks, self.instruments, self.tiers)
 
     def fund_balance(self, code: str) -> int:
@@ -203,7 +204,7 @@ class Settler:
                           fee_minor=fee, uncapped_minor=raw, to=dest, rate_ppm=self._fee_ppm)
         return fee
 
-    def book_fill(self, account_id: str, symbol: str, side: str, book, lots: int, limit: int | None,  # noqa: ANN001
+    def book_fill(self, account_id: str, symbol: str, side: str, book: Any, lots: int, limit: int | None,
                   ts_ns: int, *, all_or_none: bool = False) -> FillSummary:
         """Take ``lots`` from the book at ``limit`` and settle what filled against the market account."""
         taker = "sell" if side == "long" else "buy"
@@ -273,7 +274,7 @@ class Settler:
             self.audit.record(EventKind.FUND_CREDITED, ts_ns, symbol=symbol, account_id=account_id,
                               amount_minor=left)
 
-    def offload_fund(self, symbol: str, book, ts_ns: int) -> None:  # noqa: ANN001
+    def offload_fund(self, symbol: str, book: Any, ts_ns: int) -> None:
         """The fund sells (buys back) any position it holds in ``symbol`` to the book at market."""
         qty = self.ledger.position(self.fund, symbol).qty_lots
         if qty == 0:
