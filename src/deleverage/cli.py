@@ -54,9 +54,11 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
     table.add_column("policy")
     for _, header, _ in TABLE_COLUMNS:
         table.add_column(header, justify="right")
+    from rich.markup import escape
+
     for name, _score in rank_policies(summary):
         row = summary[name]
-        table.add_row(name, *(fmt.format(row.get(key, 0.0)) for key, _, fmt in TABLE_COLUMNS))
+        table.add_row(escape(name), *(fmt.format(row.get(key, 0.0)) for key, _, fmt in TABLE_COLUMNS))
     return table
 
 
@@ -113,6 +115,27 @@ def stress(
     _run_comparison(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
+    )
+
+
+@app.command()
+def sweep(
+    policy: str = typer.Option("fba", help="comma-separated presets or .toml policies to vary"),
+    param: list[str] = typer.Option(..., help="FIELD=V1,V2,... e.g. execution.batch_interval_ms=250,500,1000 (repeatable)"),
+    scenario: str = typer.Option("2025-10-10", help="bundled scenario name or a data file path"),
+    accounts: int = typer.Option(5_000, help="number of leveraged accounts"),
+    seed: int = typer.Option(7, help="seed"),
+    window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM"),
+    out: Path = typer.Option(Path("out/sweep"), help="output directory"),
+    workers: int = typer.Option(2, help="processes running variants in parallel"),
+) -> None:
+    """Run a grid of policy variants on one scene and rank them (same outputs as replay)."""
+    from deleverage.lab.sweeps import sweep_policies
+
+    variants = sweep_policies(_split(policy), param)
+    _run_comparison(
+        "replay", scenario=scenario, policies=variants, accounts=accounts, seed=seed, out=out,
+        population_path=None, window=window, workers=workers,
     )
 
 

@@ -74,27 +74,29 @@ class ComparisonResult:
     runs: dict[str, PolicyRun] = field(default_factory=dict)
 
 
-def _check_config(config: RunConfig, policies: Sequence[str]) -> list[LiquidationPolicy]:
+def _check_config(config: RunConfig, policies: Sequence[str | LiquidationPolicy]) -> list[LiquidationPolicy]:
     if isinstance(config.accounts, bool) or not isinstance(config.accounts, int) or config.accounts < 1:
         raise InvalidInput("accounts", config.accounts, "must be a whole number >= 1")
     if config.step_ms < 1:
         raise InvalidInput("step_ms", config.step_ms, "must be >= 1")
     if not policies:
         raise InvalidInput("policy", "", "name at least one policy")
-    if len(set(policies)) != len(policies):
-        raise InvalidInput("policy", ",".join(policies), "lists a policy twice")
     if config.open_interest is not None and not config.open_interest > 0:
         raise InvalidInput("open_interest", config.open_interest, "must be > 0 (quote units)")
     if config.kind not in ("replay", "stress"):
         raise InvalidInput("kind", config.kind, "must be 'replay' or 'stress'")
-    return [get_policy(name) for name in policies]
+    resolved = [p if isinstance(p, LiquidationPolicy) else get_policy(p) for p in policies]
+    names = [p.name for p in resolved]
+    if len(set(names)) != len(names):
+        raise InvalidInput("policy", ",".join(names), "lists a policy twice")
+    return resolved
 
 
 def run_comparison(
     *,
     kind: str,
     scenario: str,
-    policies: Sequence[str],
+    policies: Sequence[str | LiquidationPolicy],
     accounts: int,
     seed: int,
     out: str | Path,
