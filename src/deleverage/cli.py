@@ -89,6 +89,7 @@ def replay(
     population: Path | None = typer.Option(None, help="CSV/parquet/ccxt-JSON population instead of a generated one"),
     window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the day to replay"),
     workers: int = typer.Option(2, help="processes running policies in parallel (results do not depend on it)"),
+    step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms"),
     open_interest: float | None = typer.Option(
         None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
         "default: sizes as drawn (mean ≈ 12,000 per account)",
@@ -98,6 +99,7 @@ def replay(
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
+        step_ms=step_ms,
     )
 
 
@@ -128,6 +130,7 @@ def sweep(
     window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM"),
     out: Path = typer.Option(Path("out/sweep"), help="output directory"),
     workers: int = typer.Option(2, help="processes running variants in parallel"),
+    step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms (batch intervals below it act per mark)"),
 ) -> None:
     """Run a grid of policy variants on one scene and rank them (same outputs as replay)."""
     from deleverage.lab.sweeps import sweep_policies
@@ -135,7 +138,7 @@ def sweep(
     variants = sweep_policies(_split(policy), param)
     _run_comparison(
         "replay", scenario=scenario, policies=variants, accounts=accounts, seed=seed, out=out,
-        population_path=None, window=window, workers=workers,
+        population_path=None, window=window, workers=workers, step_ms=step_ms,
     )
 
 
