@@ -79,3 +79,19 @@ def test_ranking_prefers_the_dominant_policy() -> None:
     good = compute_metrics(_run())
     bad = dict(good, avg_slippage_bps=good["avg_slippage_bps"] + 10, bad_debt=good["bad_debt"] + 1)
     assert [name for name, _ in rank_policies({"bad": bad, "good": good})] == ["good", "bad"]
+
+
+def test_long_series_are_thinned_but_keep_their_extremes() -> None:
+    import numpy as np
+
+    from deleverage.report.plots import MAX_LINE_POINTS, _thin_series
+
+    n = 50_000
+    mark = np.sin(np.arange(n) / 500.0) * 100 + 1000
+    mark[31_337] = 5.0  # one spike must survive thinning
+    series = pl.DataFrame({"ts_ns": np.arange(n, dtype=np.int64), "reference_mark": mark, "mark": mark,
+                           "insurance_fund": mark, "halted": np.zeros(n, bool)}, schema=SERIES_SCHEMA)
+    thin = _thin_series(series)
+    assert thin.height <= MAX_LINE_POINTS + 2
+    assert thin["mark"].min() == 5.0 and thin["mark"].max() == series["mark"].max()
+    assert thin["ts_ns"].is_sorted()

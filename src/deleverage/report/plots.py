@@ -38,6 +38,29 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     return fig
 
 
+MAX_LINE_POINTS = 2_000  # per time series: more than a screen's width of pixels adds nothing but bytes
+MAX_MARKERS = 3_000  # liquidation markers per policy: the largest by notional are kept
+
+
+def _thin_series(series: pl.DataFrame) -> pl.DataFrame:
+    """Every k-th row of a long series, keeping the extremes of each stride (so spikes survive)."""
+    if series.height <= MAX_LINE_POINTS:
+        return series
+    stride = -(-series.height // (MAX_LINE_POINTS // 2))
+    keyed = series.with_row_index("_row").with_columns((pl.col("_row") // stride).alias("_bucket"))
+    keep = pl.concat([
+        keyed.group_by("_bucket").agg(pl.col("_row").get(pl.col("mark").arg_min())),
+        keyed.group_by("_bucket").agg(pl.col("_row").get(pl.col("mark").arg_max())),
+    ])["_row"].unique()
+    return keyed.filter(pl.col("_row").is_in(keep.implode())).sort("_row").drop("_row", "_bucket")
+
+
+def _largest(liq: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    if liq.height <= MAX_MARKERS:
+        return liq, ""
+    return liq.sort("notional", descending=True).head(MAX_MARKERS).sort("ts_ns"), f" (largest {MAX_MARKERS:,} of {liq.height:,})"
+
+
 def _executed_price(liq: pl.DataFrame) -> np.ndarray:
     """Where each liquidation happened: its fill price, or the trigger mark when nothing filled."""
     return liq.select(pl.coalesce("fill_price", "trigger_mark")).to_series().to_numpy()
@@ -49,23 +72,25 @@ def price_with_liquidations(runs: Mapping[str, PolicyRun]) -> go.Figure:
     fig = go.Figure()
     first = next(iter(runs.values()), None)
     if first is not None and first.series.height:
+        reference = _thin_series(first.series.with_columns(pl.col("reference_mark").alias("mark")))
         fig.add_trace(go.Scattergl(
-            x=_time_axis(first.series["ts_ns"]), y=first.series["reference_mark"].to_numpy(),
+            x=_time_axis(reference["ts_ns"]), y=reference["reference_mark"].to_numpy(),
             name="reference path", line={"color": "black", "width": 1.5},
         ))
     for name, run in runs.items():
         colour = colours[name]
         if run.series.height:
+            series = _thin_series(run.series)
             fig.add_trace(go.Scattergl(
-                x=_time_axis(run.series["ts_ns"]), y=run.series["mark"].to_numpy(), name=f"{name} mark",
+                x=_time_axis(series["ts_ns"]), y=series["mark"].to_numpy(), name=f"{name} mark",
                 line={"color": colour, "width": 1}, opacity=0.7, legendgroup=name,
             ))
-        liq = run.liquidations
+        liq, shown = _largest(run.liquidations)
         if liq.height:
             size = np.clip(np.sqrt(liq["notional"].to_numpy() / max(liq["notional"].mean() or 1.0, 1e-9)) * 5, 3, 18)
             fig.add_trace(go.Scattergl(
                 x=_time_axis(liq["ts_ns"]), y=_executed_price(liq), mode="markers",
-                name=f"{name} liquidations", legendgroup=name,
+                name=f"{name} liquidations{shown}", legendgroup=name,
                 marker={"color": colour, "size": size, "opacity": 0.5, "line": {"width": 0}},
                 customdata=np.stack([liq["notional"].to_numpy(), liq["slippage_bps"].fill_null(np.nan).to_numpy()], axis=1),
                 hovertemplate="%{x}<br>price %{y:,.1f}<br>notional %{customdata[0]:,.0f}<br>slippage %{customdata[1]:.1f} bps",
@@ -79,8 +104,9 @@ def insurance_fund(runs: Mapping[str, PolicyRun]) -> go.Figure:
     fig = go.Figure()
     for name, run in runs.items():
         if run.series.height:
+            series = _thin_series(run.series.with_columns(pl.col("insurance_fund").alias("mark")))
             fig.add_trace(go.Scattergl(
-                x=_time_axis(run.series["ts_ns"]), y=run.series["insurance_fund"].to_numpy(), name=name,
+                x=_time_axis(series["ts_ns"]), y=series["insurance_fund"].to_numpy(), name=name,
                 line={"color": colours[name]},
             ))
     fig.update_yaxes(title="insurance fund (quote)")
