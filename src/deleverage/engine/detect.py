@@ -201,6 +201,41 @@ class SymbolDetector:
             self._band_kind = np.empty(self.book.capacity, np.uint8)
         self._quiet_lo = self._quiet_hi = math.nan
 
+    def retier(self, tiers: MarginTiers) -> int:
+        """Rebuild the screen under a new tier table (dynamic margin); returns the accounts re-screened.
+
+        Every liquidation price moves with the tiers, so the book is re-made from its own rows
+        (vectorised, no ledger reads) and the index rebuilt with no previous mark: the next tick
+        offers every account in the buffered zone for an exact check, once.
+        """
+        old = self.book
+        n = old.high_water
+        slots = np.flatnonzero((old.account_ids[:n] >= 0) & (old.qc[:n] != 0.0))
+        self.tiers = tiers
+        self.book = AccountBook(self.instrument, tiers, old.capacity)
+        if slots.size:
+            self.book.load(old.account_ids[slots], old.qc[slots] / old.contract_size, old.entry_price[slots],
+                           old.balance[slots], old.other_maintenance[slots])
+        self.index = LiquidationPriceIndex(self.book, buffer_bps=self.buffer_bps, confirm=self._confirm)
+        self._quiet_lo = self._quiet_hi = math.nan
+        return int(slots.size)
+
+    def largest_share(self) -> float:
+        """The largest account's share of open interest: max |qty| / max(Σ long, Σ short), in [0, 1]."""
+        n = self.book.high_water
+        qc = self.book.qc[:n]
+        longs, shorts = float(qc[qc > 0].sum()), float(-qc[qc < 0].sum())
+        open_interest = max(longs, shorts)
+        if open_interest <= 0.0:
+            return 0.0
+        return min(1.0, float(np.abs(qc).max()) / open_interest)
+
+    def cross_accounts(self) -> list[str]:
+        """Accounts whose row carries other symbols' maintenance (cross, several symbols)."""
+        n = self.book.high_water
+        mask = (self.book.account_ids[:n] >= 0) & (self.book.other_maintenance[:n] > 0.0)
+        return [self.ids[int(i)] for i in self.book.account_ids[:n][mask].tolist()]
+
     def _confirm(self, ints: np.ndarray) -> np.ndarray:
         names = [self.ids[i] for i in ints.tolist()]
         return np.asarray(self._confirm_ids(names), dtype=bool)

@@ -11,13 +11,16 @@ Safeguards plug in at ``self._safeguards``: any object with ``on_mark(symbol, ma
 ``symbol``, ``data``) and ``execution_allowed(symbol, ts_ns) -> bool`` — the API of
 :class:`deleverage.safeguards.Safeguards`, built by default when the policy configures a safeguard;
 otherwise :class:`BasicSafeguards` (never halts) keeps a quiet tick cheap. An ``oracle_invalid`` event
-from ``on_oracle`` means the print is reported and not used.
+from ``on_oracle`` means the print is reported and not used. When the policy configures them, the
+engine also drives ``fund_drawdown_fired``, ``reserve_notional`` / ``release_notional``,
+``on_concentration`` and ``tiers_at`` (engine/guarded.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,7 @@ from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin
 from deleverage.engine.dutch_exec import DutchExecutor
 from deleverage.engine.events import AuditLog, EventKind
 from deleverage.engine.execute import ExecutionMixin
+from deleverage.engine.guarded import GuardedMixin
 from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult
 from deleverage.engine.waterfall import FillSummary, Settler
@@ -92,7 +96,7 @@ def _tiers_of(instrument: Instrument) -> MarginTiers:
     return MarginTiers.load(instrument.tiers)
 
 
-class LiquidationEngine(ExecutionMixin):
+class LiquidationEngine(ExecutionMixin, GuardedMixin):
     """Runs a liquidation policy over a ledger; see docs/engine.md for the public API."""
 
     def __init__(self, ledger: Ledger, *, instruments: Iterable[Instrument], policy: LiquidationPolicy,
@@ -120,6 +124,19 @@ class LiquidationEngine(ExecutionMixin):
         self.on_before_execute = on_before_execute
         self._safeguards = safeguards if safeguards is not None else _default_safeguards(policy)
         self._depth_levels = depth_levels
+        self._base_tiers = dict(self._tiers)  # dynamic margin scales these; ``_tiers`` holds the ones in force
+        sg_cfg, sg_obj = policy.safeguards, self._safeguards
+        self._watch_fund = sg_cfg.fund_drawdown_halt is not None and hasattr(sg_obj, "fund_drawdown_fired")
+        self._fund_code = next(iter(self._instruments.values())).settle.code
+        self._fund_reported: int | None = None
+        self._fund_halted = False
+        self._cap_on = sg_cfg.max_notional_in_liquidation is not None and hasattr(sg_obj, "reserve_notional")
+        self._dynamic = policy.dynamic_margin.enabled and hasattr(sg_obj, "tiers_at")
+        self._step_ns = policy.dynamic_margin.step_ms * NS_PER_MS
+        self._concentration_step: dict[str, int] = {}
+        self._dutch_reserved: dict[tuple[str, str], Fraction] = {}
+        # accounts that could not be valued for want of a mark: symbol → account → missing symbol
+        self._mark_waits: dict[str, dict[str, tuple[str, int, int]]] = {s: {} for s in self._instruments}
         self._marks: dict[str, int] = {}
         self._prev_marks: dict[str, int] = {}
         self._oracles: dict[str, int] = {}
@@ -198,13 +215,19 @@ class LiquidationEngine(ExecutionMixin):
         start = len(self.audit)
         self._last_ts = ts_ns
         previous = self._marks.get(symbol)
-        if previous is not None and previous != mark:
+        if previous is not None:  # Hyperliquid ADL: the previous tick's mark (equal or not)
             self._prev_marks[symbol] = previous
         self._marks[symbol] = mark
-        for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():
-            self._record_safeguard(event, symbol, ts_ns)
         if not self._detectors:
             self.track_all()
+        if self._dynamic:  # concentration first: the step's announcement reads it
+            self._feed_concentration(symbol, ts_ns)
+        for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():
+            self._record_safeguard(event, symbol, ts_ns)
+        if self._dynamic:
+            self._apply_margin_steps(ts_ns)
+        if previous is None:
+            self._first_mark(symbol)
         found = self._detectors[symbol].on_price(mark) if self._source != "oracle" else []
         if not found and not self._cases[symbol] and self._batch_close[symbol] is None \
                 and not self._settler.changed and (self._dutch is None or not self._dutch.sales):
@@ -226,6 +249,8 @@ class LiquidationEngine(ExecutionMixin):
         self._oracles[symbol] = oracle
         if not self._detectors:
             self.track_all()
+        if self._dynamic:
+            self._apply_margin_steps(ts_ns)
         if symbol not in self._marks and self._source != "oracle":
             return StepResult(_NO_ACTIONS, start, len(self.audit))
         found = self._detectors[symbol].on_price(oracle) if self._source == "oracle" else []
@@ -236,8 +261,13 @@ class LiquidationEngine(ExecutionMixin):
         self._check_call(next(iter(self._instruments)), ts_ns)
         start = len(self.audit)
         self._last_ts = ts_ns
+        if self._dynamic and self._detectors:
+            for symbol in self._instruments:
+                self._feed_concentration(symbol, ts_ns)
         for event in self._safeguards.advance(ts_ns) or ():
             self._record_safeguard(event, getattr(event, "symbol", None), ts_ns)
+        if self._dynamic:
+            self._apply_margin_steps(ts_ns)
         actions: list[LiquidationRecord] = []
         for symbol in self._instruments:
             if symbol in self._marks and self._detectors:
@@ -249,7 +279,10 @@ class LiquidationEngine(ExecutionMixin):
         kind = EventKind(str(getattr(event, "kind", EventKind.SKIPPED)))
         data = dict(getattr(event, "data", {}) or {})
         data.pop("symbol", None)
-        self.audit.record(kind, ts_ns, symbol=getattr(event, "symbol", symbol), source="safeguards", **data)
+        event_symbol = getattr(event, "symbol", symbol)
+        if event_symbol is None and kind in (EventKind.EXECUTION_HALTED, EventKind.EXECUTION_RESUMED):
+            self._fund_halted = kind == EventKind.EXECUTION_HALTED  # the fund latch (all symbols)
+        self.audit.record(kind, ts_ns, symbol=event_symbol, source="safeguards", **data)
 
     # --- prices ---------------------------------------------------------------------------------------
     def _trigger_ticks(self, symbol: str) -> int:
@@ -290,6 +323,12 @@ class LiquidationEngine(ExecutionMixin):
                 if memo is not None and (price >= memo if memo > 0 else price <= -memo):
                     out.append(False)
                     continue
+                missing = self._missing_mark(aid, symbol)
+                if missing is not None:  # cannot be valued: waits, not checked safe
+                    self._wait_for_mark(symbol, aid, missing, self._last_ts)
+                    out.append(False)
+                    continue
+                self._end_mark_wait(symbol, aid, self._last_ts)
                 m = self._margin(aid, symbol, price)
                 out.append(m.liquidatable)
                 if m.liquidatable:
@@ -310,6 +349,8 @@ class LiquidationEngine(ExecutionMixin):
     # --- the step -------------------------------------------------------------------------------------
     def _step(self, symbol: str, ts_ns: int, found: list[str], start: int) -> StepResult:
         before = len(self.records)
+        if self._watch_fund:
+            self._report_fund(ts_ns)
         self._open_cases(symbol, found, ts_ns)
         for _ in range(4):  # re-detect accounts whose balances changed (ADL, haircuts) in this step
             self._work(symbol, ts_ns)
@@ -325,6 +366,8 @@ class LiquidationEngine(ExecutionMixin):
                 break
             self._open_cases(symbol, again, ts_ns)
         self._settler.observe_fund(ts_ns)
+        if self._watch_fund:
+            self._report_fund(ts_ns)
         return StepResult(tuple(self.records[before:]), start, len(self.audit))
 
     def _open_cases(self, symbol: str, found: list[str], ts_ns: int) -> None:
@@ -335,6 +378,11 @@ class LiquidationEngine(ExecutionMixin):
             if aid in cases:
                 continue
             cached = self._confirmed.get(aid)
+            if cached is None or cached[0] != price:
+                missing = self._missing_mark(aid, symbol)
+                if missing is not None:
+                    self._wait_for_mark(symbol, aid, missing, ts_ns)
+                    continue
             m = cached[1] if cached is not None and cached[0] == price else self._margin(aid, symbol, price)
             if not m.liquidatable:
                 continue
@@ -368,22 +416,36 @@ class LiquidationEngine(ExecutionMixin):
         # a case whose Dutch sale runs is the auction's until it ends (Maker: recovery does not stop it)
         live = [c for c in cases.values() if dutch is None or not dutch.running(symbol, c.account_id)]
         if live:
-            self._work_live(symbol, live, ts_ns, allowed)
+            allowed = self._work_live(symbol, live, ts_ns, allowed)
         if not allowed or symbol not in self._marks:
             return
         close_ns = self._batch_close[symbol]
         if close_ns is not None and ts_ns >= close_ns:
             self._close_batch(symbol, ts_ns)
-        if dutch is not None and dutch.sales:
+            if self._watch_fund and self._report_fund(ts_ns):
+                allowed = self._safeguards.execution_allowed(symbol, ts_ns)
+                self._halted = not allowed
+        if allowed and dutch is not None and dutch.sales:
             dutch.step(symbol, self._liquidity[symbol], self._trigger_ticks(symbol), ts_ns, self._on_dutch_take)
-        if self.ledger.position(self._settler.fund, symbol).qty_lots:
+            self._release_ended_sales()
+        if allowed and self.ledger.position(self._settler.fund, symbol).qty_lots:
             self._settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
 
-    def _work_live(self, symbol: str, live: list[LiquidationCase], ts_ns: int, allowed: bool) -> None:
-        """Refresh the sort keys of the live cases at the trigger price, then work each in order."""
+    def _work_live(self, symbol: str, live: list[LiquidationCase], ts_ns: int, allowed: bool) -> bool:
+        """Refresh the sort keys of the live cases at the trigger price, then work each in order.
+
+        A case whose account cannot be valued (a position in a symbol without a mark) waits with
+        ``missing_mark``. After each case the fund balance is reported: a drawdown halt that fires
+        stops the cases after it. Returns whether execution is still allowed.
+        """
         cases = self._cases[symbol]
         price = self._trigger_ticks(symbol)
         inst = self._instruments[symbol]
+        blocked = {c.account_id: s for c in live if (s := self._missing_mark(c.account_id, symbol)) is not None}
+        for case in live:
+            if case.account_id in blocked:
+                self._skip(case, ts_ns, "missing_mark", missing_symbol=blocked[case.account_id])
+        live = [c for c in live if c.account_id not in blocked]
         margins = {c.account_id: self._margin(c.account_id, symbol, price) for c in live}
         for c in live:
             m = margins[c.account_id]
@@ -397,6 +459,10 @@ class LiquidationEngine(ExecutionMixin):
             if case.account_id in changed:  # moved by an earlier case's ADL, haircut or netting
                 m = self._margin(case.account_id, symbol)
             self._work_case(case, m, ts_ns, allowed)
+            if self._watch_fund and self._report_fund(ts_ns):
+                allowed = self._safeguards.execution_allowed(symbol, ts_ns)
+                self._halted = not allowed
+        return allowed
 
     def _on_dutch_take(self, account_id: str, got: FillSummary) -> None:
         symbol_cases = [(s, c[account_id]) for s, c in self._cases.items() if account_id in c]
@@ -409,6 +475,7 @@ class LiquidationEngine(ExecutionMixin):
         self._cases[case.symbol].pop(case.account_id, None)
         if self._dutch is not None:
             self._dutch.finish(case.symbol, case.account_id)
+            self._release_ended_sales()
         data = {} if m is None else {"equity_minor": math.floor(m.equity_exact), "maintenance_minor": m.maintenance_minor}
         self.audit.record(EventKind.LIQUIDATION_DONE, ts_ns, symbol=case.symbol, account_id=case.account_id,
                           reason=reason, closed_lots=case.closed_lots, actions=case.actions, **data)
@@ -452,11 +519,17 @@ class LiquidationEngine(ExecutionMixin):
             self._skip(case, ts_ns, "awaiting_mark")
             return
         if self._dutch is not None:
-            status = self._dutch.kick(case.account_id, symbol, case.side, abs(m.qty_lots),
-                                      self._trigger_ticks(symbol), ts_ns)
+            price = self._trigger_ticks(symbol)
+            lots, reserved = self._reserve_lots(symbol, abs(m.qty_lots), price)
+            if lots == 0:
+                self._skip(case, ts_ns, "notional_cap", planned_lots=abs(m.qty_lots))
+                return
+            status = self._dutch.kick(case.account_id, symbol, case.side, lots, price, ts_ns)
             if status == "kicked":
                 self._end_wait(case, ts_ns)
+                self._dutch_reserved[(symbol, case.account_id)] = reserved
             else:  # Dog/liquidation-limit-hit (Hole/hole), Dog/leaves-dust...
+                self._release_notional(symbol, reserved)
                 self._skip(case, ts_ns, str(status), dirt_minor=self._dutch.house.dirt_minor)
             return
         if self.policy.execution.batch_interval_ms > 0:

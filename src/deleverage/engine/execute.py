@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from deleverage.engine.batching import BatchOrder, auction_residual, net_orders
 from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
 from deleverage.engine.events import EventKind
-from deleverage.engine.planning import order_limit_ticks, plan_quantity, takeover_price_ticks
+from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, slippage_bps
 from deleverage.engine.waterfall import FillSummary
 
@@ -49,7 +50,13 @@ class ExecutionMixin:
         _batch_members: dict[str, list[str]]
         _depth_levels: int
 
+        _safeguards: Any
+        _cap_on: bool
+
         def _trigger_ticks(self, symbol: str) -> int: ...
+        def _reserve_lots(self, symbol: str, lots: int, price_ticks: int) -> tuple[int, Fraction]: ...
+        def _release_notional(self, symbol: str, amount: Fraction) -> None: ...
+        def _missing_mark(self, account_id: str, symbol: str) -> str | None: ...
         def _margin(self, account_id: str, symbol: str, price: int | None = None) -> AccountMargin: ...
         def _skip(self, case: LiquidationCase, ts_ns: int, reason: str, **data: Any) -> None: ...
         def _end_wait(self, case: LiquidationCase, ts_ns: int) -> None: ...
@@ -64,22 +71,35 @@ class ExecutionMixin:
         if plan.qty_lots == 0:
             self._skip(case, ts_ns, plan.reason)
             return
+        lots, reserved = self._reserve_lots(symbol, plan.qty_lots, price)
+        if lots == 0:  # the cap on notional in liquidation is full: wait
+            self._skip(case, ts_ns, "notional_cap", planned_lots=plan.qty_lots)
+            return
         self._end_wait(case, ts_ns)
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
-        self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
-                          qty_lots=plan.qty_lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
-                          equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
-                          bankruptcy_ticks=bankrupt, direct_takeover=plan.direct_takeover)
-        action = "full" if plan.full else "partial"
-        if plan.direct_takeover:
-            self._absorb(case, plan.qty_lots, bankrupt, ts_ns, force=True)
-        else:
-            got = self._book_order(case, m, plan.qty_lots, bankrupt, ts_ns)
-            self._record(case, got, "book", action, ts_ns)
-            left = plan.qty_lots - got.lots
-            if left > 0:
-                self._absorb(case, left, bankrupt, ts_ns)
+        try:
+            self._execute_lots(case, m, plan, lots, price, ts_ns)
+        finally:  # the order completed or failed: its notional leaves liquidation
+            self._release_notional(symbol, reserved)
         self._after_action(case, ts_ns)
+
+    def _execute_lots(self, case: LiquidationCase, m: AccountMargin, plan: Plan, lots: int, price: int,
+                      ts_ns: int) -> None:
+        symbol, inst = case.symbol, self._instruments[case.symbol]
+        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+        capped = {"planned_lots": plan.qty_lots} if lots < plan.qty_lots else {}
+        self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
+                          qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
+                          equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
+                          bankruptcy_ticks=bankrupt, direct_takeover=plan.direct_takeover, **capped)
+        action = "full" if plan.full and lots == plan.qty_lots else "partial"
+        if plan.direct_takeover:
+            self._absorb(case, lots, ts_ns, force=True)
+            return
+        got = self._book_order(case, m, lots, bankrupt, ts_ns)
+        self._record(case, got, "book", action, ts_ns)
+        left = lots - got.lots
+        if left > 0:
+            self._absorb(case, left, ts_ns)
 
     def _book_order(self, case: LiquidationCase, m: AccountMargin, lots: int, bankrupt: int | None,
                     ts_ns: int) -> FillSummary:
@@ -110,9 +130,12 @@ class ExecutionMixin:
         per_lot = abs(inst.notional(max(1, price_ticks), 1))
         return max(0, int((limit - float(held)) // float(per_lot))) if per_lot else 0
 
-    def _absorb(self, case: LiquidationCase, lots: int, bankrupt: int | None, ts_ns: int, *,
-                force: bool = False) -> None:
-        """Waterfall for lots the venue did not take: backstop → fund takeover → ADL → wait."""
+    def _absorb(self, case: LiquidationCase, lots: int, ts_ns: int, *, force: bool = False) -> None:
+        """Waterfall for lots the venue did not take: backstop → fund takeover → ADL → wait.
+
+        The bankruptcy price is the account's *now*, from the ledger: fills and fees since the order
+        was planned moved it, and a takeover below it (above, for a short) would leave a deficit.
+        """
         symbol, settler = case.symbol, self._settler
         tk = self.policy.takeover
         m = self._margin(case.account_id, symbol)
@@ -124,7 +147,9 @@ class ExecutionMixin:
             self._skip(case, ts_ns, "unfilled_waits", lots=lots, takeover_when=tk.when)
             return
         mark = self._trigger_ticks(symbol)
-        code = self._instruments[symbol].settle.code
+        inst = self._instruments[symbol]
+        code = inst.settle.code
+        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, mark))
         price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
         if tk.by != "none" and self.backstops:
             got = settler.backstop_takeover(case.account_id, symbol, case.side, lots, price, ts_ns)
@@ -192,14 +217,20 @@ class ExecutionMixin:
 
     # --- batches -----------------------------------------------------------------------------------------
     def _plan_batch(self, symbol: str, live: list[LiquidationCase], price: int, ts_ns: int
-                    ) -> list[tuple[BatchOrder, LiquidationCase, int | None]]:
-        """Plan every member at the close mark and apply the per-account and per-batch caps."""
+                    ) -> tuple[list[tuple[BatchOrder, LiquidationCase]], Fraction]:
+        """Plan every member at the close mark, apply the caps; the orders and the notional reserved."""
         ex = self.policy.execution
         inst = self._instruments[symbol]
         orders = []
         batch_notional = 0.0
+        reserved_total = Fraction(0)
         per_lot = float(abs(inst.notional(price, 1))) / inst.settle.minor_per_unit
         for case in sorted(live, key=LiquidationCase.sort_key):
+            missing = self._missing_mark(case.account_id, symbol)
+            if missing is not None:
+                self._skip(case, ts_ns, "missing_mark", missing_symbol=missing)
+                self._rejoin(case, ts_ns)
+                continue
             m = self._margin(case.account_id, symbol)
             if not m.liquidatable:
                 self._drop(case, ts_ns, "restored_before_batch", m)
@@ -214,8 +245,16 @@ class ExecutionMixin:
                 self._skip(case, ts_ns, "cap" if plan.qty_lots else plan.reason)
                 self._rejoin(case, ts_ns)
                 continue
+            wanted = lots
+            lots, reserved = self._reserve_lots(symbol, lots, price)
+            if lots == 0:
+                self._skip(case, ts_ns, "notional_cap", planned_lots=wanted)
+                self._rejoin(case, ts_ns)
+                continue
+            reserved_total += reserved
             if lots < plan.qty_lots:
-                self._skip(case, ts_ns, "cap", planned_lots=plan.qty_lots, allowed_lots=lots)
+                self._skip(case, ts_ns, "notional_cap" if lots < wanted else "cap", planned_lots=plan.qty_lots,
+                           allowed_lots=lots)
             else:
                 self._end_wait(case, ts_ns)
             batch_notional += lots * per_lot
@@ -225,21 +264,30 @@ class ExecutionMixin:
                               qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
                               equity_minor=math.floor(m.equity_exact), maintenance_minor=m.maintenance_minor,
                               bankruptcy_ticks=bankrupt, batch=True)
-            orders.append((BatchOrder(case.account_id, case.side, lots, limit), case, bankrupt))
-        return orders
+            orders.append((BatchOrder(case.account_id, case.side, lots, limit), case))
+        return orders, reserved_total
 
     def _close_batch(self, symbol: str, ts_ns: int) -> None:
         """Plan every member at the close mark, apply caps, net, then auction or book the residual."""
         members, self._batch_members[symbol] = self._batch_members[symbol], []
         self._batch_close[symbol] = None
-        ex = self.policy.execution
         price = self._trigger_ticks(symbol)
         cases = self._cases[symbol]
-        orders = self._plan_batch(symbol, [cases[a] for a in members if a in cases], price, ts_ns)
+        orders, reserved = self._plan_batch(symbol, [cases[a] for a in members if a in cases], price, ts_ns)
+        try:
+            self._execute_batch(symbol, orders, price, ts_ns)
+        finally:  # the batch's orders completed or failed: their notional leaves liquidation
+            self._release_notional(symbol, reserved)
+
+    def _execute_batch(self, symbol: str, orders: list[tuple[BatchOrder, LiquidationCase]], price: int,
+                       ts_ns: int) -> None:
+        """Net, then auction or book the residual, then the waterfall for what did not fill."""
         if not orders:
             return
+        ex = self.policy.execution
+        cases = self._cases[symbol]
         filled: dict[str, FillSummary] = {}
-        residual = [o for o, _, _ in orders]
+        residual = [o for o, _ in orders]
         if ex.net_opposite:
             netted, residual = net_orders(self._settler, symbol, residual, price, ts_ns)
             for aid, got in netted.items():
@@ -260,10 +308,10 @@ class ExecutionMixin:
                 got = self._book_order(case, self._margin(o.account_id, symbol), o.qty_lots, o.limit_ticks, ts_ns)
                 self._record(case, got, "book", "partial", ts_ns)
                 filled.setdefault(o.account_id, FillSummary()).add(got.lots, 0)
-        for order, case, bankrupt in orders:
+        for order, case in orders:
             done = filled.get(order.account_id, FillSummary()).lots
             if order.qty_lots - done > 0 and order.account_id in cases:
-                self._absorb(case, order.qty_lots - done, bankrupt, ts_ns)
+                self._absorb(case, order.qty_lots - done, ts_ns)
             if order.account_id in cases:
                 self._after_action(case, ts_ns)
                 if order.account_id in cases and ex.carry_over:

@@ -76,6 +76,8 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
     guess = restore_lots_estimate(margin, inst, tiers, mark_ticks, price_ticks, target_ratio, fee_rate)
     if guess is not None and restored(guess) and (guess == 1 or not restored(guess - 1)):
         return guess
+    if restored(1):  # already at or under target: the least is one lot (fees can make large closes fail)
+        return 1
     if not restored(size):
         return size
     return _bisect_lots(restored, size)

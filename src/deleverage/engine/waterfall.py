@@ -113,6 +113,29 @@ def adl_scores(detector: SymbolDetector, ints: np.ndarray, mark: float, ranking:
     return np.where(equity <= 0, np.where(pct > 0, np.inf, -np.inf), score)
 
 
+def queue_order(scores: np.ndarray, sizes: np.ndarray, name_of: Callable[[int], str], k: int) -> list[int]:
+    """Positions of the best ``k`` (or more, when ties at the cut are all kept) in queue order.
+
+    Queue order = score desc, size desc, account id asc (``engine.adl.allocate``), exact: every
+    position tied with the k-th at the cut is kept and ordered by size then id (NaN scores last).
+    Only the tied group at the cut reads account ids, so a large tie costs O(tie) strings.
+    """
+    count = scores.shape[0]
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    candidates = np.arange(count)
+    if count > k:
+        kth = np.partition(scores, count - k)[count - k]  # the k-th largest score
+        above = np.flatnonzero(scores > kth)
+        tied = np.flatnonzero(scores == kth)
+        need = k - above.size
+        if tied.size > need:  # narrow the tie by size before ordering by id
+            tied_sizes = sizes[tied]
+            kth_size = np.partition(tied_sizes, tied.size - need)[tied.size - need]
+            tied = tied[tied_sizes >= kth_size]
+        candidates = np.concatenate([above, tied])
+    return sorted(candidates.tolist(), key=lambda j: (-scores[j], -sizes[j], name_of(j)))
+
+
 class Settler:
     """Posts fills, fees and waterfall transfers to the ledger and records each one."""
 
@@ -292,17 +315,26 @@ class Settler:
 
     # --- ADL ----------------------------------------------------------------------------------------------
     def _ranked_opposite(self, account_id: str, symbol: str, side: str) -> list[tuple[str, int, float]]:
-        """(account, |qty| lots, score) for the top of the opposite side, exact sizes from the ledger."""
+        """(account, |qty| lots, score) for the top of the opposite side, exact sizes from the ledger.
+
+        The ``ADL_TOP_K`` cut-off is exact in the queue order of :func:`engine.adl.allocate` (score
+        desc, size desc, account id asc): ties at the cut are resolved by size, then id, never by slot.
+        """
         det = self.detectors[symbol]
         ints = det.slots_of_side(long_side=(side == "short"))
         if ints.size == 0:
             return []
         mark = self.marks[symbol] * float(self.instruments[symbol].tick_size)
         scores = adl_scores(det, ints, mark, self.policy.adl.ranking)
-        k = min(ADL_TOP_K, ints.size)
-        top = np.argpartition(-scores, k - 1)[:k] if ints.size > k else np.arange(ints.size)
-        rows = []
-        for j in top.tolist():
+        book = det.book
+        n = book.high_water
+        qc = book.qc[:n]
+        sizes = np.abs(qc[(qc > 0) if side == "short" else (qc < 0)])  # aligned with ``ints``
+        order = queue_order(scores, sizes, lambda j: det.ids[int(ints[j])], ADL_TOP_K)
+        rows: list[tuple[str, int, float]] = []
+        for j in order:
+            if len(rows) == ADL_TOP_K:
+                break
             cp = det.ids[int(ints[j])]
             if cp == account_id or self.is_active(cp, symbol):
                 continue
@@ -399,4 +431,4 @@ class Settler:
         return total
 
 
-__all__ = ["FillSummary", "FundMonitor", "Settler", "adl_scores"]
+__all__ = ["FillSummary", "FundMonitor", "Settler", "adl_scores", "queue_order"]
