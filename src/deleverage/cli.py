@@ -112,11 +112,14 @@ def stress(
     minutes: int = typer.Option(60, help="length of the synthetic day in minutes"),
     out: Path = typer.Option(Path("out/stress"), help="output directory"),
     workers: int = typer.Option(2, help="processes running policies in parallel"),
+    step_ms: int = typer.Option(1_000, help="mark clock in ms"),
+    open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
     _run_comparison(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
+        step_ms=step_ms, open_interest=open_interest,
     )
 
 
@@ -131,6 +134,7 @@ def sweep(
     out: Path = typer.Option(Path("out/sweep"), help="output directory"),
     workers: int = typer.Option(2, help="processes running variants in parallel"),
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms (batch intervals below it act per mark)"),
+    open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
 ) -> None:
     """Run a grid of policy variants on one scene and rank them (same outputs as replay)."""
     from deleverage.lab.sweeps import sweep_policies
@@ -138,7 +142,7 @@ def sweep(
     variants = sweep_policies(_split(policy), param)
     _run_comparison(
         "replay", scenario=scenario, policies=variants, accounts=accounts, seed=seed, out=out,
-        population_path=None, window=window, workers=workers, step_ms=step_ms,
+        population_path=None, window=window, workers=workers, step_ms=step_ms, open_interest=open_interest,
     )
 
 

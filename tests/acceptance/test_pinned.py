@@ -14,11 +14,11 @@ import pytest
 from deleverage.lab.runner import run_comparison
 
 PINNED_AUDIT = {
-    "binance": "68f5b5bc6cb01513ec64c54badac1c877b05b0c9f76b230469d629b059d4868f",
-    "fba": "43a8eba58687aa8a743244699e56f041debd8b07a8b596ebbd92ae1c7531c1c4",
+    "binance": "d8a927f1f40854a1bc8b3fdfad70017c6cbaeb206f65280768a8eaaa74299ef3",
+    "fba": "dc14dfc6c575f814f814dcbd3836ac3bd1d4c12d1776f5923c2cf277879dd25d",
     "maker": "1b46ecbf3956c7c0190adb29389956785b6d7fe3ec927546e67e05c9f965f391",
 }
-PINNED_SUMMARY = "fe0f9a1e27424955c0da272cb2211cb6d16694b69e737b02debc0051bfeab3c5"
+PINNED_SUMMARY = "70952f8fe84049036274b27cd43c975692cac54623a68f47c9f2c61a5f5e4e74"
 
 
 @pytest.mark.slow

@@ -141,6 +141,8 @@ def test_empty_event_keeps_its_ids_as_a_marker_row(tmp_path: Path) -> None:
 
 
 def test_unknown_stream_is_counted_not_parsed(tmp_path: Path) -> None:
-    mark = '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","p":"1"}}'
-    cap = read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {mark}"]))
-    assert cap.skipped_lines == 1 and len(cap.depth) == 2
+    kline = '{"stream":"btcusdt@kline_1m","data":{"e":"kline","k":{"o":"1"}}}'
+    partial = '{"stream":"btcusdt@depth5@100ms","data":{"e":"depthUpdate","b":[]}}'
+    cap = read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {kline}", f"{T2} {partial}"]))
+    assert cap.skipped_lines == 2 and len(cap.depth) == 2
+    assert len(cap.liquidations) == len(cap.mark_prices) == 0

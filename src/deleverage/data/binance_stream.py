@@ -10,8 +10,22 @@ Input schema (gzip or plain text, one message per line)::
     <sym>@depth[@Xms]     {"stream", "data": {"e": "depthUpdate", "E", "T", "s", "U", "u", "pu", "b", "a"}}
     <sym>@bookTicker      {"stream", "data": {"u", "s", "b", "B", "a", "A", "T", "E"}}
     <sym>@trade           {"stream", "data": {"E", "T", "s", "t", "p", "q", "X", "m"}}
+    <sym>@forceOrder      {"stream", "data": {"e": "forceOrder", "E", "o": {"s", "S", "o", "f", "q", "p",
+    !forceOrder@arr                           "ap", "X", "l", "z", "T"}}}   → Capture.liquidations
+    <sym>@markPrice[@1s]  {"stream", "data": {"e": "markPriceUpdate", "E", "s", "p", "i", "P", "r", "T"}}
+    !markPrice@arr[@1s]   (data may be a list of such objects)            → Capture.mark_prices
 
-Other streams (mark price, partial depth ``@depth5``...) are counted in ``Capture.skipped_lines``.
+A forceOrder or markPriceUpdate event without the combined-stream wrapper (raw stream) is read too.
+Liquidations: ``S`` is the liquidation *order's* side; ``position_side`` is the liquidated position
+(SELL → LONG, BUY → SHORT). The order price ``p`` and the quantities ``q``, ``z``, ``l`` must be on the
+instrument's grid (Binance's tick changed over the years: pass ``instrument=BTCUSDT.with_tick("0.01")``
+for older captures); the average fill ``ap`` may fall between ticks, so it is kept as float64
+``avg_price`` and ``avg_price_ticks`` holds its exact tick count or ``OFF_GRID``. Mark, index and settle
+prices and the funding rate are floats (``mark_price_ticks`` exact or ``OFF_GRID``); an empty ``P`` or
+``r`` (delivery contracts) becomes NaN. These low-rate streams are parsed exactly with ``Decimal``.
+The all-market streams carry every symbol: like any capture, one file must hold one instrument.
+
+Other streams (partial depth ``@depth5``, klines...) are counted in ``Capture.skipped_lines``.
 Prices and quantities are parsed as floats and converted once to integer ticks and lots of the
 instrument (round to nearest, then checked to be on the grid): an off-grid value, a malformed line,
 a missing field or a non-numeric value raises :class:`DataError` naming the path, line and field.
@@ -25,6 +39,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +52,22 @@ from deleverage.data.records import (
     BOOK_TICKER_DTYPE,
     DEPTH_EVENT_DTYPE,
     LEVEL_DTYPE,
+    LIQUIDATION_DTYPE,
+    MARK_PRICE_DTYPE,
     NO_SIDE,
+    OFF_GRID,
+    ORDER_CANCELED,
+    ORDER_EXPIRED,
+    ORDER_FILLED,
+    ORDER_NEW,
+    ORDER_PARTIALLY_FILLED,
+    ORDER_STATUS_OTHER,
+    TIF_FOK,
+    TIF_GTC,
+    TIF_GTD,
+    TIF_GTX,
+    TIF_IOC,
+    TIF_OTHER,
     TRADE_ADL,
     TRADE_DTYPE,
     TRADE_INSURANCE_FUND,
@@ -60,6 +90,12 @@ MS_TO_NS = 1_000_000
 GRID_TOLERANCE = 1e-6
 _NS_SCALE = {13: 1_000_000, 16: 1_000, 19: 1}
 TRADE_KINDS = {"MARKET": TRADE_MARKET, "INSURANCE_FUND": TRADE_INSURANCE_FUND, "ADL": TRADE_ADL}
+ORDER_SIDES = {"BUY": 1, "SELL": -1}
+ORDER_STATUSES = {"NEW": ORDER_NEW, "PARTIALLY_FILLED": ORDER_PARTIALLY_FILLED, "FILLED": ORDER_FILLED,
+                  "CANCELED": ORDER_CANCELED, "EXPIRED": ORDER_EXPIRED}
+TIMES_IN_FORCE = {"GTC": TIF_GTC, "IOC": TIF_IOC, "FOK": TIF_FOK, "GTX": TIF_GTX, "GTD": TIF_GTD}
+_EVENT_OF_KIND = {"forceOrder": "forceOrder", "markPrice": "markPriceUpdate"}
+_KIND_OF_EVENT = {event: kind for kind, event in _EVENT_OF_KIND.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +125,8 @@ class Capture:
     skipped_lines: int = 0
     lines: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    liquidations: np.ndarray = field(default_factory=lambda: np.zeros(0, LIQUIDATION_DTYPE))
+    mark_prices: np.ndarray = field(default_factory=lambda: np.zeros(0, MARK_PRICE_DTYPE))
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -124,6 +162,40 @@ def _get(obj: dict[str, Any], key: str, prefix: str) -> Any:
         raise _Bad(prefix + key, "missing") from None
 
 
+def _object(obj: dict[str, Any], key: str, prefix: str) -> dict[str, Any]:
+    value = _get(obj, key, prefix)
+    if not isinstance(value, dict):
+        raise _Bad(prefix + key, f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _code(obj: dict[str, Any], key: str, prefix: str, table: dict[str, int], other: int | None) -> int:
+    """A venue enum string → our code; unknown strings give ``other``, or are refused when it is None."""
+    value = _get(obj, key, prefix)
+    if type(value) is not str or (other is None and value not in table):
+        expected = " or ".join(table) if other is None else "a string"
+        raise _Bad(prefix + key, f"expected {expected}, got {value!r}")
+    code = table.get(value, other)
+    return 0 if code is None else code  # None is unreachable: refused above
+
+
+def _decimal(obj: dict[str, Any], key: str, prefix: str, *, signed: bool = False,
+             optional: bool = False) -> Decimal | None:
+    """An exact decimal from a JSON string or number; ``optional`` maps the empty markers "" and null to None."""
+    value = _get(obj, key, prefix)
+    if optional and (value is None or value == ""):
+        return None
+    if type(value) not in (str, int, float):
+        raise _Bad(prefix + key, f"expected a decimal string, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise _Bad(prefix + key, f"not a number: {value!r}") from None
+    if not number.is_finite() or (number < 0 and not signed):
+        raise _Bad(prefix + key, f"expected a finite {'' if signed else 'non-negative '}number, got {value!r}")
+    return number
+
+
 class _Collector:
     """Column lists filled line by line, turned into arrays at the end."""
 
@@ -136,6 +208,8 @@ class _Collector:
         self.tickers: list[tuple[int, ...]] = []  # ts_local, E, T, u, line
         self.ticker_px: list[Any] = []  # b, B, a, A flattened
         self.snapshots: list[tuple[Any, ...]] = []
+        self.liquidations: list[tuple[Any, ...]] = []  # (ts_local, E, T, side, status, tif, line), decimals, prefix
+        self.marks: list[tuple[Any, ...]] = []  # (ts_local, E, T, line), decimals (p, i, P, r), prefix
         self.symbols: set[str] = set()
         self.skipped = 0
         self.ts_digits = 0  # digit count of the first line's receive time; every line must agree
@@ -195,6 +269,32 @@ class _Collector:
         self.tickers.append((ts_local, _int(data, "E", p), _int(data, "T", p), _int(data, "u", p), line))
         self.ticker_px.extend([_get(data, k, p) for k in ("b", "B", "a", "A")])
 
+    def liquidation(self, ts_local: int, msg: dict[str, Any], line: int, prefix: str) -> None:
+        order = _object(msg, "o", prefix)
+        op = prefix + "o."
+        head = (ts_local, _int(msg, "E", prefix), _int(order, "T", op),
+                _code(order, "S", op, ORDER_SIDES, None), _code(order, "X", op, ORDER_STATUSES, ORDER_STATUS_OTHER),
+                _code(order, "f", op, TIMES_IN_FORCE, TIF_OTHER), line)
+        numbers = tuple(_decimal(order, key, op) for key in ("p", "ap", "q", "z", "l"))
+        self.symbols.add(_get(order, "s", op))
+        self.liquidations.append((head, numbers, op))
+
+    def mark(self, ts_local: int, msg: dict[str, Any], line: int, prefix: str) -> None:
+        head = (ts_local, _int(msg, "E", prefix), _int(msg, "T", prefix), line)
+        numbers = (_decimal(msg, "p", prefix), _decimal(msg, "i", prefix),
+                   _decimal(msg, "P", prefix, optional=True), _decimal(msg, "r", prefix, signed=True, optional=True))
+        self.symbols.add(_get(msg, "s", prefix))
+        self.marks.append((head, numbers, prefix))
+
+    def event(self, kind: str, ts_local: int, msg: Any, line: int, prefix: str) -> None:
+        """One forceOrder or markPriceUpdate object (``kind`` from the stream name), its type checked."""
+        if not isinstance(msg, dict):
+            raise _Bad(prefix.rstrip("."), f"expected an object, got {type(msg).__name__}")
+        event_type = msg.get("e", _EVENT_OF_KIND[kind])
+        if event_type != _EVENT_OF_KIND[kind]:
+            raise _Bad(prefix + "e", f"expected {_EVENT_OF_KIND[kind]!r} on a {kind} stream, got {event_type!r}")
+        (self.liquidation if kind == "forceOrder" else self.mark)(ts_local, msg, line, prefix)
+
     def snapshot(self, ts_local: int, obj: dict[str, Any], line: int) -> None:
         head = (_int(obj, "lastUpdateId", ""), ts_local, _int(obj, "E", ""), _int(obj, "T", ""))
         start = len(self.prices)
@@ -207,11 +307,17 @@ class _Collector:
         self.snapshots.append((head, bid_px, bid_q, ask_px, ask_q, line, depth_row))
 
 
+_KINDS = ("depth", "trade", "bookTicker", "forceOrder", "markPrice")
+
+
 def _stream_kind(stream: str) -> str:
-    """'depth', 'trade', 'bookTicker' or 'other' from a combined-stream name like 'btcusdt@depth@0ms'."""
+    """The kind of a combined-stream name ('btcusdt@depth@0ms', '!forceOrder@arr', ...), else 'other'."""
     parts = stream.split("@")
-    kind = parts[1] if len(parts) > 1 else ""
-    return kind if kind in ("depth", "trade", "bookTicker") else "other"
+    if stream.startswith("!"):  # all-market streams: '!forceOrder@arr', '!markPrice@arr@1s'
+        kind = parts[0][1:]
+    else:
+        kind = parts[1] if len(parts) > 1 else ""
+    return kind if kind in _KINDS else "other"
 
 
 def _dispatch(col: _Collector, raw: bytes, line: int) -> None:
@@ -227,15 +333,24 @@ def _dispatch(col: _Collector, raw: bytes, line: int) -> None:
         raise _Bad("json", f"expected an object, got {type(obj).__name__}")
     stream = obj.get("stream")
     if stream is None:
-        if "code" in obj:  # an error answer of the REST API, kept out of the data
+        event_type = obj.get("e")
+        raw_kind = _KIND_OF_EVENT.get(event_type) if isinstance(event_type, str) else None
+        if raw_kind is not None:  # a raw-stream event, without the combined-stream wrapper
+            col.event(raw_kind, ts_local, obj, line, "")
+        elif "code" in obj:  # an error answer of the REST API, kept out of the data
             col.skipped += 1
         else:
             col.snapshot(ts_local, obj, line)
         return
     data = _get(obj, "data", "")
+    kind = _stream_kind(str(stream))
+    if kind in _EVENT_OF_KIND:
+        items = enumerate(data) if isinstance(data, list) else ((None, data),)
+        for index, item in items:
+            col.event(kind, ts_local, item, line, "data." if index is None else f"data[{index}].")
+        return
     if not isinstance(data, dict):
         raise _Bad("data", f"expected an object, got {type(data).__name__}")
-    kind = _stream_kind(str(stream))
     if kind == "depth":
         col.depth(ts_local, data, line)
     elif kind == "trade":
@@ -381,6 +496,51 @@ def _snapshot(raw: tuple[Any, ...], inst: Instrument, path: str, lines: list[byt
                     depth_row)
 
 
+def _ticks_exact(value: Decimal, tick: Decimal) -> int | None:
+    """``value`` in whole ticks, or None when it falls between ticks (exact decimal arithmetic)."""
+    whole, rest = divmod(value, tick)
+    return int(whole) if rest == 0 else None
+
+
+def _on_grid(value: Decimal, unit: Decimal, where: tuple[str, int, str], what: str) -> int:
+    units = _ticks_exact(value, unit)
+    if units is None:
+        path, line, name = where
+        raise DataError(f"{what} {value} is not on the grid of {unit}", path=path, line=line, field=name)
+    return units
+
+
+def _liquidation_array(col: _Collector, inst: Instrument, path: str) -> np.ndarray:
+    rows = []
+    for (ts_local, e_ms, t_ms, side, status, tif, line), numbers, op in col.liquidations:
+        price, avg, qty, filled, last = numbers
+        price_ticks = _on_grid(price, inst.tick_size, (path, line, op + "p"), "price")
+        if price_ticks <= 0:
+            raise DataError("liquidation order price must be > 0", path=path, line=line, field=op + "p")
+        lots = [_on_grid(q, inst.lot_size, (path, line, op + k), "qty") for q, k in ((qty, "q"), (filled, "z"),
+                                                                                  (last, "l"))]
+        if lots[1] > lots[0] or lots[2] > lots[1]:
+            bad = "z" if lots[1] > lots[0] else "l"
+            raise DataError(f"fills inconsistent: q={qty}, z={filled}, l={last} (need l <= z <= q)",
+                            path=path, line=line, field=op + bad)
+        avg_ticks = _ticks_exact(avg, inst.tick_size)
+        rows.append((ts_local, e_ms * MS_TO_NS, t_ms * MS_TO_NS, price_ticks,
+                     OFF_GRID if avg_ticks is None else avg_ticks, float(avg), *lots, side, -side, status, tif))
+    return np.array(rows, dtype=LIQUIDATION_DTYPE) if rows else np.zeros(0, LIQUIDATION_DTYPE)
+
+
+def _mark_price_array(col: _Collector, inst: Instrument, path: str) -> np.ndarray:
+    rows = []
+    for (ts_local, e_ms, t_ms, line), (mark, index, settle, rate), prefix in col.marks:
+        mark_ticks = _ticks_exact(mark, inst.tick_size)
+        if mark <= 0:
+            raise DataError("mark price must be > 0", path=path, line=line, field=prefix + "p")
+        rows.append((ts_local, e_ms * MS_TO_NS, t_ms * MS_TO_NS, OFF_GRID if mark_ticks is None else mark_ticks,
+                     float(mark), float(index), math.nan if settle is None else float(settle),
+                     math.nan if rate is None else float(rate)))
+    return np.array(rows, dtype=MARK_PRICE_DTYPE) if rows else np.zeros(0, MARK_PRICE_DTYPE)
+
+
 def _resolve_instrument(instrument: Instrument | str | None, symbols: set[str], path: str) -> Instrument:
     if len(symbols) > 1:
         raise DataError(f"capture mixes symbols {sorted(symbols)}; one instrument per file", path=path,
@@ -422,8 +582,19 @@ def read_capture(path: str | Path, instrument: Instrument | str | None = None) -
         lines=len(lines),
         stats={"depth_events": len(col.depth_head), "depth_rows": len(depth),
                "trades": len(col.trades), "book_tickers": len(col.tickers),
-               "snapshots": len(col.snapshots)},
+               "snapshots": len(col.snapshots), "liquidations": len(col.liquidations),
+               "mark_prices": len(col.marks)},
+        liquidations=_liquidation_array(col, inst, where),
+        mark_prices=_mark_price_array(col, inst, where),
     )
 
 
-__all__ = ["Capture", "GRID_TOLERANCE", "Snapshot", "read_capture"]
+__all__ = [
+    "GRID_TOLERANCE",
+    "ORDER_SIDES",
+    "ORDER_STATUSES",
+    "TIMES_IN_FORCE",
+    "Capture",
+    "Snapshot",
+    "read_capture",
+]

@@ -4,8 +4,9 @@ Every run is reproducible from its key ``(scenario data digest, population diges
 seed)``; ``summary.json`` carries that key. Each policy gets a copy of the same seeded ledger and a fresh
 market built from the same seed, so policies differ only by what they do.
 
-The run is driven by the lab's deterministic kernel: market ticks on the market's clock grid, oracle
-publications (heartbeat + deviation + latency) as their own events, then the engine.
+The run is driven by the lab's deterministic kernel: one event per tick of the market's clock grid;
+at each, the market advances, the oracle model (heartbeat + deviation + latency) observes the reference
+path and any newly visible publication goes to the engine first, then the mark.
 """
 
 from __future__ import annotations
@@ -253,7 +254,9 @@ def run_policy(
         if published is not None and published is not last_oracle[0]:
             last_oracle[0] = published
             price_ticks = instrument.price_to_ticks(published.price, rounding="nearest")
-            engine.on_oracle(symbol, price_ticks, ts)
+            # An oracle print can complete a confirmation or close a batch: its actions are records too.
+            for record in engine.on_oracle(symbol, price_ticks, ts).actions:
+                rows.append(tracker.row(record, instrument, settle_scale))
         result = engine.on_mark(symbol, mark, ts)
         for record in result.actions:
             rows.append(tracker.row(record, instrument, settle_scale))
@@ -291,6 +294,7 @@ def run_policy(
     totals = _totals(
         ledger, state, scene, records, end_marks, backstops, backstop_before, frontrunner, settle_scale
     )
+    totals["adl_count"] = float(_adl_counterparties(audit))
     events = audit.to_frame().with_columns(pl.lit(policy.name).alias("policy"))
     return PolicyRun(policy.name, records, series_frame, totals, events), audit.digest()
 
@@ -357,6 +361,16 @@ class _WaveTracker:
         }
 
 
+def _adl_counterparties(audit: AuditLog) -> int:
+    """Counterparties auto-deleveraged: one per queue close, plus each account haircut."""
+    from deleverage.engine.events import EventKind
+
+    count = 0
+    for event in audit.of_kind(EventKind.ADL_EXECUTED):
+        count += 1 if "counterparty" in event.data else int(event.data.get("counterparties", 0))
+    return count
+
+
 def _totals(ledger: Ledger, state: dict[str, Any], scene: Scene, records: pl.DataFrame,
             end_marks: dict[str, int], backstops: Sequence[Any], backstop_before: dict[str, Any],
             frontrunner: Any, settle_scale: int) -> dict[str, float]:
@@ -377,7 +391,6 @@ def _totals(ledger: Ledger, state: dict[str, Any], scene: Scene, records: pl.Dat
     return {
         "collateral_recovered": recovered,
         "bad_debt": float(state.get("bad_debt_minor", 0)) / settle_scale,
-        "adl_count": float(adl.height),
         "adl_notional": float(adl["notional"].sum() or 0.0),
         "socialized_loss": float(state.get("socialized_minor", 0)) / settle_scale,
         "insurance_fund_end": ledger.balance(INSURANCE_FUND, scene.instrument.settle) / settle_scale,

@@ -111,6 +111,9 @@ def _screen_underwater(population: pl.DataFrame, start_price: float, tiers: Marg
 def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument,
                 population_path: str | Path | None) -> pl.DataFrame:
     if population_path is not None:
+        if config.open_interest is not None:
+            raise InvalidInput("open_interest", config.open_interest,
+                               "scales a generated population; a loaded population keeps its own sizes")
         return load_population(population_path)
     pop_config = PopulationConfig(
         n_accounts=config.accounts, seed=config.seed, tick_size=float(instrument.tick_size),
@@ -252,9 +255,11 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     start_ticks = probe.reference_mark_ticks()
     start_price = float(instrument.ticks_to_price(start_ticks))
     underwater = _screen_underwater(population, start_price, tiers)
-    first_pass_oi = float((population["qty"] * start_price).sum())
-    fund = config.insurance_fund_share * first_pass_oi
-    backstop_capital = config.backstop_share * first_pass_oi / max(config.backstops, 1)
+    kept_oi = float(
+        population.filter(~pl.col("account_id").is_in(underwater)).select(pl.col("qty").sum()).item() or 0.0
+    ) * start_price
+    fund = config.insurance_fund_share * kept_oi
+    backstop_capital = config.backstop_share * kept_oi / max(config.backstops, 1)
     backstop_ids = [f"backstop{i}" for i in range(config.backstops)]
     ledger, report = seed_ledger(
         population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,

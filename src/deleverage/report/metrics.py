@@ -70,7 +70,9 @@ class PolicyRun:
 
     @property
     def liquidations(self) -> pl.DataFrame:
-        return self.records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS))
+        """Actions that closed part of a liquidated account's position (rows that only book a bad debt,
+        with nothing closed, and ADL closes of counterparties are not liquidations)."""
+        return self.records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS) & (pl.col("qty") > 0))
 
 
 def _check_columns(name: str, frame: pl.DataFrame, schema: Mapping[str, Any]) -> None:
@@ -94,12 +96,15 @@ class Metric:
     unit: str = ""
 
 
-def _filled(run: PolicyRun) -> pl.DataFrame:
-    """Liquidations executed against liquidity. Takeovers are transfers at an administrative price
-    (the bankruptcy price) — their cost shows in the fund and bad-debt metrics, not as slippage."""
+def filled_liquidations(run: PolicyRun) -> pl.DataFrame:
+    """Liquidations executed against liquidity. Takeovers (by the fund or a backstop) are transfers at an
+    administrative price — their cost shows in the fund, backstop and bad-debt metrics, not as slippage."""
     return run.liquidations.filter(
-        pl.col("fill_price").is_not_null() & pl.col("slippage_bps").is_not_null() & (pl.col("venue") != "takeover")
+        pl.col("fill_price").is_not_null() & pl.col("slippage_bps").is_not_null() & (pl.col("action") != "takeover")
     )
+
+
+_filled = filled_liquidations
 
 
 def _as_float(value: object) -> float:
@@ -185,7 +190,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("bad_debt", _total("bad_debt"), "loss not covered by the account", "lower", "quote"),
     Metric("insurance_fund_drawdown", _fund_drawdown, "largest fall of the fund from its peak", "lower", "quote"),
     Metric("insurance_fund_end", _total("insurance_fund_end"), "fund balance at the end", "higher", "quote"),
-    Metric("adl_count", _total("adl_count"), "counterparties auto-deleveraged", "lower"),
+    Metric("adl_count", _total("adl_count"), "counterparties auto-deleveraged (queue closes and haircuts)", "lower"),
     Metric("adl_notional", _total("adl_notional"), "notional auto-deleveraged", "lower", "quote"),
     Metric("socialized_loss", _total("socialized_loss"), "loss spread over profitable accounts", "lower", "quote"),
     Metric("backstop_pnl", _total("backstop_pnl"), "backstop providers' P&L at the end mark", "none", "quote"),
@@ -241,5 +246,6 @@ __all__ = [
     "PolicyRun",
     "compute_metrics",
     "empty_records",
+    "filled_liquidations",
     "rank_policies",
 ]

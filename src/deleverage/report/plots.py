@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from deleverage.report.metrics import PolicyRun
+from deleverage.report.metrics import PolicyRun, filled_liquidations
 
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
@@ -117,7 +117,7 @@ def slippage_distribution(runs: Mapping[str, PolicyRun]) -> go.Figure:
     colours = policy_colours(list(runs))
     fig = go.Figure()
     for name, run in runs.items():
-        values = run.liquidations["slippage_bps"].drop_nulls().to_numpy()
+        values = filled_liquidations(run)["slippage_bps"].to_numpy()
         if values.size:
             fig.add_trace(go.Box(x=values, name=name, marker_color=colours[name], boxpoints=False, orientation="h"))
     fig.update_xaxes(title="slippage vs trigger mark (bps, positive = worse for the account)")
