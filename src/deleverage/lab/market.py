@@ -83,7 +83,31 @@ def spread_from_model(model: DepthModel, instrument: Instrument, price_ticks: in
 # --- replay from 1-minute klines -------------------------------------------------------------------
 
 
-class KlineReplayMarket:
+class PathMarket:
+    """Shared part of the markets whose reference is a precomputed path and whose book is an ImpactBook."""
+
+    _path: np.ndarray
+    _index: int
+    book: ImpactBook
+
+    def reference_mark_ticks(self) -> int:
+        return int(self._path[self._index])
+
+    def mark_ticks(self) -> int:
+        return self.book.mark_ticks()
+
+    def impact_ticks(self) -> int:
+        return self.mark_ticks() - self.reference_mark_ticks()
+
+    def liquidity(self) -> ImpactBook:
+        return self.book
+
+    def path_ticks(self) -> np.ndarray:
+        """The reference mark at every grid time (no impact)."""
+        return self._path
+
+
+class KlineReplayMarket(PathMarket):
     """Reference mark = a seeded bridge through each minute's O, H, L, C; book = calibrated depth model."""
 
     def __init__(self, klines, instrument: Instrument, *, step_ms: int = 1000, seed: int = 0,
@@ -154,22 +178,6 @@ class KlineReplayMarket:
         for agent in self.agents:
             if hasattr(agent, "on_advance"):
                 agent.on_advance(ts_ns, self)
-
-    def reference_mark_ticks(self) -> int:
-        return int(self._path[self._index])
-
-    def mark_ticks(self) -> int:
-        return self.book.mark_ticks()
-
-    def impact_ticks(self) -> int:
-        return self.mark_ticks() - self.reference_mark_ticks()
-
-    def liquidity(self) -> ImpactBook:
-        return self.book
-
-    def path_ticks(self) -> np.ndarray:
-        """The reference mark at every grid time (no impact)."""
-        return self._path
 
     def description(self) -> list[str]:
         m = self.depth_model
@@ -355,6 +363,7 @@ __all__ = [
     "Ladder",
     "LazyLadder",
     "Market",
+    "PathMarket",
     "lots_per_base_unit",
     "model_ladder",
     "recorded_ladder",

@@ -28,7 +28,14 @@ from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.lab.agents import MarketMaker
 from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL, DepthModel
-from deleverage.lab.market import BookWalk, ImpactBook, Ladder, model_ladder, spread_from_model
+from deleverage.lab.market import (
+    BookWalk,
+    ImpactBook,
+    Ladder,
+    PathMarket,
+    model_ladder,
+    spread_from_model,
+)
 
 NS_PER_MS = 1_000_000
 
@@ -51,7 +58,7 @@ def crash_path(start_price: float, *, n_steps: int, step_s: float, drop: float, 
     return start_price * np.exp(np.concatenate(([0.0], np.cumsum(r))))
 
 
-class SyntheticMarket:
+class SyntheticMarket(PathMarket):
     """Stress market: seeded crash reference, depth thinning with volatility, market makers, feedback."""
 
     def __init__(self, instrument: Instrument, *, seed: int, start_price: float, minutes: int = 60,
@@ -155,21 +162,6 @@ class SyntheticMarket:
         for agent in self.agents:
             if hasattr(agent, "on_advance"):
                 agent.on_advance(ts_ns, self)
-
-    def reference_mark_ticks(self) -> int:
-        return int(self._path[self._index])
-
-    def mark_ticks(self) -> int:
-        return self.book.mark_ticks()
-
-    def impact_ticks(self) -> int:
-        return self.mark_ticks() - self.reference_mark_ticks()
-
-    def liquidity(self) -> ImpactBook:
-        return self.book
-
-    def path_ticks(self) -> np.ndarray:
-        return self._path
 
     def description(self) -> list[str]:
         p = self.params
