@@ -24,6 +24,14 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
         (["stress", "--drop", "1.5"], "drop"),
         (["compare", "/nonexistent-run"], "summary.json"),
         (["data", "inspect", "/nonexistent-file.csv"], "not found"),
+        (["replay", "--window", "21:00-21:75"], "21:75"),
+        (["replay", "--window", "21:00-21:00"], "window"),
+        (["replay", "--scenario", "btcusdt-20240808-l2", "--window", "01:00-02:00"], "window"),
+        (["replay", "--seed", "-1"], "seed"),
+        (["stress", "--seed", "-3"], "seed"),
+        (["replay", "--open-interest", "inf"], "open_interest"),
+        (["calibrate", "--window-s", "0"], "window_s"),
+        (["algos", "--start", "bad"], "start"),
     ],
 )
 def test_user_mistakes_exit_1_with_a_message_and_no_output(argv, message, capsys, tmp_path) -> None:

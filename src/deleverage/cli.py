@@ -240,9 +240,16 @@ def algos(
     out: Path = typer.Option(Path("out/algos"), help="output directory (HTML plot + CSV table)"),
 ) -> None:
     """Compare execution algorithms liquidating one large position during a falling market."""
+    import numpy as np
+
     from deleverage.data.scenarios import get_scenario
+    from deleverage.errors import InvalidInput
     from deleverage.execution.compare import compare_algorithms
 
+    try:
+        np.datetime64(start, "ns")
+    except ValueError:
+        raise InvalidInput("start", start, "expected a UTC time like 2021-05-19T12:19") from None
     table, _ = compare_algorithms(
         get_scenario(scenario).path(), start_utc=start, horizon_min=minutes, position_btc=btc,
         depth_btc_per_usd=depth, out_dir=out,
@@ -269,8 +276,11 @@ def calibrate(
 
     from deleverage.data.binance_stream import read_capture
     from deleverage.data.scenarios import get_scenario
+    from deleverage.errors import InvalidInput
     from deleverage.lab.calibration import calibrate as fit_depth_model
 
+    if not 0 < window_s < float("inf"):
+        raise InvalidInput("window_s", window_s, "must be a finite number of seconds > 0")
     model = fit_depth_model(read_capture(get_scenario(path).path()), window_s=window_s)
     if json_out:
         typer.echo(json.dumps(asdict(model), indent=2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -78,12 +79,14 @@ class ComparisonResult:
 def _check_config(config: RunConfig, policies: Sequence[str | LiquidationPolicy]) -> list[LiquidationPolicy]:
     if isinstance(config.accounts, bool) or not isinstance(config.accounts, int) or config.accounts < 1:
         raise InvalidInput("accounts", config.accounts, "must be a whole number >= 1")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise InvalidInput("seed", config.seed, "must be a whole number >= 0")
     if config.step_ms < 1:
         raise InvalidInput("step_ms", config.step_ms, "must be >= 1")
     if not policies:
         raise InvalidInput("policy", "", "name at least one policy")
-    if config.open_interest is not None and not config.open_interest > 0:
-        raise InvalidInput("open_interest", config.open_interest, "must be > 0 (quote units)")
+    if config.open_interest is not None and not 0 < config.open_interest < math.inf:
+        raise InvalidInput("open_interest", config.open_interest, "must be a finite number > 0 (quote units)")
     if config.kind not in ("replay", "stress"):
         raise InvalidInput("kind", config.kind, "must be 'replay' or 'stress'")
     resolved = [p if isinstance(p, LiquidationPolicy) else get_policy(p) for p in policies]
@@ -120,12 +123,12 @@ def run_comparison(
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
                        drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest)
     resolved = _check_config(config, list(policies))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidInput("workers", workers, "must be a whole number >= 1")
     scene = build_scene(config, population_path=population_path)
     runs: dict[str, PolicyRun] = {}
     metrics: dict[str, dict[str, float]] = {}
     digests: dict[str, str] = {}
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidInput("workers", workers, "must be a whole number >= 1")
     workers = min(workers, len(resolved))
     with atomic_output_dir(out) as work:
         if workers == 1:

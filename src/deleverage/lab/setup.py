@@ -8,6 +8,7 @@ results is what the policies did.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,19 +78,29 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+_HHMM = re.compile(r"([01]?[0-9]|2[0-4]):([0-5][0-9])")
+NS_PER_DAY = 24 * 60 * NS_PER_MINUTE
+
+
 def _parse_window(window: str, day_start_ns: int) -> tuple[int, int]:
-    """``"20:30-22:00"`` (UTC, on the data's first day) → [start, end) in ns."""
-    try:
-        left, right = window.split("-")
-        bounds = []
-        for part in (left, right):
-            hours, minutes = part.strip().split(":")
-            bounds.append(day_start_ns + (int(hours) * 60 + int(minutes)) * NS_PER_MINUTE)
-    except ValueError:
-        raise InvalidInput("window", window, "expected HH:MM-HH:MM (UTC)") from None
-    if bounds[1] <= bounds[0]:
-        raise InvalidInput("window", window, "end must be after start")
-    return bounds[0], bounds[1]
+    """``"20:30-22:00"`` (UTC, on the data's first day) → [start, end) in ns.
+
+    Hours 00–23 and minutes 00–59 (``24:00`` only as the end: midnight). An end before the start
+    crosses midnight (``"23:30-00:30"``, ``"22:00-00:00"``): it is on the next day.
+    """
+    parts = window.split("-")
+    matches = [_HHMM.fullmatch(part.strip()) for part in parts] if len(parts) == 2 else []
+    if len(matches) != 2 or not all(matches):
+        raise InvalidInput("window", window, "expected HH:MM-HH:MM (UTC), e.g. 21:00-21:30")
+    minutes = [int(m.group(1)) * 60 + int(m.group(2)) for m in matches if m is not None]
+    if minutes[0] >= 24 * 60 or minutes[1] > 24 * 60:
+        raise InvalidInput("window", window, "hours must be 00-23 (24:00 only as the end)")
+    if minutes[0] == minutes[1]:
+        raise InvalidInput("window", window, "end must differ from start")
+    start, end = (day_start_ns + m * NS_PER_MINUTE for m in minutes)
+    if end < start:
+        end += NS_PER_DAY  # crosses midnight
+    return start, end
 
 
 def _screen_underwater(population: pl.DataFrame, start_price: float, tiers: MarginTiers) -> list[int]:
@@ -171,6 +182,8 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     from deleverage.data.binance_stream import read_capture
     from deleverage.lab.market import CaptureReplayMarket
 
+    if config.window is not None:
+        raise InvalidInput("window", config.window, "applies to kline scenarios; a capture is replayed whole")
     capture = read_capture(scenario.path())
     instrument = capture.instrument
     trades = capture.trades
@@ -204,6 +217,8 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         raise InvalidInput("drop", config.drop, "must be between 0 and 0.9")
     if config.minutes < 5:
         raise InvalidInput("minutes", config.minutes, "must be >= 5")
+    if config.window is not None:
+        raise InvalidInput("window", config.window, "applies to replays; a stress runs its whole synthetic day")
     instrument = BTCUSDT
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
