@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/mypy src/deleverage/core
+	$(VENV)/bin/mypy src/deleverage
 
 clean:
 	rm -rf $(VENV) .venv-hbt out .pytest_cache .hypothesis

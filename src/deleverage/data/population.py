@@ -62,22 +62,22 @@ class PopulationConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_accounts: int = Field(100_000, ge=1, le=50_000_000)
-    long_share: float = Field(0.87, ge=0.0, le=1.0)
+    n_accounts: int = Field(default=100_000, ge=1, le=50_000_000)
+    long_share: float = Field(default=0.87, ge=0.0, le=1.0)
     leverage_levels: tuple[float, ...] = DEFAULT_LEVERAGE_LEVELS
     leverage_weights: tuple[float, ...] = DEFAULT_LEVERAGE_WEIGHTS
     size_distribution: Literal["lognormal", "pareto"] = "lognormal"
-    notional_median_usd: float = Field(2_400.0, gt=0)
-    notional_sigma: float = Field(1.8, ge=0)
-    pareto_alpha: float = Field(1.5, gt=1.0)
-    pareto_min_usd: float = Field(4_000.0, gt=0)
-    notional_cap_usd: float = Field(50_000_000.0, gt=0)
-    target_open_interest_usd: float | None = Field(None, gt=0)
-    entry_window_bars: int = Field(720, ge=1)
-    isolated_share: float = Field(0.30, ge=0.0, le=1.0)
-    cross_excess_mean: float = Field(0.5, ge=0.0)
-    tick_size: float = Field(0.1, gt=0)
-    lot_size: float = Field(0.001, gt=0)
+    notional_median_usd: float = Field(default=2_400.0, gt=0)
+    notional_sigma: float = Field(default=1.8, ge=0)
+    pareto_alpha: float = Field(default=1.5, gt=1.0)
+    pareto_min_usd: float = Field(default=4_000.0, gt=0)
+    notional_cap_usd: float = Field(default=50_000_000.0, gt=0)
+    target_open_interest_usd: float | None = Field(default=None, gt=0)
+    entry_window_bars: int = Field(default=720, ge=1)
+    isolated_share: float = Field(default=0.30, ge=0.0, le=1.0)
+    cross_excess_mean: float = Field(default=0.5, ge=0.0)
+    tick_size: float = Field(default=0.1, gt=0)
+    lot_size: float = Field(default=0.001, gt=0)
     seed: int = 0
 
     @model_validator(mode="after")

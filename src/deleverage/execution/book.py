@@ -37,7 +37,8 @@ class Walk:
         if not self.filled_lots or self.touch_price_ticks is None:
             return 0.0
         sign = 1.0 if self.side == "buy" else -1.0
-        return sign * (self.vwap_ticks - self.touch_price_ticks) / self.touch_price_ticks * 1e4
+        vwap_ticks = self.notional_tick_lots / self.filled_lots
+        return sign * (vwap_ticks - self.touch_price_ticks) / self.touch_price_ticks * 1e4
 
 
 class ResilientBook:

@@ -290,13 +290,13 @@ class PropagatorImpact:
             return build(p).predicted_mid_changes(q, bin_s) - dm
 
         names = ["g_transient", "decay"] + (["g_permanent"] if permanent else [])
-        best = None
-        for decay0 in (0.3 / bin_s, 0.03 / bin_s, 0.003 / bin_s) if kind == "exponential" else (0.5, 1.5):
-            start = np.array([g0, decay0] + ([0.1 * g0] if permanent else []))
-            p, se, r = gauss_newton(residual, start)
-            if best is None or r @ r < best[2] @ best[2]:
-                best = (p, se, r)
-        p, se, r = best
+        starts = (0.3 / bin_s, 0.03 / bin_s, 0.003 / bin_s) if kind == "exponential" else (0.5, 1.5)
+        fits = [
+            gauss_newton(residual, np.array([g0, decay0] + ([0.1 * g0] if permanent else [])))
+            for decay0 in starts
+        ]
+        # min keeps the first of equal (or NaN) residual sums, as a strict "<" scan would.
+        p, se, r = min(fits, key=lambda fit: fit[2] @ fit[2])
         p[1] = abs(p[1])
         model = build(p)
         return FitResult(dict(zip(names, map(float, p), strict=True)),
@@ -361,13 +361,13 @@ class ObizhaevaWangImpact:
             model = PropagatorImpact(g_transient=inv_q - lam, decay=rho, g_permanent=lam)
             return model.predicted_mid_changes(q, bin_s) - dm
 
-        best = None
-        for rho0 in (1.0 / bin_s, 0.1 / bin_s, 0.01 / bin_s):
-            for share0 in (0.1, 0.5):
-                p, se, r = gauss_newton(residual, np.array([math.log(rho0), math.log(share0 / (1 - share0))]))
-                if best is None or r @ r < best[2] @ best[2]:
-                    best = (p, se, r)
-        p, se, r = best
+        fits = [
+            gauss_newton(residual, np.array([math.log(rho0), math.log(share0 / (1 - share0))]))
+            for rho0 in (1.0 / bin_s, 0.1 / bin_s, 0.01 / bin_s)
+            for share0 in (0.1, 0.5)
+        ]
+        # min keeps the first of equal (or NaN) residual sums, as a strict "<" scan would.
+        p, se, r = min(fits, key=lambda fit: fit[2] @ fit[2])
         rho, lam, share = unpack(p)
         rho_se, lam_se = rho * float(se[0]), inv_q * share * (1 - share) * float(se[1])
         spread = float(np.mean(half_spread)) if half_spread is not None else 0.0

@@ -11,10 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from deleverage.core.instruments import Instrument, closing_order_side
 from deleverage.errors import InvalidInput
 from deleverage.execution.algos import ChildOrder, ExecutionState, Policy
+
+
+class ExecutionBook(Protocol):
+    """What the runner needs from a book: the touch and marketable takes (``ResilientBook`` offers it)."""
+
+    def best_bid(self) -> tuple[int, int] | None: ...
+
+    def best_ask(self) -> tuple[int, int] | None: ...
+
+    def take(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,7 @@ def _urgency(ts_ns: int, start_ns: int, deadline_ns: int, mark: int, arrival: in
 
 def run_policy(
     policy: Policy,
-    book: object,
+    book: ExecutionBook,
     market: Callable[[int], MarketTick],
     *,
     instrument: Instrument,
@@ -185,7 +196,7 @@ def run_policy(
     return report
 
 
-def _fill_resting(resting: list[ChildOrder], book: object, side: str, remaining: int,
+def _fill_resting(resting: list[ChildOrder], book: ExecutionBook, side: str, remaining: int,
                   report: ExecutionReport, ts: int, mark: int) -> int:
     """A resting sell at p fills if the bid has risen to p (a buy: the ask has fallen to p)."""
     for order in resting:
@@ -206,6 +217,7 @@ def tick_lots_to_quote(instrument: Instrument, tick_lots: float) -> float:
 
 
 __all__ = [
+    "ExecutionBook",
     "ExecutionReport",
     "Fill",
     "MarketTick",

@@ -140,8 +140,8 @@ class FrontRunner:
         """Engine hook: ``(symbol, taker_side, qty_lots, limit_ticks, ts_ns)``, or a list of orders."""
         if len(args) == 1:
             for order in args[0]:
-                get = order.get if isinstance(order, dict) else lambda k, o=order: getattr(o, k, None)
-                self._see(get("symbol"), get("side"), int(get("qty_lots")), get("ts_ns") or 0)
+                self._see(_field(order, "symbol"), _field(order, "side"),
+                          int(_field(order, "qty_lots")), _field(order, "ts_ns") or 0)
             return
         symbol, side, qty_lots, _limit, ts_ns = args
         self._see(symbol, side, int(qty_lots), int(ts_ns))
@@ -213,6 +213,11 @@ class FrontRunner:
     def profit(self) -> float:
         """Profit in settlement units (float, for reports)."""
         return float(self.profit_minor / self.instrument.settle.minor_per_unit)
+
+
+def _field(order: Any, key: str) -> Any:
+    """One field of an order given as a dict or as an object (None when absent)."""
+    return order.get(key) if isinstance(order, dict) else getattr(order, key, None)
 
 
 def _fills(walk: Any) -> list[tuple[int, int]]:

@@ -26,10 +26,15 @@ import argparse
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deleverage.errors import DataError, InvalidInput
+
+if TYPE_CHECKING:
+    from deleverage.data.binance_stream import Capture
+    from deleverage.execution.impact import FitResult
 
 #: N (bps) at which depth is measured; ±20 bps stays inside a 1000-level Binance snapshot of BTCUSDT.
 DEPTH_GRID_BPS = (2, 5, 10, 20)
@@ -124,7 +129,7 @@ class BookSamples:
     grid_bps: tuple[int, ...]
 
 
-def sample_book(capture, *, sample_ms: int = 1000, grid_bps: tuple[int, ...] = DEPTH_GRID_BPS) -> BookSamples:
+def sample_book(capture: Capture, *, sample_ms: int = 1000, grid_bps: tuple[int, ...] = DEPTH_GRID_BPS) -> BookSamples:
     """Replay the capture's L2 book and sample it every ``sample_ms`` (venue event time)."""
     from deleverage.venues.l2 import L2Book
 
@@ -140,7 +145,9 @@ def sample_book(capture, *, sample_ms: int = 1000, grid_bps: tuple[int, ...] = D
     start = max(int(snap.ts_event), int(ts[0]))
     grid = np.arange(start + sample_ms * 1_000_000, int(ts[-1]) + 1, sample_ms * 1_000_000, dtype=np.int64)
     cuts = np.searchsorted(ts, grid, side="right")
-    rows, mids, spreads = [], [], []
+    rows: list[list[float] | None] = []
+    mids: list[float] = []
+    spreads: list[float] = []
     done = 0
     for cut in cuts:
         if cut > done:
@@ -177,7 +184,7 @@ def cluster_ols(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.nd
     return beta, np.sqrt(np.maximum(np.diag(cov), 0.0))
 
 
-def window_features(capture, samples: BookSamples, window_s: float) -> tuple[np.ndarray, ...]:
+def window_features(capture: Capture, samples: BookSamples, window_s: float) -> tuple[np.ndarray, ...]:
     """Per window: mean depth row, minute-equivalent volume and range (windows without trades dropped)."""
     inst = capture.instrument
     trades = capture.trades
@@ -208,7 +215,7 @@ def window_features(capture, samples: BookSamples, window_s: float) -> tuple[np.
     return np.asarray(depth_rows), np.asarray(volumes), np.asarray(ranges)
 
 
-def resilience_fit(capture, samples: BookSamples, band_bps: int = 10):
+def resilience_fit(capture: Capture, samples: BookSamples, band_bps: int = 10) -> FitResult:
     """ρ and the permanent λ from the Obizhaeva–Wang fit on 1 s bins (see execution.impact)."""
     from deleverage.execution.impact import ObizhaevaWangImpact, bin_trades
 
@@ -228,7 +235,7 @@ def resilience_fit(capture, samples: BookSamples, band_bps: int = 10):
     return ObizhaevaWangImpact.fit(samples.depth[:, col], band_price, q, dm, bin_s, samples.spread / 2)
 
 
-def calibrate(capture, *, sample_ms: int = 1000, window_s: float = 10.0) -> DepthModel:
+def calibrate(capture: Capture, *, sample_ms: int = 1000, window_s: float = 10.0) -> DepthModel:
     """Fit :class:`DepthModel` on one capture (see the module docstring for the method)."""
     samples = sample_book(capture, sample_ms=sample_ms)
     depth_rows, volumes, ranges = window_features(capture, samples, window_s)

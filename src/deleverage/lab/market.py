@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +34,11 @@ from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL, DepthModel
 from deleverage.lab.impact_book import BookWalk, ImpactBook, Ladder, LazyLadder
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from deleverage.data.binance_stream import Capture
 
 NS_PER_S = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_S
@@ -110,7 +115,7 @@ class PathMarket:
 class KlineReplayMarket(PathMarket):
     """Reference mark = a seeded bridge through each minute's O, H, L, C; book = calibrated depth model."""
 
-    def __init__(self, klines, instrument: Instrument, *, step_ms: int = 1000, seed: int = 0,
+    def __init__(self, klines: pl.DataFrame, instrument: Instrument, *, step_ms: int = 1000, seed: int = 0,
                  depth_model: DepthModel = DEFAULT_DEPTH_MODEL,
                  window: tuple[int, int] | None = None, max_bps: float = 2000.0,
                  agents: Sequence[Any] = ()) -> None:
@@ -221,13 +226,14 @@ class CaptureReplayMarket:
     model's, not the arbitrary moment a later recorded update happens to overwrite a level.
     """
 
-    def __init__(self, capture, instrument: Instrument | None = None, *, tile: int = 1,
+    def __init__(self, capture: Capture, instrument: Instrument | None = None, *, tile: int = 1,
                  step_ms: int = 1000, resilience_per_s: float = DEFAULT_DEPTH_MODEL.resilience_per_s,
                  permanent_share: float = DEFAULT_DEPTH_MODEL.permanent_share, depth_levels: int = 1000,
                  agents: Sequence[Any] = ()) -> None:
         from deleverage.venues.l2 import L2Book
 
-        if capture.snapshot is None:
+        snap = capture.snapshot
+        if snap is None:
             raise InvalidInput("capture", capture.path, "has no depth snapshot to start from")
         if tile < 1:
             raise InvalidInput("tile", tile, "must be >= 1")
@@ -241,7 +247,7 @@ class CaptureReplayMarket:
         self._book_tile = -1
         depth = capture.depth
         self._ts = depth["ts_event"]
-        snap = capture.snapshot
+        self._snapshot = snap
         first = int(np.flatnonzero(depth["last_update_id"] >= snap.last_update_id)[0])
         step = step_ms * 1_000_000
         self._t0 = int(-(-int(self._ts[first]) // step) * step)
@@ -278,7 +284,7 @@ class CaptureReplayMarket:
         self._top_ask = top["ask_price_ticks"].tolist()
 
     def _reset_book(self) -> None:
-        snap = self.capture.snapshot
+        snap = self._snapshot
         self._recorded = self._L2Book(on_gap="report")
         self._recorded.apply_snapshot(snap.bids, snap.asks, snap.last_update_id)
         self._cursor = 0
@@ -315,8 +321,11 @@ class CaptureReplayMarket:
         for ladder in (self.book.bid, self.book.ask):
             if isinstance(ladder, LazyLadder):
                 ladder.expire()
-        ladders = [LazyLadder(functools.partial(self._recorded_side, side)) for side in ("bid", "ask")]
-        self.book.set_reference(reference, *ladders, half_bid=reference - bid, half_ask=ask - reference)
+        bid_ladder, ask_ladder = (
+            LazyLadder(functools.partial(self._recorded_side, side)) for side in ("bid", "ask")
+        )
+        self.book.set_reference(reference, bid_ladder, ask_ladder, half_bid=reference - bid,
+                                half_ask=ask - reference)
         for agent in self.agents:
             if hasattr(agent, "on_advance"):
                 agent.on_advance(ts_ns, self)

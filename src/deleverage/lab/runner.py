@@ -24,7 +24,7 @@ import polars as pl
 
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
-from deleverage.core.prices import Oracle
+from deleverage.core.prices import Oracle, Publication
 from deleverage.engine.events import AuditLog
 from deleverage.engine.policy import LiquidationPolicy, get_policy
 from deleverage.errors import InvalidInput, SimulationError
@@ -245,7 +245,7 @@ def run_policy(
     rows: list[dict[str, Any]] = []
     kernel = Kernel(start_ns=int(scene.times[0]))
     settle_scale = instrument.settle.minor_per_unit
-    last_oracle = [None]
+    last_oracle: list[Publication | None] = [None]
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns

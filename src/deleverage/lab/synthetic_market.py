@@ -131,11 +131,13 @@ class SyntheticMarket(PathMarket):
             return
         book_side = "bid" if side == "sell" else "ask"
         ladder = self.book.bid if book_side == "bid" else self.book.ask
-        worst = abs(walk.worst_price_ticks - (walk.touch_price_ticks or walk.worst_price_ticks))
+        # The book calls listeners only for walks that filled, so ``fills`` is not empty.
+        worst_price_ticks = walk.fills[-1][0]
+        worst = abs(worst_price_ticks - (walk.touch_price_ticks or worst_price_ticks))
         total = int(ladder.cum(np.array([min(worst, ladder.max_level)]))[0])
         if total <= 0:
             return
-        vwap = round(walk.vwap_ticks)
+        vwap = round(walk.notional / walk.filled_lots)
         for mm in self.market_makers:
             quoted = mm.quotes(book_side, self.stress)
             mine = int(quoted[: worst + 1].sum())

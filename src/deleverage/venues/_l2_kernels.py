@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-def"
 """Numba kernels behind :class:`deleverage.venues.l2.L2Book`: replay of depth rows and book scans.
 
 The book is two dense int64 arrays of level sizes (bids, asks) indexed by ``price_ticks - base``; the

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numpy.typing import ArrayLike
 
 from deleverage.errors import InvalidInput
 
@@ -82,8 +83,9 @@ _ST_RESTING, _ST_PARTIAL, _ST_FILLED, _ST_CANCELLED, _ST_REJECTED, _ST_AMENDED =
 _R_NONE, _R_POST_ONLY, _R_FOK, _R_STP, _R_IOC, _R_AMEND_CROSS = 0, 1, 2, 3, 4, 7
 
 
+# numba kernel: argument types are inferred by numba at compile time.
 @numba.njit(cache=True)
-def _append(orders, heads, tails, meta, side, level, oid):
+def _append(orders, heads, tails, meta, side, level, oid):  # type: ignore[no-untyped-def]
     """Put an order at the back of its level's queue and move the best price if needed."""
     prev = tails[side, level]
     orders[_PREV, oid] = prev
@@ -101,8 +103,9 @@ def _append(orders, heads, tails, meta, side, level, oid):
         meta[_BEST_ASK] = level
 
 
+# numba kernel: argument types are inferred by numba at compile time.
 @numba.njit(cache=True)
-def _unlink(orders, heads, tails, meta, oid):
+def _unlink(orders, heads, tails, meta, oid):  # type: ignore[no-untyped-def]
     """Take an order out of its queue; rescan for the next best price if its level emptied."""
     side, level = orders[_SIDE, oid], orders[_LEVEL, oid]
     prev, nxt = orders[_PREV, oid], orders[_NEXT, oid]
@@ -128,16 +131,18 @@ def _unlink(orders, heads, tails, meta, oid):
             meta[_BEST_ASK] = a
 
 
+# numba kernel: argument types are inferred by numba at compile time.
 @numba.njit(cache=True)
-def _crosses(heads, meta, side, limit_level):
+def _crosses(heads, meta, side, limit_level):  # type: ignore[no-untyped-def]
     """Would an order of ``side`` limited at ``limit_level`` trade with the opposite best?"""
     if side == 0:
         return meta[_BEST_ASK] < heads.shape[1] and meta[_BEST_ASK] <= limit_level
     return meta[_BEST_BID] >= 0 and meta[_BEST_BID] >= limit_level
 
 
+# numba kernel: argument types are inferred by numba at compile time.
 @numba.njit(cache=True)
-def _fillable(orders, heads, meta, side, limit_level, qty, account, stp):
+def _fillable(orders, heads, meta, side, limit_level, qty, account, stp):  # type: ignore[no-untyped-def]
     """Lots a taker could fill, walking the book without changing it (for FOK)."""
     n_levels = heads.shape[1]
     total = 0
@@ -159,8 +164,9 @@ def _fillable(orders, heads, meta, side, limit_level, qty, account, stp):
     return total
 
 
+# numba kernel: argument types are inferred by numba at compile time.
 @numba.njit(cache=True)
-def _process(
+def _process(  # type: ignore[no-untyped-def]
     op, order_id, side_in, price_in, qty_in, type_in, tif_in, post_in, account_in, stp_in,
     start, min_price, orders, heads, tails, meta,
     f_taker, f_maker, f_taker_acct, f_maker_acct, f_price, f_qty, f_side, f_seq, f_op, n_fills,
@@ -310,7 +316,7 @@ class BatchResult(NamedTuple):
     cancelled_makers: np.ndarray  # MAKER_CANCEL_DTYPE
 
 
-def _column(values, n: int, default: int, field: str) -> np.ndarray:
+def _column(values: ArrayLike | None, n: int, default: int, field: str) -> np.ndarray:
     """One input column as contiguous int64, refusing NaN, fractions and wrong lengths by name."""
     if values is None:
         return np.full(n, default, dtype=np.int64)
@@ -427,17 +433,17 @@ class ArrayOrderBook:
     # ---------------------------------------------------------------- commands
     def process_arrays(
         self,
-        op,
-        order_id,
-        side=None,
-        price_ticks=None,
-        qty_lots=None,
+        op: ArrayLike,
+        order_id: ArrayLike,
+        side: ArrayLike | None = None,
+        price_ticks: ArrayLike | None = None,
+        qty_lots: ArrayLike | None = None,
         *,
-        order_type=None,
-        time_in_force=None,
-        post_only=None,
-        account=None,
-        stp=None,
+        order_type: ArrayLike | None = None,
+        time_in_force: ArrayLike | None = None,
+        post_only: ArrayLike | None = None,
+        account: ArrayLike | None = None,
+        stp: ArrayLike | None = None,
     ) -> BatchResult:
         """Apply a batch of operations, atomically.
 
@@ -492,17 +498,17 @@ class ArrayOrderBook:
 
     def _validated(
         self,
-        op,
-        order_id,
-        side,
-        price_ticks,
-        qty_lots,
-        order_type,
-        time_in_force,
-        post_only,
-        account,
-        stp,
-    ):
+        op: ArrayLike,
+        order_id: ArrayLike,
+        side: ArrayLike | None,
+        price_ticks: ArrayLike | None,
+        qty_lots: ArrayLike | None,
+        order_type: ArrayLike | None,
+        time_in_force: ArrayLike | None,
+        post_only: ArrayLike | None,
+        account: ArrayLike | None,
+        stp: ArrayLike | None,
+    ) -> tuple[np.ndarray, ...]:
         """Vectorised checks of everything that does not depend on the book's state."""
         op_array = np.asarray(op)
         if op_array.ndim != 1:
