@@ -8,7 +8,8 @@ A population is a polars frame, one position per account::
 
 ``collateral`` is the isolated margin of the position, or the cross wallet backing it.
 
-Defaults and their sources (../shared/data/CRASH_FACTS.md unless marked *assumption*):
+Defaults and their sources (the published crash-day figures collected in the project's CRASH_FACTS.md,
+quoted in docs/data.md, unless marked *assumption*):
 
 - ``long_share = 0.87``: longs were ≈ 87% of the notional liquidated on 2025-10-10 ($16.7–16.9 B of
   $19.1–19.4 B, CoinGlass) and ≈ 88% on 2021-05-19 ($7.56 B of $8–8.6 B, Cointelegraph). The default
