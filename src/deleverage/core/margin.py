@@ -36,7 +36,14 @@ from fractions import Fraction
 from typing import Literal
 
 from deleverage.core.instruments import Instrument, position_sign
-from deleverage.core.money import Number, payout_minor, requirement_minor, to_fraction
+from deleverage.core.money import (
+    Number,
+    non_negative_fraction,
+    payout_minor,
+    positive_fraction,
+    requirement_minor,
+    to_fraction,
+)
 from deleverage.core.tiers import MarginTiers
 from deleverage.errors import InvalidInput
 
@@ -51,18 +58,8 @@ _DECIMAL_DIGITS = 50
 # --- argument checks ------------------------------------------------------------------------------
 
 
-def _positive(value: Number, field: str) -> Fraction:
-    result = to_fraction(value, field)
-    if result <= 0:
-        raise InvalidInput(field, value, "must be > 0")
-    return result
-
-
-def _non_negative(value: Number, field: str) -> Fraction:
-    result = to_fraction(value, field)
-    if result < 0:
-        raise InvalidInput(field, value, "must be >= 0")
-    return result
+_positive = positive_fraction
+_non_negative = non_negative_fraction
 
 
 def _contract(contract: str) -> str:

@@ -75,6 +75,22 @@ def require_non_negative(value: Number, field: str) -> Decimal:
     return result
 
 
+def positive_fraction(value: Number, field: str) -> Fraction:
+    """A finite number > 0 as an exact Fraction (margin math works in rationals)."""
+    result = to_fraction(value, field)
+    if result <= 0:
+        raise InvalidInput(field, value, "must be > 0")
+    return result
+
+
+def non_negative_fraction(value: Number, field: str) -> Fraction:
+    """A finite number >= 0 as an exact Fraction."""
+    result = to_fraction(value, field)
+    if result < 0:
+        raise InvalidInput(field, value, "must be >= 0")
+    return result
+
+
 # --- integer division with a named direction ------------------------------------------------------
 
 
@@ -186,8 +202,10 @@ __all__ = [
     "Rounding",
     "ceil_div",
     "floor_div",
+    "non_negative_fraction",
     "parse_rate_ppm",
     "payout_minor",
+    "positive_fraction",
     "require_non_negative",
     "require_positive",
     "requirement_minor",
