@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deleverage.engine.events import EventKind
+from deleverage.config.events import EventKind
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.venues.auction import clear
 from deleverage.venues.liquidity import fill_of, top_levels

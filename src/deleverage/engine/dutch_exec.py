@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from deleverage.config.events import EventKind
+from deleverage.config.policy import DutchConfig
 from deleverage.core.instruments import Instrument
-from deleverage.engine.events import EventKind
-from deleverage.engine.policy import DutchConfig
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.venues.dutch import (
     AuctionStatus,

@@ -25,19 +25,20 @@ from typing import Any
 
 import numpy as np
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin, float_row
 from deleverage.engine.dutch_exec import DutchExecutor
-from deleverage.engine.events import AuditLog, EventKind
 from deleverage.engine.execute import ExecutionMixin
 from deleverage.engine.guarded import GuardedMixin
-from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.errors import InvalidInput, SimulationError
+from deleverage.safeguards import Safeguards
 from deleverage.venues.liquidity import EmptyBook
 
 NS_PER_MS = 1_000_000
@@ -73,8 +74,6 @@ def _default_safeguards(policy: LiquidationPolicy) -> Any:
     configured = any(v is not None for v in (sg.price_band_bps, sg.oracle_max_age_ms, sg.oracle_max_divergence_bps,
                                              sg.max_notional_in_liquidation, sg.fund_drawdown_halt))
     if configured or policy.dynamic_margin.enabled:
-        from deleverage.safeguards import Safeguards  # noqa: PLC0415 — optional layer
-
         return Safeguards(policy)
     return BasicSafeguards(sg)
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from deleverage.config.events import EventKind
 from deleverage.engine.batching import BatchOrder, auction_residual, net_orders
 from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
-from deleverage.engine.events import EventKind
 from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, slippage_bps
 from deleverage.engine.waterfall import FillSummary
@@ -28,12 +28,12 @@ class ExecutionMixin:
     _settler: Any
     _cases: dict[str, dict[str, LiquidationCase]]
     if TYPE_CHECKING:  # the engine's state and helpers this mixin reads (engine.py owns them)
+        from deleverage.config.events import AuditLog
+        from deleverage.config.policy import LiquidationPolicy
         from deleverage.core.instruments import Instrument
         from deleverage.core.ledger import Ledger
         from deleverage.core.tiers import MarginTiers
         from deleverage.engine.backstop import BackstopProvider
-        from deleverage.engine.events import AuditLog
-        from deleverage.engine.policy import LiquidationPolicy
 
         ledger: Ledger
         policy: LiquidationPolicy

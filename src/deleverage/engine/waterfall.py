@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy
 from deleverage.core import _kernels as kernels
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger, isolated_account_id
@@ -36,8 +38,6 @@ from deleverage.core.tiers import MarginTiers
 from deleverage.engine.adl import allocate, pro_rata_haircut
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin
-from deleverage.engine.events import AuditLog, EventKind
-from deleverage.engine.policy import LiquidationPolicy
 from deleverage.errors import SimulationError
 from deleverage.venues.liquidity import fill_of, split_vwap
 

@@ -22,12 +22,14 @@ from typing import Any
 
 import polars as pl
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy, get_policy
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.prices import Oracle, Publication
-from deleverage.engine.events import AuditLog
-from deleverage.engine.policy import LiquidationPolicy, get_policy
+from deleverage.engine.engine import LiquidationEngine
 from deleverage.errors import InvalidInput, SimulationError
+from deleverage.lab.config import RunConfig
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
 from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
@@ -42,30 +44,6 @@ from deleverage.report.metrics import (
 
 NS_PER_MS = 1_000_000
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run besides the data; part of the run key."""
-
-    kind: str = "replay"
-    scenario: str = "2025-10-10"
-    accounts: int = 20_000
-    seed: int = 7
-    step_ms: int = 1_000
-    window: str | None = None
-    insurance_fund_share: float = 0.01
-    backstop_share: float = 0.05
-    backstops: int = 3
-    backstop_discount_bps: float = 50.0
-    frontrunner: bool = True
-    frontrunner_capital: float = 2_000_000.0
-    oracle_heartbeat_ms: int = 60_000
-    oracle_deviation: float = 0.005
-    oracle_latency_ms: int = 2_000
-    drop: float = 0.15
-    minutes: int = 60
-    open_interest: float | None = None
 
 
 @dataclass
@@ -206,8 +184,6 @@ def run_policy(
     on_tick: Callable[[], None] | None = None,
 ) -> tuple[PolicyRun, str]:
     """Run one policy over the scene; returns its :class:`PolicyRun` and the audit-log digest."""
-    from deleverage.engine.engine import LiquidationEngine
-
     ledger = scene.ledger.copy()
     market = scene.make_market()
     instrument = scene.instrument
@@ -366,8 +342,6 @@ class _WaveTracker:
 
 def _adl_counterparties(audit: AuditLog) -> int:
     """Counterparties auto-deleveraged: one per queue close, plus each account haircut."""
-    from deleverage.engine.events import EventKind
-
     count = 0
     for event in audit.of_kind(EventKind.ADL_EXECUTED):
         count += 1 if "counterparty" in event.data else int(event.data.get("counterparties", 0))
