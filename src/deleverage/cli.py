@@ -34,10 +34,12 @@ app.add_typer(data_app, name="data")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 TABLE_COLUMNS = (
+    ("shortfall_bps", "shortfall bps", "{:.1f}"),
+    ("system_loss", "system loss", "{:,.0f}"),
+    ("cascade_notional", "cascade", "{:,.0f}"),
+    ("netted_notional", "netted", "{:,.0f}"),
     ("liquidations", "liqs", "{:,.0f}"),
     ("liquidated_notional", "notional", "{:,.0f}"),
-    ("avg_slippage_bps", "avg slip bps", "{:.1f}"),
-    ("p99_slippage_bps", "p99 slip bps", "{:.1f}"),
     ("bad_debt", "bad debt", "{:,.0f}"),
     ("insurance_fund_drawdown", "fund drawdown", "{:,.0f}"),
     ("adl_count", "ADL", "{:,.0f}"),
@@ -58,7 +60,33 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
 
     for name, _score in rank_policies(summary):
         row = summary[name]
-        table.add_row(escape(name), *(fmt.format(row.get(key, 0.0)) for key, _, fmt in TABLE_COLUMNS))
+        table.add_row(escape(name), *(_cell(row, key, fmt, interval=i < 3)
+                                      for i, (key, _, fmt) in enumerate(TABLE_COLUMNS)))
+    return table
+
+
+def _cell(row: Mapping[str, Any], key: str, fmt: str, *, interval: bool = True) -> str:
+    """A metric, with its 95 % interval over seeds when the run has one (``<metric>_ci``)."""
+    text = fmt.format(row.get(key, 0.0))
+    ci = row.get(f"{key}_ci") if interval else None
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+    return text
+
+
+def format_baseline_table(summary: Mapping[str, Any]) -> Table:
+    """Paired mean differences against the baseline policy (seed by seed), with their 95 % intervals."""
+    base = summary.get("baseline", "")
+    table = Table(title=f"difference to {base}, paired by seed (mean [95% t interval])", header_style="bold")
+    table.add_column("policy")
+    lead = TABLE_COLUMNS[:4]
+    for _, header, _ in lead:
+        table.add_column(header, justify="right")
+    from rich.markup import escape
+
+    for name, row in summary.get("vs_baseline", {}).items():
+        if name != base:
+            table.add_row(escape(name), *(_cell(row, key, fmt) for key, _, fmt in lead))
     return table
 
 
@@ -76,6 +104,8 @@ def _run_comparison(kind: str, **kwargs: Any) -> None:
 
     result = run_comparison(kind=kind, progress=True, **kwargs)
     console.print(format_policy_table(result.summary["policies"], title=result.title))
+    if len(result.summary.get("seeds", [])) > 1:
+        console.print(format_baseline_table(result.summary))
     console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)")
 
 
@@ -94,12 +124,15 @@ def replay(
         None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
         "default: sizes as drawn (mean ≈ 12,000 per account)",
     ),
+    seeds: int = typer.Option(1, help="run seeds SEED … SEED+K−1: each metric's mean, 95% t interval, paired "
+                              "difference to the baseline"),
+    baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
-        step_ms=step_ms,
+        step_ms=step_ms, seeds=seeds, baseline=baseline,
     )
 
 
@@ -114,12 +147,14 @@ def stress(
     workers: int = typer.Option(2, help="processes running policies in parallel"),
     step_ms: int = typer.Option(1_000, help="mark clock in ms"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
+    seeds: int = typer.Option(1, help="run K seeds: means, 95% t intervals, paired differences"),
+    baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
     _run_comparison(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
-        step_ms=step_ms, open_interest=open_interest,
+        step_ms=step_ms, open_interest=open_interest, seeds=seeds, baseline=baseline,
     )
 
 

@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deleverage.core.instruments import BTCUSDT
+from deleverage.engine import EventKind
+from deleverage.engine.batching import band_limits
 from deleverage.errors import InvalidInput
 from deleverage.execution.book import ResilientBook
 from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL
@@ -21,12 +23,9 @@ from deleverage.lab.market import model_ladder
 from deleverage.venues.l2 import L2Book
 from deleverage.venues.liquidity import EmptyBook, LiquiditySource, depth_curve
 
+from ..engine.engine_kit import Driver, engine_for, ledger_with
+
 PRICE_TICKS = 1_100_000  # 110,000 USDT at tick 0.1
-
-
-def band_limits(mark: int, bps: float) -> tuple[int, int]:
-    import math
-    return max(1, math.ceil(mark * (1 - bps / 1e4))), math.floor(mark * (1 + bps / 1e4))
 
 
 def _book(factor: float = 1.0, spread: int = 2) -> ImpactBook:
@@ -107,3 +106,30 @@ def test_l2_empty_and_levels_only_sources_give_the_same_curve() -> None:
         l2.depth_within("bid", 0)
     with pytest.raises(InvalidInput, match="max_lots"):
         _book().depth_within("bid", 1, max_lots=0)
+
+
+def test_the_auction_reads_the_modelled_depth_within_the_band_and_clears_at_its_marginal_level() -> None:
+    """fba on the lab's impact book: the batch's demand is the book's curve in the band (read as far as
+    the batch can reach) and the price is the curve's brute-force marginal level."""
+    book = _book(factor=0.02)  # a thin crash-minute book, so a 20 BTC batch walks many levels
+    mark_price = book.mark_ticks() / 10
+    collateral = 20 * 110_000 * 0.0038  # below the 0.4% maintenance at 110,000: liquidatable there
+    ledger = ledger_with([("whale", "long", "20", "110000", f"{collateral:.2f}")], fund_usdt=1_000_000)
+    d = Driver(engine_for("fba", ledger, liquidity=book, partial={"mode": "full"},
+                          fees={"liquidation_fee_rate": 0.0}))
+    d.mark(mark_price, 0, move_book=False)
+    assert d.engine.active_accounts("BTCUSDT") == ["whale"]
+    floor, _ = band_limits(book.mark_ticks(), 200.0)
+    curve = _ladder_curve(book, floor)
+    d.advance(1.0)
+    cleared = d.engine.audit.of_kind(EventKind.AUCTION_CLEARED)[0].data
+    need = 20_000
+    covered, marginal = 0, None
+    for price, lots in curve:
+        covered += lots
+        if covered >= need:
+            marginal = price
+            break
+    assert marginal is not None and cleared["price_ticks"] == marginal
+    assert cleared["depth_lots"] == need  # the curve read to the level that covers the batch, cut there
+    assert cleared["book_lots"] == need and d.qty("whale") == 0

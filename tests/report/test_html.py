@@ -40,3 +40,14 @@ def test_success_replaces_previous_output(tmp_path) -> None:
         write_json(work / "summary.json", {"b": 1, "a": 2})
     assert sorted(p.name for p in target.iterdir()) == ["summary.json"]
     assert (target / "summary.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_the_report_shows_where_the_shortfall_went() -> None:
+    from deleverage.report.html import decomposition_table_html
+
+    summary = {"a": {"shortfall_quote": 3.5, "shortfall_bps": 1.25,
+                     "decomposition": {"waiting_drift": 1.0, "book_walk": 2.5, "takeover": 0.0}}}
+    page = decomposition_table_html(summary)
+    assert "Where the shortfall went" in page and "waiting_drift" in page and "book_walk" in page
+    assert "takeover" not in page  # a component no policy used is left out
+    assert decomposition_table_html({"a": {"shortfall_bps": 1.0}}) == ""

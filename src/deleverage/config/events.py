@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     FUND_DRAWN = "fund_drawn"
     FUND_CREDITED = "fund_credited"
     FUND_OFFLOADED = "fund_offloaded"
+    BACKSTOP_OFFLOADED = "backstop_offloaded"
     ADL_EXECUTED = "adl_executed"
     LOSS_SOCIALIZED = "loss_socialized"
     BAD_DEBT = "bad_debt"
@@ -135,20 +136,21 @@ class AuditLog:
     def rows(self) -> list[dict[str, Any]]:
         return [e.as_row() for e in self._events]
 
-    def to_frame(self) -> Any:
-        """The log as a polars DataFrame (``data`` as canonical JSON text)."""
+    def to_frame(self, rows: list[dict[str, Any]] | None = None) -> Any:
+        """The log as a polars DataFrame (``data`` as canonical JSON text); ``rows``: :meth:`rows`, if
+        already made (a log of many events is serialised once for both the frame and the digest)."""
         import polars as pl
 
         schema = {
             "seq": pl.Int64, "ts_ns": pl.Int64, "kind": pl.Utf8, "symbol": pl.Utf8,
             "account_id": pl.Utf8, "data": pl.Utf8,
         }
-        return pl.DataFrame(self.rows(), schema=schema)
+        return pl.DataFrame(self.rows() if rows is None else rows, schema=schema)
 
-    def digest(self) -> str:
+    def digest(self, rows: list[dict[str, Any]] | None = None) -> str:
         """SHA-256 of the canonical log: equal digests mean identical decisions."""
         h = hashlib.sha256()
-        for row in self.rows():
+        for row in self.rows() if rows is None else rows:
             h.update(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
             h.update(b"\n")
         return h.hexdigest()

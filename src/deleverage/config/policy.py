@@ -107,6 +107,13 @@ class ExecutionConfig(_Model):
     max_batch_notional: float | None = Field(default=None, gt=0, description="cap per batch (dYdX per block)")
     max_account_notional: float | None = Field(default=None, gt=0, description="cap per account per batch")
     net_cross_pairs_first: bool = Field(default=False, description="OKX: close an account's long/short pairs first")
+    band_bps: float = Field(
+        default=200.0, gt=0, lt=10_000, description="auction: a batch reaches the book's whole depth within "
+        "this band around the close mark, and its orders are limited at the band's edge"
+    )
+    depth_levels: int | None = Field(
+        default=None, ge=1, description="auction: at most this many book levels per side (None: the band's)"
+    )
     dutch: DutchConfig | None = None
 
     @model_validator(mode="after")
@@ -115,6 +122,10 @@ class ExecutionConfig(_Model):
             raise ValueError("venue 'dutch' needs a [execution.dutch] table")
         if self.venue == "auction" and self.batch_interval_ms == 0:
             raise ValueError("venue 'auction' needs batch_interval_ms > 0")
+        if self.venue == "auction" and self.order != "market":
+            raise ValueError(f"venue 'auction' takes market orders limited by band_bps, not {self.order!r}: "
+                             "bankruptcy prices belong to the loss waterfall, not to the order (set order = "
+                             "'market')")
         return self
 
 
@@ -122,8 +133,17 @@ class TakeoverConfig(_Model):
     """Who takes over a position the book could not absorb, and at what price."""
 
     by: Literal["none", "insurance_fund", "backstop"] = "insurance_fund"
-    price: Literal["bankruptcy", "oracle_fee"] = "bankruptcy"
+    price: Literal["bankruptcy", "oracle_fee", "backstop_quote"] = Field(
+        default="bankruptcy", description="bankruptcy: at the account's bankruptcy price (a backstop vault "
+        "takes it whatever its quote, Hyperliquid); oracle_fee: at oracle ∓ fee_bps, if within the provider's "
+        "quote (Drift); backstop_quote: at each provider's quote, below the bankruptcy price if need be (the "
+        "deficit goes down the waterfall)"
+    )
     fee_bps: float = Field(default=0.0, ge=0, description="oracle_fee: takeover at oracle ∓ this")
+    backstop_discount_bps: float | None = Field(
+        default=None, ge=0, lt=10_000, description="backstops quote mark ∓ this, in takeovers and in batch "
+        "auctions (None: each provider's own discount)"
+    )
     when: Literal["bankrupt", "below_equity_ratio", "unfilled"] = "unfilled"
     equity_ratio: float = Field(default=2 / 3, gt=0, le=1.0, description="below_equity_ratio: equity/MM trigger")
     fund_max_position_fraction: float | None = Field(

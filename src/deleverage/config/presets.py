@@ -180,6 +180,8 @@ def hyperliquid() -> Spec:
             "ADL follows a negative account after the vault; the engine's waterfall also lets the insurance "
             "fund take over first when the vault declines (Hyperliquid has no separate fund in that path)",
             "short ADL score mirrors the published long formula (entry/mark instead of mark/entry)",
+            "the vault takes over at the bankruptcy price whatever its own quote (it is the protocol's "
+            "backstop), within its capacity and position limit, and works the inventory back into the book",
         ),
         partial=dict(
             mode="chunk", chunk_fraction=0.2, chunk_min_notional=100_000.0, cooldown_ms=30 * SECOND_MS,
@@ -281,10 +283,13 @@ def maker() -> Spec:
 def fba() -> Spec:
     """Frequent batch auction (Budish, Cramton & Shim 2015, QJE 130(4)): the mechanism deleverage argues for.
 
-    Every interval all liquidation flow is collected; opposite liquidations are netted internally at one
-    price; the residual is offered, together with the standing bids of registered backstop liquidity
-    providers and the book's depth, into one uniform-price auction. Uniform pricing removes the
-    front-runner's edge inside the interval; what does not clear carries over or goes down the waterfall.
+    Every interval all liquidation flow — and the insurance fund's inventory — is collected into one
+    uniform-price auction: opposite liquidations cross each other at the clearing price, the residual
+    meets the book's whole depth within the price band and the standing bids of registered backstop
+    liquidity providers (quoting inside the maintenance rate). Orders are market orders limited by the
+    band; what an account cannot pay at the clearing price goes down the waterfall. Uniform pricing
+    removes the front-runner's edge inside the interval; what does not clear is taken over by the
+    backstops at their quotes (the fund when they decline), or waits for the next batch.
     """
     return dict(
         name="fba",
@@ -292,15 +297,16 @@ def fba() -> Spec:
         source="https://doi.org/10.1093/qje/qjv027",
         description="Per-interval batch: net internally, residual + backstop bids into a uniform-price auction.",
         notes=(
-            "design choices, not calibrated: 1 s interval, restore target 0.95, fee 0.5%, backstop takeover "
-            "at the bankruptcy price, ADL by Binance's LeveragePnL",
+            "design choices, not calibrated: 1 s interval, band ±200 bps around the close mark, restore target "
+            "0.95, fee 0.5%, backstops quote 25 bps off the mark (inside BTCUSDT's 0.4% first-tier "
+            "maintenance rate) in the auction and in takeovers, ADL by Binance's LeveragePnL",
         ),
         partial=dict(mode="restore", target_ratio=0.95),
         execution=dict(
-            venue="auction", order="ioc_bankruptcy", batch_interval_ms=1_000, net_opposite=True,
-            include_backstop_bids=True, carry_over=True,
+            venue="auction", order="market", batch_interval_ms=1_000, net_opposite=True,
+            include_backstop_bids=True, carry_over=True, band_bps=200.0,
         ),
-        takeover=dict(by="backstop", price="bankruptcy", when="unfilled"),
+        takeover=dict(by="backstop", price="backstop_quote", backstop_discount_bps=25.0, when="unfilled"),
         fees=dict(liquidation_fee_rate=0.005),
         adl=dict(ranking="leverage_pnl", trigger="fund_exhausted"),
     )
@@ -320,15 +326,16 @@ def hybrid() -> Spec:
         description="Mark trigger confirmed by oracle; close ∝ shortfall; batched with netting.",
         notes=(
             "design choices, not calibrated: 3 s confirmation timeout, slope gain 2 with 5% floor, full "
-            "below equity/MM 0.5, 1 s batches, fee 0.5%, oracle max age 10 s and divergence 5%",
+            "below equity/MM 0.5, 1 s batches with a ±200 bps band, fee 0.5%, backstops quote 25 bps off the "
+            "mark, oracle max age 10 s and divergence 5%",
         ),
         trigger=dict(price_source="mark_confirmed_by_oracle", confirm_timeout_ms=3 * SECOND_MS),
         partial=dict(mode="slope", slope_gain=2.0, slope_min_fraction=0.05, full_below_equity_ratio=0.5),
         execution=dict(
-            venue="auction", order="ioc_bankruptcy", batch_interval_ms=1_000, net_opposite=True,
-            include_backstop_bids=True, carry_over=True,
+            venue="auction", order="market", batch_interval_ms=1_000, net_opposite=True,
+            include_backstop_bids=True, carry_over=True, band_bps=200.0,
         ),
-        takeover=dict(by="backstop", price="bankruptcy", when="unfilled"),
+        takeover=dict(by="backstop", price="backstop_quote", backstop_discount_bps=25.0, when="unfilled"),
         fees=dict(liquidation_fee_rate=0.005),
         adl=dict(ranking="leverage_pnl", trigger="fund_exhausted"),
         safeguards=dict(oracle_max_age_ms=10 * SECOND_MS, oracle_max_divergence_bps=500.0),

@@ -23,6 +23,7 @@ class RunConfig:
     backstop_share: float = 0.05
     backstops: int = 3
     backstop_discount_bps: float = 50.0
+    backstop_offload_half_life_s: float | None = 60.0
     frontrunner: bool = True
     frontrunner_capital: float = 2_000_000.0
     oracle_heartbeat_ms: int = 60_000
@@ -31,6 +32,7 @@ class RunConfig:
     drop: float = 0.15
     minutes: int = 60
     open_interest: float | None = None
+    feedback: bool = True  # the simulated flow's impact moves the mark (False: the cascade counterfactual)
 
 
 __all__ = ["RunConfig"]

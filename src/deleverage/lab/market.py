@@ -46,7 +46,13 @@ NS_PER_MINUTE = 60 * NS_PER_S
 
 @runtime_checkable
 class Market(Protocol):
-    """What the runner drives: a clock grid, a reference mark, an impacted mark and a book."""
+    """What the runner drives: a clock grid, a reference mark, an impacted mark and a book.
+
+    ``reference_mark_ticks()`` is the unimpacted reference at the current tick (the recorded or
+    synthetic path before any simulated impact): the lab's yardstick measures every liquidation
+    against it. Every market takes ``feedback`` (default True): False makes our takes fill without
+    moving the mark (the counterfactual of the cascade metric).
+    """
 
     symbol: str
     instrument: Instrument
@@ -118,7 +124,7 @@ class KlineReplayMarket(PathMarket):
     def __init__(self, klines: pl.DataFrame, instrument: Instrument, *, step_ms: int = 1000, seed: int = 0,
                  depth_model: DepthModel = DEFAULT_DEPTH_MODEL,
                  window: tuple[int, int] | None = None, max_bps: float = 2000.0,
-                 agents: Sequence[Any] = ()) -> None:
+                 agents: Sequence[Any] = (), feedback: bool = True) -> None:
         from deleverage.data.klines import to_ticks
         from deleverage.data.synthetic import intraminute_bridge
 
@@ -153,7 +159,8 @@ class KlineReplayMarket(PathMarket):
         self._index, self._minute = 0, -1
         self.book = ImpactBook(reference_ticks=int(self._path[0]), bid=Ladder(1, 1, 1), ask=Ladder(1, 1, 1),
                                spread_ticks=1, resilience_per_s=depth_model.resilience_per_s,
-                               permanent_share=depth_model.permanent_share, ts_ns=self.start_ns)
+                               permanent_share=depth_model.permanent_share, ts_ns=self.start_ns,
+                               feedback=feedback)
         self.agents = list(agents)
         self._set_minute(0)
 
@@ -229,7 +236,7 @@ class CaptureReplayMarket:
     def __init__(self, capture: Capture, instrument: Instrument | None = None, *, tile: int = 1,
                  step_ms: int = 1000, resilience_per_s: float = DEFAULT_DEPTH_MODEL.resilience_per_s,
                  permanent_share: float = DEFAULT_DEPTH_MODEL.permanent_share, depth_levels: int = 1000,
-                 agents: Sequence[Any] = ()) -> None:
+                 agents: Sequence[Any] = (), feedback: bool = True) -> None:
         from deleverage.venues.l2 import L2Book
 
         snap = capture.snapshot
@@ -261,7 +268,7 @@ class CaptureReplayMarket:
         self.agents = list(agents)
         self.book = ImpactBook(reference_ticks=1, bid=Ladder(0.0, 1.0, 0), ask=Ladder(0.0, 1.0, 0),
                                spread_ticks=1, resilience_per_s=resilience_per_s,
-                               permanent_share=permanent_share, ts_ns=self.start_ns)
+                               permanent_share=permanent_share, ts_ns=self.start_ns, feedback=feedback)
         self.advance_to(self.start_ns)
 
     def _index_events(self, depth: np.ndarray, snap: Any) -> None:

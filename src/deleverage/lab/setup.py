@@ -47,7 +47,7 @@ class Scene:
     ledger: Ledger
     seed_report: SeedReport
     times: np.ndarray
-    make_market: Callable[[], Any]
+    make_market: Callable[..., Any]  # make_market(feedback=True): a fresh market from the run's seed
     make_backstops: Callable[[], list[Any]]
     make_frontrunner: Callable[[Ledger, Any], Any]
     data_digest: str
@@ -166,8 +166,9 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
         history = klines.head(60)
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
-    def make_market() -> Any:
-        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window)
+    def make_market(feedback: bool = True) -> Any:
+        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window,
+                                 feedback=feedback)
 
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
@@ -199,8 +200,8 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     ).sort("ts_ns")
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
-    def make_market() -> Any:
-        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms)
+    def make_market(feedback: bool = True) -> Any:
+        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms, feedback=feedback)
 
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
@@ -220,7 +221,7 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
     instrument = BTCUSDT
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
-    def make_market() -> Any:
+    def make_market(feedback: bool = True) -> Any:
         from deleverage.lab.agents import MarketMaker
 
         # Three market makers of different sizes and risk appetites (assumptions): they widen their quotes
@@ -234,7 +235,7 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         ]
         return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
                                minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
-                               market_makers=makers)
+                               market_makers=makers, impact_feedback=feedback)
 
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
@@ -286,7 +287,8 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
         leverage = 5
         capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
         max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
-        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots) for b in backstop_ids]
+        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots,
+                                 offload_half_life_s=config.backstop_offload_half_life_s) for b in backstop_ids]
 
     def make_frontrunner(ledger: Ledger, market: Any) -> Any:
         from deleverage.lab.agents import FrontRunner
