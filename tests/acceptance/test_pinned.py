@@ -22,10 +22,10 @@ from deleverage.lab.runner import run_comparison
 
 PINNED_AUDIT = {
     "binance": "f37727a7d2ea0e3a553573f2ada82244d7f70d27f040204438a38b8aa43f7d87",
-    "fba": "e047c93bd94829144aca2a2f9858387ceba2702e1e80b4dd81e8224b1fd960ce",
+    "fba": "91c208c93fce18ad513280b1655d9b95674fb9cd28def70732a02e5d1287be53",
     "maker": "1b46ecbf3956c7c0190adb29389956785b6d7fe3ec927546e67e05c9f965f391",
 }
-PINNED_SUMMARY = "b0a44d20bbb51db70d5fb874b114f86ca72b2b97bcde2a2e14476200a3ddd72c"
+PINNED_SUMMARY = "895d6354060fd40df25181e7136afc4fbd0b9d34cd6b28bef0e43c138a3bf7c3"
 
 
 def _shortfall_from_parquet(records: pl.DataFrame, end_reference: float) -> float:

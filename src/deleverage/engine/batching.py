@@ -164,6 +164,18 @@ def _consume_book(book: Any, taker: str, side: list[_Participant], fills: np.nda
     return wanted - got
 
 
+def _collapse_book(side: list[_Participant], fills: np.ndarray) -> tuple[list[_Participant], np.ndarray]:
+    """The book's levels as one participant: at one price, a liquidation's fills against the book are one
+    trade with the market account, not one per level (the levels differ only before the clearing)."""
+    book = [i for i, p in enumerate(side) if p.kind == "market"]
+    if len(book) <= 1:
+        return side, fills
+    lots = int(sum(int(fills[i]) for i in book))
+    keep = [i for i, p in enumerate(side) if p.kind != "market"]
+    merged = [side[i] for i in keep] + [_Participant("market", side[book[0]].who, max(lots, 1), side[book[0]].price_ticks)]
+    return merged, np.array([int(fills[i]) for i in keep] + [lots], dtype=np.int64)
+
+
 def _trim(side: list[_Participant], fills: np.ndarray, excess: int) -> None:
     """Give back ``excess`` lots from the end of a side (its least-priority lines)."""
     for i in range(len(side) - 1, -1, -1):
@@ -208,6 +220,8 @@ def clear_batch(settler: Settler, symbol: str, orders: Sequence[BatchOrder], boo
     if cut:  # a book that moved under us: the other side gives the same lots back
         _trim(sellers, sell, int(sell.sum()) - int(buy.sum()))
         _trim(buyers, buy, int(buy.sum()) - int(sell.sum()))
+    sellers, sell = _collapse_book(sellers, sell)
+    buyers, buy = _collapse_book(buyers, buy)
     stats = _settle_pairs(settler, symbol, sellers, sell, buyers, buy, price, ts_ns, result)
     if result.netted_lots:
         accounts = len({a for (a, cp) in result.fills if cp == "peer"})

@@ -1,0 +1,54 @@
+"""Issue 11: a default replay of each bundled crash day at a realistic open interest, against the demo.
+
+Baseline in the same run: ``python -m deleverage demo`` (every preset, 10,000 accounts, the counterfactual
+runs included). Then, per bundled kline day, ``python -m deleverage replay --scenario DAY`` with its
+defaults (binance and fba, 20,000 accounts) at the day's published Binance BTC open interest —
+2025-10-10: $16 B before the crash (CRASH_FACTS: $16 B → $12 B); 2021-05-19: $2.93 B after a 26 % fall,
+so ≈ $3.96 B before. Each runs in a child process (imports, data loading and the report count). The goal
+is a ratio ≤ 2 to the demo; nothing asserts a time. Usage: ``python benchmarks/bench_realistic.py
+[--skip-demo SECONDS]`` (reuse a demo time measured earlier in the same conditions).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_RATIO = 2.0
+# published open interest before each crash (quote units); passed explicitly until the scenarios ship
+# their own default open interest
+REALISTIC_OI = {"2025-10-10": 16e9, "2021-05-19": 2.93e9 / (1 - 0.26)}
+
+
+def timed(args: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, exit code and the tail of the output of one child process."""
+    started = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    tail = (result.stdout + result.stderr).strip().splitlines()[-2:]
+    return seconds, result.returncode, " | ".join(tail)
+
+
+def main(argv: list[str]) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        if len(argv) == 2 and argv[0] == "--skip-demo":
+            demo_s, rc = float(argv[1]), 0
+            print(f"demo (given): {demo_s:.1f} s")
+        else:
+            demo_s, rc, tail = timed([sys.executable, "-m", "deleverage", "demo", "--out", str(Path(tmp) / "demo")])
+            print(f"demo: exit {rc}, wall {demo_s:.1f} s" + (f" — {tail}" if rc else ""))
+        failures = rc != 0
+        for day, oi in REALISTIC_OI.items():
+            seconds, code, tail = timed([sys.executable, "-m", "deleverage", "replay", "--scenario", day,
+                                         "--open-interest", f"{oi:.6g}", "--out", str(Path(tmp) / day)])
+            failures |= code != 0
+            print(f"replay {day} at open interest {oi:,.0f}: exit {code}, wall {seconds:.1f} s, "
+                  f"ratio to the demo {seconds / demo_s:.2f} (goal <= {GOAL_RATIO})" + (f" — {tail}" if code else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
