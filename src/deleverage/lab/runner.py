@@ -28,6 +28,7 @@ from deleverage.core.prices import Oracle, Publication
 from deleverage.engine.events import AuditLog
 from deleverage.engine.policy import LiquidationPolicy, get_policy
 from deleverage.errors import InvalidInput, SimulationError
+from deleverage.lab.config import RunConfig
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
 from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
@@ -42,30 +43,6 @@ from deleverage.report.metrics import (
 
 NS_PER_MS = 1_000_000
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run besides the data; part of the run key."""
-
-    kind: str = "replay"
-    scenario: str = "2025-10-10"
-    accounts: int = 20_000
-    seed: int = 7
-    step_ms: int = 1_000
-    window: str | None = None
-    insurance_fund_share: float = 0.01
-    backstop_share: float = 0.05
-    backstops: int = 3
-    backstop_discount_bps: float = 50.0
-    frontrunner: bool = True
-    frontrunner_capital: float = 2_000_000.0
-    oracle_heartbeat_ms: int = 60_000
-    oracle_deviation: float = 0.005
-    oracle_latency_ms: int = 2_000
-    drop: float = 0.15
-    minutes: int = 60
-    open_interest: float | None = None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,10 +28,8 @@ from deleverage.data.population import (
     population_digest,
 )
 from deleverage.errors import InvalidInput
+from deleverage.lab.config import RunConfig
 from deleverage.lab.seeding import SeedReport, seed_ledger
-
-if TYPE_CHECKING:
-    from deleverage.lab.runner import RunConfig
 
 NS_PER_MINUTE = 60_000_000_000
 DEFAULT_TIERS = "binance-btcusdt"

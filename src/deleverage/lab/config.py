@@ -1,0 +1,37 @@
+"""The run's configuration: everything that defines a run besides the data (part of the run key).
+
+It lives below both :mod:`deleverage.lab.setup` (which builds a scene from it) and
+:mod:`deleverage.lab.runner` (which runs the scene), so neither imports the other to know its shape;
+``deleverage.lab.runner.RunConfig`` stays importable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run besides the data; part of the run key."""
+
+    kind: str = "replay"
+    scenario: str = "2025-10-10"
+    accounts: int = 20_000
+    seed: int = 7
+    step_ms: int = 1_000
+    window: str | None = None
+    insurance_fund_share: float = 0.01
+    backstop_share: float = 0.05
+    backstops: int = 3
+    backstop_discount_bps: float = 50.0
+    frontrunner: bool = True
+    frontrunner_capital: float = 2_000_000.0
+    oracle_heartbeat_ms: int = 60_000
+    oracle_deviation: float = 0.005
+    oracle_latency_ms: int = 2_000
+    drop: float = 0.15
+    minutes: int = 60
+    open_interest: float | None = None
+
+
+__all__ = ["RunConfig"]
