@@ -92,14 +92,17 @@ def replay(
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms"),
     open_interest: float | None = typer.Option(
         None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
-        "default: sizes as drawn (mean ≈ 12,000 per account)",
+        "default: the bundled day's published open interest, else a --metrics file, else sizes as drawn",
     ),
+    market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
+    metrics: Path | None = typer.Option(
+        None, help="Binance metrics file: open interest and long/short account ratio at the start"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
-        step_ms=step_ms,
+        step_ms=step_ms, market=market, metrics_file=metrics,
     )
 
 
@@ -114,12 +117,13 @@ def stress(
     workers: int = typer.Option(2, help="processes running policies in parallel"),
     step_ms: int = typer.Option(1_000, help="mark clock in ms"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
+    market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
     _run_comparison(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
-        step_ms=step_ms, open_interest=open_interest,
+        step_ms=step_ms, open_interest=open_interest, market=market,
     )
 
 
@@ -266,27 +270,42 @@ def algos(
 
 @app.command()
 def calibrate(
-    path: str = typer.Argument("btcusdt-20240808-l2", help="bundled L2 scenario name or a Binance capture file"),
-    window_s: float = typer.Option(10.0, help="length of each depth/volume window (s)"),
-    json_out: bool = typer.Option(False, "--json", help="print the fitted model as JSON"),
+    sources: list[str] = typer.Argument(
+        None, help="bundled scenario names or files: L2 captures, klines, aggTrades/trades, bookDepth, Tardis "
+        "book_snapshot/trades (default: the three bundled ones, which reproduce the shipped model)"),
+    window_s: float = typer.Option(10.0, help="length of each depth/volume window of a capture (s)"),
+    json_out: bool = typer.Option(False, "--json", help="print the market model file (for `replay --market`)"),
 ) -> None:
-    """Fit the lab's depth and resilience model on an L2 capture (the defaults were fitted this way)."""
+    """Fit the lab's market model: depth, resilience and impact as functions of the minute's state."""
     import json
-    from dataclasses import asdict
 
-    from deleverage.data.binance_stream import read_capture
-    from deleverage.data.scenarios import get_scenario
     from deleverage.errors import InvalidInput
-    from deleverage.lab.calibration import calibrate as fit_depth_model
+    from deleverage.lab.calibration import calibrate_sources
 
     if not 0 < window_s < float("inf"):
         raise InvalidInput("window_s", window_s, "must be a finite number of seconds > 0")
-    model = fit_depth_model(read_capture(get_scenario(path).path()), window_s=window_s)
+    result = calibrate_sources(list(sources or DEFAULT_CALIBRATION_SOURCES), window_s=window_s)
     if json_out:
-        typer.echo(json.dumps(asdict(model), indent=2))
+        typer.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
-    for line in model.describe():
-        console.print(line)
+    for line in format_calibration(result):
+        console.print(line, soft_wrap=True)
+
+
+DEFAULT_CALIBRATION_SOURCES = ("btcusdt-20240808-l2", "2021-05-19", "2025-10-10")
+
+
+def format_calibration(result: Any) -> list[str]:
+    """The fitted model and every fit (parameters ± s.e., n, R², data digest)."""
+    from rich.markup import escape
+
+    lines = [escape(line) for line in result.model.describe()]
+    for fit in result.fits:
+        params = ", ".join(f"{k} {v:.4g}" + (f" ± {fit.stderr[k]:.2g}" if k in fit.stderr else "")
+                           for k, v in fit.parameters.items())
+        lines.append(escape(f"{fit.component} on {fit.source}: {params}; n {fit.n:,}, R² {fit.r2:.3f}, "
+                            f"data {fit.data_digest[:12]}"))
+    return lines
 
 
 @app.command()

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 
+import polars as pl
 import pytest
 
 from deleverage.lab.runner import run_comparison
+from deleverage.report.metrics import LIQUIDATION_ACTIONS
 
 PINNED_AUDIT = {
-    "binance": "d8a927f1f40854a1bc8b3fdfad70017c6cbaeb206f65280768a8eaaa74299ef3",
-    "fba": "dc14dfc6c575f814f814dcbd3836ac3bd1d4c12d1776f5923c2cf277879dd25d",
-    "maker": "1b46ecbf3956c7c0190adb29389956785b6d7fe3ec927546e67e05c9f965f391",
+    "binance": "fa70b97a356b508b3036b316db15a226e7dacc71d2efe73a433cd7f13b7d85d1",
+    "fba": "5d0a17ae18d124eb84e7cf8f972e391dc623efea919bc72f9e0de0d844cdbe9d",
+    "maker": "af68e07eb21ebfcdd13b69058934d15de468fb0dfe215ebc773b7c6e8b77a263",
 }
-PINNED_SUMMARY = "70952f8fe84049036274b27cd43c975692cac54623a68f47c9f2c61a5f5e4e74"
+PINNED_SUMMARY = "9c4a0867a8a0b77eec7dac50d63917a9016d8291a7fdf6c82fbda6eb6232e753"
 
 
 @pytest.mark.slow
@@ -31,5 +33,14 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
         audits.add(tuple(sorted(result.summary["audit_digests"].items())))
         summaries.add(hashlib.sha256((out / "summary.json").read_bytes()).hexdigest())
     assert len(audits) == 1 and len(summaries) == 1
+    # independent of the digests: the summary's totals are the sums of the written records
+    records = pl.read_parquet(out / "liquidations.parquet")
+    liquidations = records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS) & (pl.col("qty") > 0))
+    for name, metrics in result.summary["policies"].items():
+        mine = liquidations.filter(pl.col("policy") == name)
+        assert metrics["liquidated_notional"] == pytest.approx(float(mine["notional"].sum()), rel=1e-9)
+        longs = float(mine.filter(pl.col("side") == "long")["notional"].sum())
+        share = longs / float(mine["notional"].sum()) if mine.height else 0.0
+        assert result.summary["realism"]["checks"]["long_share"]["model"][name] == pytest.approx(share, abs=1e-6)
     assert dict(audits.pop()) == PINNED_AUDIT
     assert summaries.pop() == PINNED_SUMMARY

@@ -40,3 +40,16 @@ def test_success_replaces_previous_output(tmp_path) -> None:
         write_json(work / "summary.json", {"b": 1, "a": 2})
     assert sorted(p.name for p in target.iterdir()) == ["summary.json"]
     assert (target / "summary.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_realism_panel_is_on_the_page_when_given() -> None:
+    from deleverage.data.scenarios import get_scenario
+    from deleverage.report.realism import compute_realism
+
+    runs = {"p": _run()}
+    summary = {"p": compute_metrics(runs["p"])}
+    realism = compute_realism(runs, get_scenario("2025-10-10").facts, open_interest=1e6)
+    page = render_report(title="T", subtitle="S", runs=runs, summary=summary, realism=realism)
+    assert "Realism beside published figures" in page and "liquidated_oi_share" in page
+    assert "Realism beside published figures" not in render_report(title="T", subtitle="S", runs=runs,
+                                                                     summary=summary)

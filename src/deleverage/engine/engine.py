@@ -161,13 +161,16 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                                         keeper=keeper, fund=insurance_fund)
 
     # --- set-up ---------------------------------------------------------------------------------------
-    def track_all(self) -> None:
-        """Build the float account book + liquidation-price index of every symbol from the ledger."""
+    def track_all(self, extra_capacity: int = 0) -> None:
+        """Build the float account book + liquidation-price index of every symbol from the ledger.
+
+        ``extra_capacity``: room for accounts that will open positions later (:meth:`on_position_changed`).
+        """
         for symbol, inst in self._instruments.items():
             rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
             data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
             arr = np.array(data, dtype=np.float64).reshape(-1, 4)
-            det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024,
+            det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024 + extra_capacity,
                                  buffer_bps=self.policy.trigger.screen_buffer_bps,
                                  confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
             det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])

@@ -31,7 +31,9 @@ class RunConfig:
     oracle_latency_ms: int = 2_000
     drop: float = 0.15
     minutes: int = 60
-    open_interest: float | None = None
+    open_interest: float | None = None  # overrides the scenario's default and a metrics file
+    market: str | None = None  # a market model file (``deleverage calibrate --json``)
+    metrics: str | None = None  # a Binance ``metrics`` file: open interest and long/short ratio at the start
 
 
 __all__ = ["RunConfig"]

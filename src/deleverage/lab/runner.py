@@ -40,6 +40,7 @@ from deleverage.report.metrics import (
     PolicyRun,
     compute_metrics,
 )
+from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
@@ -90,6 +91,8 @@ def run_comparison(
     write_png: bool = True,
     workers: int = 1,
     open_interest: float | None = None,
+    market: str | Path | None = None,
+    metrics_file: str | Path | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
@@ -98,7 +101,9 @@ def run_comparison(
     seeded state and nothing is shared between them.
     """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
-                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest)
+                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest,
+                       market=None if market is None else str(market),
+                       metrics=None if metrics_file is None else str(metrics_file))
     resolved = _check_config(config, list(policies))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("workers", workers, "must be a whole number >= 1")
@@ -119,13 +124,15 @@ def run_comparison(
             metrics[name] = compute_metrics(run)
             digests[name] = digest
         summary = _summary(config, scene, metrics, digests, resolved)
+        summary["realism"] = compute_realism(runs, scene.facts, scene.seed_report.open_interest_notional)
+        summary["population"] = scene.population_notes
         write_json(work / "summary.json", summary)
         _frames(runs, "records").write_parquet(work / "liquidations.parquet")
         _events(runs).write_parquet(work / "events.parquet")
         title = f"deleverage — {scene.title}"
         write_report_files(
             work, title=title, subtitle=scene.subtitle(config), runs=runs, summary=metrics,
-            notes=scene.notes, published=scene.published, png=write_png,
+            notes=scene.notes, published=scene.published, png=write_png, realism=summary["realism"],
         )
     return ComparisonResult(Path(out), title, summary, runs)
 
@@ -205,7 +212,7 @@ def run_policy(
         audit=audit,
         on_before_execute=frontrunner.on_before_execute if frontrunner is not None else None,
     )
-    engine.track_all()
+    engine.track_all(extra_capacity=len(scene.entries) if scene.entries is not None else 0)
     start_marks = {symbol: market.mark_ticks()}
     value_before = ledger.total_value(start_marks)
     code = instrument.settle.code
@@ -223,12 +230,16 @@ def run_policy(
     kernel = Kernel(start_ns=int(scene.times[0]))
     settle_scale = instrument.settle.minor_per_unit
     last_oracle: list[Publication | None] = [None]
+    entries = scene.entries.cursor() if scene.entries is not None else None
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns
         market.advance_to(ts)
         reference = market.reference_mark_ticks()
         mark = market.mark_ticks()
+        if entries is not None:  # positions the population opens during the run, at the market price
+            for account_id in entries.open_due(ledger, ts, mark):
+                engine.on_position_changed(account_id)
         oracle.observe(ts, instrument.ticks_to_price(reference))
         published = oracle.latest(ts)
         if published is not None and published is not last_oracle[0]:
@@ -399,6 +410,7 @@ def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float
         "config": asdict(config),
         "data_digest": scene.data_digest,
         "population_digest": scene.population_digest,
+        "market_digest": scene.market_digest,
         "policy_digests": {
             p.name: hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:16] for p in policies
         },

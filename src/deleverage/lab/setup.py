@@ -25,16 +25,25 @@ from deleverage.data.population import (
     PopulationConfig,
     generate_population,
     load_population,
+    long_share_from_metrics,
+    open_interest_from_metrics,
     population_digest,
 )
 from deleverage.errors import InvalidInput
 from deleverage.lab.config import RunConfig
-from deleverage.lab.seeding import SeedReport, seed_ledger
+from deleverage.lab.seeding import DeferredEntries, SeedReport, deferred_entries, seed_ledger
 
 NS_PER_MINUTE = 60_000_000_000
 DEFAULT_TIERS = "binance-btcusdt"
 STRESS_START_PRICE = 60_000.0  # synthetic BTC-like market; any level works, liquidations scale with it
 START_BUFFER = 0.01  # accounts within 1% of liquidation at the first mark are treated as already closed
+#: Mean notional of a real account (the liquidated notional per liquidated account on both bundled days,
+#: CRASH_FACTS): with a realistic open interest each simulated account stands for OI / (accounts × this)
+#: real accounts of its size, and margin tiers apply at the real account's size.
+REAL_ACCOUNT_NOTIONAL = 12_000.0
+#: True liquidations ÷ what the venues' feeds recorded: CoinGlass's own estimate of 2025-10-10's true total,
+#: $30–40 B, over the $19.1–19.4 B its feeds counted (CRASH_FACTS): 35 / 19.25 ≈ 1.82. Used for both days.
+FEED_UNDERCOUNT = 35.0 / 19.25
 
 
 @dataclass
@@ -57,6 +66,10 @@ class Scene:
     liquidation_prices: dict[str, float] = field(default_factory=dict)
     reference_low_ticks: int = 0
     reference_high_ticks: int = 0
+    entries: DeferredEntries | None = None
+    market_digest: str = ""
+    population_notes: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def subtitle(self, config: RunConfig) -> str:
         start = datetime.fromtimestamp(int(self.times[0]) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -117,18 +130,81 @@ def _screen_underwater(population: pl.DataFrame, start_price: float, tiers: Marg
     return population["account_id"].filter(pl.Series(near)).to_list()
 
 
+@dataclass(frozen=True)
+class PopulationPlan:
+    """How the generated population is scaled: its open interest, where that came from, the multiplicity."""
+
+    open_interest: float | None
+    source: str
+    long_share: float | None
+    multiplicity: int
+
+
+def _population_plan(config: RunConfig, default_oi: float | None, default_source: str,
+                     start_ns: int | None) -> PopulationPlan:
+    """``--open-interest`` > a ``metrics`` file > the scenario's published default > drawn sizes."""
+    long_share = None
+    oi, source = default_oi, default_source
+    if config.metrics is not None:
+        from deleverage.data.detect import load
+
+        loaded = load(config.metrics)
+        if loaded.format != "binance_metrics":
+            raise InvalidInput("metrics", config.metrics, f"is {loaded.format}, not a Binance metrics file")
+        at = start_ns if start_ns is not None else int(loaded.frame["ts_ns"].to_numpy().min())
+        oi = open_interest_from_metrics(loaded.frame, at)
+        source = f"sum_open_interest_value at the start in {Path(config.metrics).name}"
+        if "count_long_short_ratio" in loaded.frame.columns:
+            try:
+                long_share = long_share_from_metrics(loaded.frame, at)
+            except InvalidInput:
+                long_share = None
+    if config.open_interest is not None:
+        oi, source = config.open_interest, "--open-interest"
+    multiplicity = 1
+    if oi is not None:
+        multiplicity = max(1, round(oi / (config.accounts * REAL_ACCOUNT_NOTIONAL)))
+    return PopulationPlan(oi, source if oi is not None else "sizes as drawn", long_share, multiplicity)
+
+
+def scale_tiers(tiers: MarginTiers, multiplicity: int) -> MarginTiers:
+    """The tier table of an account standing for ``multiplicity`` real accounts: notional bounds × k."""
+    if multiplicity == 1:
+        return tiers
+    rows = [(b.floor * multiplicity, b.rate, b.max_leverage) for b in tiers.brackets]
+    return MarginTiers.from_brackets(rows, name=f"{tiers.name}×{multiplicity}")
+
+
+def _leverage_cap(tiers: MarginTiers) -> Any:
+    floors = np.array([float(b.floor) for b in tiers.brackets])
+    caps = np.array([float(b.max_leverage) if b.max_leverage is not None else np.inf for b in tiers.brackets])
+
+    def cap(notional: np.ndarray) -> np.ndarray:
+        return np.asarray(caps[np.clip(np.searchsorted(floors, notional, side="right") - 1, 0, len(caps) - 1)])
+
+    return cap
+
+
 def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument,
-                population_path: str | Path | None) -> pl.DataFrame:
+                population_path: str | Path | None, *, plan: PopulationPlan | None = None,
+                run_bars: pl.DataFrame | None = None, tiers: MarginTiers | None = None,
+                target: float | None = None) -> pl.DataFrame:
     if population_path is not None:
         if config.open_interest is not None:
             raise InvalidInput("open_interest", config.open_interest,
                                "scales a generated population; a loaded population keeps its own sizes")
+        if config.metrics is not None:
+            raise InvalidInput("metrics", config.metrics,
+                               "scales a generated population; a loaded population keeps its own sizes")
         return load_population(population_path)
+    plan = plan or PopulationPlan(config.open_interest, "", None, 1)
+    extra: dict[str, Any] = {} if plan.long_share is None else {"long_share": plan.long_share}
     pop_config = PopulationConfig(
         n_accounts=config.accounts, seed=config.seed, tick_size=float(instrument.tick_size),
-        lot_size=float(instrument.lot_size), target_open_interest_usd=config.open_interest,
+        lot_size=float(instrument.lot_size), target_open_interest_usd=target or plan.open_interest, **extra,
     )
-    return generate_population(pop_config, price_history=history)
+    cap = _leverage_cap(tiers) if tiers is not None else None
+    return generate_population(pop_config, price_history=history, run_bars=run_bars, leverage_cap=cap)
 
 
 def build_scene(config: RunConfig, *, population_path: str | Path | None = None) -> Scene:
@@ -146,7 +222,7 @@ def build_scene(config: RunConfig, *, population_path: str | Path | None = None)
 
 
 def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
-    from deleverage.lab.market import KlineReplayMarket
+    from deleverage.lab.market import KlineReplayMarket, replay_market_makers
 
     loaded = scenario.load()
     klines = loaded.frame
@@ -164,16 +240,69 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
     history = klines.filter(pl.col("ts_ns") < window[0])
     if history.height == 0:
         history = klines.head(60)
+    run_bars = klines.filter((pl.col("ts_ns") >= window[0]) & (pl.col("ts_ns") < window[1]))
     tiers = MarginTiers.load(DEFAULT_TIERS)
+    model, market_digest, model_note = _day_market_model(config, klines, scenario.name)
+    footprint = _footprint(klines, scenario)
+    first_open = int(instrument.price_to_ticks(float(run_bars["open"][0]) if run_bars.height
+                                               else float(klines["open"][0]), rounding="nearest"))
 
-    def make_market() -> Any:
-        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window)
+    def make_market(feedback: bool = True) -> Any:
+        makers = replay_market_makers(model, instrument, first_open)
+        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window,
+                                 depth_model=model, footprint=footprint, market_makers=makers, feedback=feedback)
 
     probe = make_market()
-    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
+    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}", model_note] + probe.description()
     published = _published(scenario)
     return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
-                   population_path, _file_digest(scenario.path()), notes, published)
+                   population_path, _file_digest(scenario.path()), notes, published, run_bars=run_bars,
+                   default_oi=scenario.open_interest_usd, oi_source=scenario.open_interest_source,
+                   facts=dict(scenario.facts or {}), market_digest=market_digest)
+
+
+def _market_model(config: RunConfig) -> tuple[Any, str]:
+    """The replay's market model: a ``--market`` file, or the shipped default (and its digest)."""
+    from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL, load_market_model, model_digest
+
+    model = load_market_model(config.market) if config.market is not None else DEFAULT_DEPTH_MODEL
+    return model, model_digest(model)
+
+
+def _day_market_model(config: RunConfig, klines: pl.DataFrame, name: str) -> tuple[Any, str, str]:
+    """A kline replay's model: ``--market``, else the impact law fitted on the day itself (lab/calibration)."""
+    from deleverage.lab.calibration import day_model, model_digest
+
+    if config.market is not None:
+        model, digest = _market_model(config)
+        return model, digest, f"market model: {config.market} ({model.source})"
+    model, note = day_model(klines, source=name)
+    return model, model_digest(model), note
+
+
+def _footprint(klines: pl.DataFrame, scenario: Any) -> Any:
+    """The recorded liquidations per minute of the file: published totals split by excess adverse taker
+    volume (bundled days), else the default share of that volume (lab/footprint.py)."""
+    from deleverage.lab.footprint import estimate_flow, share_flow
+    from deleverage.lab.impact_fit import bars_from_klines
+
+    if "taker_buy_volume" not in klines.columns:
+        return None
+    bars = bars_from_klines(klines, source=scenario.name, digest="-")
+    facts = scenario.facts or {}
+    venue, everywhere = facts.get("binance_liquidated_usd"), facts.get("liquidated_usd_all_venues")
+    btc, btc_long = facts.get("btc_liquidated_usd"), facts.get("btc_long_liquidated_usd")
+    if venue and everywhere and btc and btc_long:
+        recorded = float(venue) * float(btc) / float(everywhere)
+        total = recorded * FEED_UNDERCOUNT
+        long_share = float(btc_long) / float(btc)
+        source = (f"estimate: Binance's ${float(venue) / 1e9:.2f} B × BTC's {float(btc) / float(everywhere):.0%} "
+                  f"share of all liquidations = ${recorded / 1e9:.2f} B recorded for the day, × "
+                  f"{FEED_UNDERCOUNT:.2f} for the feeds' undercount = ${total / 1e9:.2f} B, {long_share:.0%} long "
+                  "(CRASH_FACTS), split over minutes by excess adverse taker volume")
+        return estimate_flow(bars, long_quote=total * long_share, short_quote=total * (1 - long_share),
+                             source=source)
+    return share_flow(bars)
 
 
 def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
@@ -199,13 +328,18 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     ).sort("ts_ns")
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
-    def make_market() -> Any:
-        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms)
+    model, market_digest = _market_model(config)
+
+    def make_market(feedback: bool = True) -> Any:
+        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms,
+                                   resilience_per_s=model.resilience_per_s, permanent_share=model.permanent_share,
+                                   permanent_floor=model.permanent_floor,
+                                   permanent_decay_per_s=model.permanent_decay_per_s, feedback=feedback)
 
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
     return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
-                   population_path, _file_digest(scenario.path()), notes, None)
+                   population_path, _file_digest(scenario.path()), notes, None, market_digest=market_digest)
 
 
 def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scene:
@@ -220,7 +354,9 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
     instrument = BTCUSDT
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
-    def make_market() -> Any:
+    model, market_digest = _market_model(config)
+
+    def make_market(feedback: bool = True) -> Any:
         from deleverage.lab.agents import MarketMaker
 
         # Three market makers of different sizes and risk appetites (assumptions): they widen their quotes
@@ -234,7 +370,7 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         ]
         return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
                                minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
-                               market_makers=makers)
+                               market_makers=makers, depth_model=model, impact_feedback=feedback)
 
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
@@ -247,7 +383,7 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
     notes = probe.description()
     digest = hashlib.sha256(f"synthetic:{config.seed}:{config.minutes}:{config.drop}".encode()).hexdigest()
     return _finish(config, f"synthetic crash −{config.drop:.0%} over {config.minutes} min", instrument, tiers,
-                   probe, make_market, history, population_path, digest, notes, None)
+                   probe, make_market, history, population_path, digest, notes, None, market_digest=market_digest)
 
 
 def _published(scenario: Any) -> dict[str, float] | None:
@@ -262,22 +398,35 @@ def _published(scenario: Any) -> dict[str, float] | None:
 
 
 def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: MarginTiers, probe: Any,
-            make_market: Callable[[], Any], history: pl.DataFrame, population_path: str | Path | None,
-            data_digest: str, notes: list[str], published: dict[str, float] | None) -> Scene:
-    population = _population(config, history, instrument, population_path)
+            make_market: Callable[..., Any], history: pl.DataFrame, population_path: str | Path | None,
+            data_digest: str, notes: list[str], published: dict[str, float] | None, *,
+            run_bars: pl.DataFrame | None = None, default_oi: float | None = None, oi_source: str = "",
+            facts: dict[str, Any] | None = None, market_digest: str = "") -> Scene:
+    times = probe.times()
+    start_ns = int(times[0])
     start_ticks = probe.reference_mark_ticks()
     start_price = float(instrument.ticks_to_price(start_ticks))
-    underwater = _screen_underwater(population, start_price, tiers)
-    kept_oi = float(
-        population.filter(~pl.col("account_id").is_in(underwater)).select(pl.col("qty").sum()).item() or 0.0
-    ) * start_price
+    generated = population_path is None
+    plan = _population_plan(config, default_oi, oi_source, start_ns) if generated else None
+    if plan is not None:
+        tiers = scale_tiers(tiers, plan.multiplicity)
+    population = _population(config, history, instrument, population_path, plan=plan, run_bars=run_bars,
+                             tiers=tiers)
+    underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
+    if plan is not None and plan.open_interest is not None and kept_oi > 0:
+        # aim the *seeded* open interest at the target: redraw (same seed) scaled by what the screen kept
+        population = _population(config, history, instrument, None, plan=plan, run_bars=run_bars, tiers=tiers,
+                                 target=plan.open_interest * plan.open_interest / kept_oi)
+        underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
     fund = config.insurance_fund_share * kept_oi
     backstop_capital = config.backstop_share * kept_oi / max(config.backstops, 1)
     backstop_ids = [f"backstop{i}" for i in range(config.backstops)]
     ledger, report = seed_ledger(
         population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,
         backstops=[(b, backstop_capital) for b in backstop_ids], drop_liquidatable=underwater,
+        ts_ns=0, start_ns=start_ns,
     )
+    entries = deferred_entries(population, instrument, start_ns=start_ns, drop=underwater)
     settle = instrument.settle
 
     def make_backstops() -> list[Any]:
@@ -294,13 +443,19 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
         # The front-runner trades on the simulated book, outside the ledger: it is part of "the market".
         return FrontRunner(market, instrument, capital=config.frontrunner_capital)
 
-    kept = population.filter(~pl.col("account_id").is_in(underwater))
-    liquidation_prices = _initial_liquidation_prices(kept, instrument, tiers)
-    low, high = _reference_extremes(make_market())
+    at_start = population.filter(~pl.col("account_id").is_in(underwater) & _at_start(population, start_ns))
+    liquidation_prices = _initial_liquidation_prices(at_start, instrument, tiers)
+    low, high = _reference_extremes(probe if hasattr(probe, "path_ticks") else make_market())
+    population_notes = _population_notes(config, plan, report, population, len(underwater), start_ns)
     notes = notes + [
-        f"population: {report.accounts:,} accounts generated with seed {config.seed} "
-        f"({len(underwater):,} already within {START_BUFFER:.0%} of liquidation at the first mark left out); "
-        "sizes, leverage and side mix from data/population.py defaults (sources in its docstring)",
+        f"population: {report.accounts:,} accounts open at the start with {report.open_interest_notional:,.0f} "
+        f"{settle.code} of open interest ({population_notes['open_interest_source']}), {report.deferred:,} more "
+        f"opened during the run; {len(underwater):,} already within {START_BUFFER:.0%} of liquidation at the "
+        f"first mark left out; seed {config.seed}; sides, entries, sizes and leverage from data/population.py "
+        "(sources and assumptions in its docstring)",
+        *([f"each account stands for {plan.multiplicity:,} real accounts of {REAL_ACCOUNT_NOTIONAL:,.0f} "
+           f"{settle.code} on average: margin tiers apply at the real account's size (table {tiers.name})"]
+          if plan is not None and plan.multiplicity > 1 else []),
         f"insurance fund {fund:,.0f} {settle.code} ({config.insurance_fund_share:.0%} of open interest, assumption); "
         f"{config.backstops} backstop providers with {backstop_capital:,.0f} {settle.code} each "
         f"(discount {config.backstop_discount_bps:.0f} bps, assumption)",
@@ -309,11 +464,47 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     ]
     return Scene(
         title=title, instrument=instrument, tiers=tiers, ledger=ledger, seed_report=report,
-        times=probe.times(), make_market=make_market, make_backstops=make_backstops,
+        times=times, make_market=make_market, make_backstops=make_backstops,
         make_frontrunner=make_frontrunner, data_digest=data_digest,
         population_digest=population_digest(population), notes=notes, published=published,
         liquidation_prices=liquidation_prices, reference_low_ticks=low, reference_high_ticks=high,
+        entries=entries if len(entries) else None, market_digest=market_digest,
+        population_notes=population_notes, facts=facts or {},
     )
+
+
+def _at_start(population: pl.DataFrame, start_ns: int) -> pl.Expr:
+    if "opened_ns" not in population.columns:
+        return pl.lit(True)
+    return pl.col("opened_ns").fill_null(start_ns) <= start_ns
+
+
+def _screen_start(population: pl.DataFrame, start_price: float, tiers: MarginTiers,
+                  start_ns: int) -> tuple[list[int], float]:
+    """Ids already near liquidation among the positions open at the start, and the kept open interest."""
+    at_start = population.filter(_at_start(population, start_ns))
+    underwater = _screen_underwater(at_start, start_price, tiers)
+    kept_qty = at_start.filter(~pl.col("account_id").is_in(underwater)).select(pl.col("qty").sum()).item()
+    return underwater, float(kept_qty or 0.0) * start_price
+
+
+def _population_notes(config: RunConfig, plan: PopulationPlan | None, report: SeedReport,
+                      population: pl.DataFrame, dropped: int, start_ns: int) -> dict[str, Any]:
+    """What summary.json says about the population (``population``)."""
+    out: dict[str, Any] = {
+        "generated": plan is not None,
+        "open_interest_target": plan.open_interest if plan is not None else None,
+        "open_interest_source": plan.source if plan is not None else "loaded population",
+        "multiplicity": plan.multiplicity if plan is not None else 1,
+        "accounts_at_start": report.accounts,
+        "accounts_opened_during_run": report.deferred,
+        "long_share_of_open_interest": report.long_notional / report.open_interest_notional
+        if report.open_interest_notional else 0.0,
+        "dropped_already_liquidatable": dropped,
+    }
+    if plan is not None and plan.long_share is not None:
+        out["long_share_of_accounts_prior"] = plan.long_share
+    return out
 
 
 def _initial_liquidation_prices(population: pl.DataFrame, instrument: Instrument,
@@ -335,6 +526,9 @@ def _initial_liquidation_prices(population: pl.DataFrame, instrument: Instrument
 
 def _reference_extremes(market: Any) -> tuple[int, int]:
     """Lowest and highest reference mark over the run (the path without any simulated impact)."""
+    if hasattr(market, "path_ticks"):
+        path = market.path_ticks()
+        return int(path.min()), int(path.max())
     low = high = market.reference_mark_ticks()
     for ts in market.times():
         market.advance_to(int(ts))
@@ -343,4 +537,4 @@ def _reference_extremes(market: Any) -> tuple[int, int]:
     return low, high
 
 
-__all__ = ["Scene", "build_scene"]
+__all__ = ["FEED_UNDERCOUNT", "REAL_ACCOUNT_NOTIONAL", "PopulationPlan", "Scene", "build_scene", "scale_tiers"]

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from deleverage.errors import InvalidInput
 from deleverage.report import plots
 from deleverage.report.metrics import METRICS, PolicyRun, rank_policies
+from deleverage.report.realism import realism_table_html
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
@@ -74,6 +75,7 @@ def render_report(
     notes: Sequence[str] = (),
     published: Mapping[str, float] | None = None,
     extra_figures: Sequence[go.Figure] = (),
+    realism: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole page as one HTML string (no external resources)."""
     figures: list[go.Figure] = [
@@ -95,6 +97,7 @@ def render_report(
         f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>"
         "<h2>Policies ranked</h2>" + policy_table_html(summary)
         + (f"<div class='note'><b>What is recorded and what is modelled</b><ul>{notes_html}</ul></div>" if notes else "")
+        + (realism_table_html(realism) if realism else "")
         + "".join(parts) + "</body></html>"
     )
 
@@ -145,9 +148,11 @@ def write_report_files(
     published: Mapping[str, float] | None = None,
     png: bool = True,
     on_step: Callable[[str], None] | None = None,
+    realism: Mapping[str, Any] | None = None,
 ) -> None:
     """report.html (+ headline.png) inside ``directory``."""
-    page = render_report(title=title, subtitle=subtitle, runs=runs, summary=summary, notes=notes, published=published)
+    page = render_report(title=title, subtitle=subtitle, runs=runs, summary=summary, notes=notes, published=published,
+                         realism=realism)
     (directory / "report.html").write_text(page, encoding="utf-8")
     if on_step:
         on_step("report.html")
