@@ -97,12 +97,15 @@ def replay(
     market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
     metrics: Path | None = typer.Option(
         None, help="Binance metrics file: open interest and long/short account ratio at the start"),
+    liquidations: Path | None = typer.Option(
+        None, help="liquidation prints of the day (liquidationSnapshot or Tardis liquidations) whose footprint "
+        "is taken out of the reference path; default: an estimate from the published totals"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     _run_comparison(
         "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
-        step_ms=step_ms, market=market, metrics_file=metrics,
+        step_ms=step_ms, market=market, metrics_file=metrics, liquidations=liquidations,
     )
 
 

@@ -20,7 +20,7 @@ PINNED_AUDIT = {
     "fba": "5d0a17ae18d124eb84e7cf8f972e391dc623efea919bc72f9e0de0d844cdbe9d",
     "maker": "af68e07eb21ebfcdd13b69058934d15de468fb0dfe215ebc773b7c6e8b77a263",
 }
-PINNED_SUMMARY = "9c4a0867a8a0b77eec7dac50d63917a9016d8291a7fdf6c82fbda6eb6232e753"
+PINNED_SUMMARY = "1e3750259532c7d0a9edcc833578ec78c266db85b33cfdd18a8846b12da01f98"
 
 
 @pytest.mark.slow

@@ -87,3 +87,32 @@ def test_tardis_snapshots_give_the_profile_and_the_spread(tmp_path) -> None:
     assert fit.parameters["half_spread_bps"] == pytest.approx(half / mid * 1e4, rel=1e-3)
     assert fit.parameters["profile_exponent"] == pytest.approx(1.5, abs=0.1)
     assert fit.parameters["depth_10bps"] == pytest.approx(3.0, rel=0.2)
+
+
+def test_agg_trades_are_cut_into_minutes_and_fitted_like_klines(tmp_path) -> None:
+    """aggTrades of a synthetic day with a known impact law: the calibration's impact fit recovers δ."""
+    from deleverage.lab.impact_fit import ImpactFit, simulate_bars
+
+    true = ImpactFit(log_lambda=-7.0, flow_exponent=0.6, volume_coef=-0.45, range_coef=0.9, flow_coef=0.0,
+                     volume_ref=176.892, range_ref=0.0007894850658581865, half_life_bars=2.0, bar_s=60.0, n=0,
+                     r2=0.0)
+    bars = simulate_bars(true, 1_440, np.random.default_rng(9), start_price=60_000.0)
+    lines = ["agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"]
+    trade = 0
+    for m in range(len(bars)):
+        t = DAY * 1000 + m * 60_000
+        sell = bars.volume[m] - bars.taker_buy_volume[m]
+        # four trades a minute: open, high, low (the sells), close; quantities carry the taker split
+        for k, (price, qty, maker) in enumerate(((bars.open[m], bars.taker_buy_volume[m] / 2, "false"),
+                                                 (bars.high[m], bars.taker_buy_volume[m] / 2, "false"),
+                                                 (bars.low[m], sell / 2, "true"),
+                                                 (bars.close[m], sell / 2, "true"))):
+            lines.append(f"{trade},{price:.6f},{qty:.6f},{trade},{trade},{t + 1 + k * 10_000},{maker}")
+            trade += 1
+    path = tmp_path / "BTCUSDT-aggTrades-2030-01-01.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = calibrate_sources([str(path)], half_life=2.0)
+    impact = next(f for f in result.fits if f.component == "impact")
+    assert impact.n > 1_300
+    assert abs(impact.parameters["flow_exponent"] - 0.6) < 4 * impact.stderr["flow_exponent"] + 0.03
+    assert result.model.bar_law is not None

@@ -186,3 +186,56 @@ def test_lay_off_follows_its_closed_form() -> None:
     assert mm.inventory_lots == 1_000 - int(1_000 * (1 - math.exp(-0.2)))
     with pytest.raises(InvalidInput, match="lay_off_per_s"):
         MarketMaker(lay_off_per_s=2.0)
+
+
+def test_liquidation_prints_of_a_kline_day_replace_the_estimate(tmp_path) -> None:
+    from deleverage.lab.config import RunConfig
+    from deleverage.lab.setup import build_scene
+
+    path = tmp_path / "BTCUSDT-liquidationSnapshot-2025-10-10.csv"
+    start = DAY_2025 // 1_000_000 + (21 * 60 + 15) * 60_000
+    rows = ["time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
+            "last_fill_quantity,accumulated_fill_quantity"]
+    for k in range(40):  # 40 long liquidations of 5 BTC over 21:15–21:19, every row duplicated as Binance does
+        row = f"{start + k * 6_000},SELL,LIMIT,IOC,5.0,104000,104100,FILLED,5.0,5.0"
+        rows += [row, row]
+    path.write_text("\n".join(rows) + "\n")
+    scene = build_scene(RunConfig(accounts=200, window="21:10-21:25", liquidations=str(path)))
+    market = scene.make_market()
+    assert market.footprint.source.startswith("prints: ")
+    assert market.liquidation_flow.sum() == pytest.approx(-200.0)  # 40 prints × 5 BTC, duplicates dropped
+    assert market.footprint_log.min() < 0 and any("prints:" in note for note in scene.notes)
+    with pytest.raises(InvalidInput) as info:
+        build_scene(RunConfig(accounts=200, window="21:10-21:25",
+                              liquidations=str(get_scenario("2025-10-10").path())))
+    assert info.value.field == "liquidations"
+
+
+def test_forceorder_prints_of_a_capture_come_out_of_its_reference() -> None:
+    import dataclasses
+
+    from deleverage.data.binance_stream import read_capture
+    from deleverage.data.records import LIQUIDATION_DTYPE
+    from deleverage.lab.market import CaptureReplayMarket
+    from deleverage.lab.setup import _capture_footprint
+
+    capture = read_capture(get_scenario("btcusdt-20240808-l2").path())
+    plain, _ = _capture_footprint(capture, DEFAULT_DEPTH_MODEL, 1000)
+    assert plain is None  # the bundled capture has no forceOrder prints
+    prints = np.zeros(30, LIQUIDATION_DTYPE)
+    t0 = int(capture.trades["ts_event"][0])
+    prints["ts_event"] = t0 + np.arange(30) * 2 * NS
+    prints["qty_lots"] = prints["filled_lots"] = 10_000  # 10 BTC each, longs liquidated
+    prints["position_side"] = 1
+    prints["avg_price"] = 61_000.0
+    with_prints = dataclasses.replace(capture, liquidations=prints)
+    log, note = _capture_footprint(with_prints, DEFAULT_DEPTH_MODEL, 1000)
+    assert log is not None and log.min() < 0 and "30 forceOrder prints" in note
+    market = CaptureReplayMarket(with_prints, step_ms=1000, footprint_log=log, footprint_note=note)
+    bare = CaptureReplayMarket(capture, step_ms=1000)
+    ts = int(market.times()[-1])
+    market.advance_to(ts)
+    bare.advance_to(ts)
+    assert market.reference_mark_ticks() > bare.reference_mark_ticks()  # longs had pushed the recorded mid down
+    assert market.liquidity().best_bid()[0] - market.reference_mark_ticks() == (
+        bare.liquidity().best_bid()[0] - bare.reference_mark_ticks())  # the whole book moves, spread kept

@@ -34,6 +34,7 @@ class RunConfig:
     open_interest: float | None = None  # overrides the scenario's default and a metrics file
     market: str | None = None  # a market model file (``deleverage calibrate --json``)
     metrics: str | None = None  # a Binance ``metrics`` file: open interest and long/short ratio at the start
+    liquidations: str | None = None  # liquidation prints (liquidationSnapshot / Tardis liquidations) of a kline day
 
 
 __all__ = ["RunConfig"]

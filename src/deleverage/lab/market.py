@@ -1,24 +1,28 @@
 """The lab's market: a reference mark path plus the simulated flow's own impact, and a book to take from.
 
 Why: historical data already holds the real liquidations' impact, so a replay treats the recorded path
-as exogenous and adds only the *simulated* flow's impact on top (DESIGN.md, "Replay with counterfactual
-impact"); policies are then compared on the same footing.
+— minus the recorded liquidations' own footprint (:mod:`deleverage.lab.footprint`) — as exogenous and
+adds only the *simulated* flow's impact on top (DESIGN.md, "Replay with counterfactual impact"); policies
+are then compared on the same footing, and if the simulated liquidations were the recorded ones the mark
+would be the recorded path.
 
-Impact overlay (:class:`ImpactBook`, used by the kline replay and the synthetic market) — an
-Obizhaeva–Wang book on integer ticks and lots, shifted as a whole (both sides move with the mid):
+Impact overlay (:class:`ImpactBook`, used by every market here) — an Obizhaeva–Wang book on integer ticks
+and lots, shifted as a whole (both sides move with the centre):
 
 * a ladder per side gives the lots at level k ticks from the touch (cumulative ``cum(k)``);
 * state ``E`` = net consumed volume in lots (buys > 0), which refills as ``E(t) = E(t0)·e^{−ρ(t−t0)}``;
 * a unit of volume at signed position v has price offset ``g(v) = k_ask(v)`` (v ≥ 0) or
   ``−k_bid(−v−1)`` (v < 0): a buy of q walks units E…E+q−1 and pays ``c + h_ask + g(v)``, a sell
   walks E−1…E−q and gets ``c − h_bid + g(v)`` (c the centre, h the half spreads);
-* a take of q lots that moves the last-trade offset by Δ ticks adds ``φ·Δ`` to the permanent shift P
-  (centre ``c = reference + round(P)``) and leaves ``(1 − φ)·q`` lots consumed, which decay at ρ;
-* mark = reference + round(P) + X(round E), X the offset of the last unit consumed from the first
-  non-empty level of its side (0 at E = 0).
+* the centre c = reference + P: P moves by the fitted bar law of the simulated flow (kline replay,
+  :class:`~deleverage.lab.impact_book.PermanentImpact`) or by a share φ of each walked offset (capture
+  replay, synthetic market), and decays by the fitted law;
+* mark = c + X(round E), X the offset of the last unit consumed from the first non-empty level of its
+  side (0 at E = 0). With ``feedback`` off takes fill but never move E or P: mark = reference.
 
 :class:`KlineReplayMarket` builds the reference from 1-minute klines (seeded bridge through O, H, L, C)
-and the ladder from the calibrated depth model; :class:`CaptureReplayMarket` replays a recorded L2 book.
+and each minute's ladders from the depth model in that minute's state, with market makers on top
+(:class:`MakerDesk`); :class:`CaptureReplayMarket` replays a recorded L2 book.
 """
 
 from __future__ import annotations
@@ -450,7 +454,8 @@ class CaptureReplayMarket:
                  step_ms: int = 1000, resilience_per_s: float = DEFAULT_DEPTH_MODEL.resilience_per_s,
                  permanent_share: float = DEFAULT_DEPTH_MODEL.permanent_share, depth_levels: int = 1000,
                  agents: Sequence[Any] = (), permanent_floor: float = 1.0, permanent_decay_per_s: float = 0.0,
-                 feedback: bool = True) -> None:
+                 feedback: bool = True, footprint_log: np.ndarray | None = None,
+                 footprint_note: str = "") -> None:
         from deleverage.venues.l2 import L2Book
 
         snap = capture.snapshot
@@ -475,6 +480,11 @@ class CaptureReplayMarket:
         self._duration = (int(self._ts[-1]) - self._t0) // step * step + step
         local = np.arange(self._t0, self._t0 + self._duration, step, dtype=np.int64)
         self._times = np.concatenate([local + k * self._duration for k in range(tile)])
+        if footprint_log is not None and len(footprint_log) != len(local):
+            raise InvalidInput("footprint_log", len(footprint_log), f"needs one value per grid time ({len(local)})")
+        self.footprint_log = None if footprint_log is None else np.asarray(footprint_log, dtype=np.float64)
+        self.footprint_note = footprint_note
+        self._local_times = local
         self.start_ns, self.end_ns = int(self._times[0]), int(self._times[-1])
         self._index_events(depth, snap)
         self._tile_index = -1
@@ -539,15 +549,20 @@ class CaptureReplayMarket:
             bid, ask = self._snapshot_top
         if bid <= 0 or ask <= 0:
             raise SimulationError(f"the recorded book has an empty side at {ts_ns}: no reference mid")
-        reference = (bid + ask) // 2
+        recorded = (bid + ask) // 2
+        reference = recorded
+        if self.footprint_log is not None:  # the recorded liquidations' footprint out of the reference
+            local = ts_ns - tile * self._duration
+            at = max(int(np.searchsorted(self._local_times, local, side="right")) - 1, 0)
+            reference = max(1, round(recorded * math.exp(-float(self.footprint_log[at]))))
         for ladder in (self.book.bid, self.book.ask):
             if isinstance(ladder, LazyLadder):
                 ladder.expire()
         bid_ladder, ask_ladder = (
             LazyLadder(functools.partial(self._recorded_side, side)) for side in ("bid", "ask")
         )
-        self.book.set_reference(reference, bid_ladder, ask_ladder, half_bid=reference - bid,
-                                half_ask=ask - reference)
+        self.book.set_reference(reference, bid_ladder, ask_ladder, half_bid=recorded - bid,
+                                half_ask=ask - recorded)
         for agent in self.agents:
             if hasattr(agent, "on_advance"):
                 agent.on_advance(ts_ns, self)
@@ -585,6 +600,9 @@ class CaptureReplayMarket:
             f"modelled: impact feedback {'on' if b.feedback else 'off (the mark is the recorded mid)'}",
             *(["modelled: tiles after the first restart from the snapshot (the mark jumps back)"]
               if self.tile > 1 else []),
+            (f"modelled: the recorded liquidations' footprint, taken out of the reference ({self.footprint_note}); "
+             f"largest offset {np.abs(self.footprint_log).max() * 1e4:.1f} bps" if self.footprint_log is not None
+             else "modelled: no liquidation footprint removed (the capture has no forceOrder prints)"),
         ]
 
 

@@ -93,6 +93,7 @@ def run_comparison(
     open_interest: float | None = None,
     market: str | Path | None = None,
     metrics_file: str | Path | None = None,
+    liquidations: str | Path | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
@@ -103,7 +104,8 @@ def run_comparison(
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
                        drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest,
                        market=None if market is None else str(market),
-                       metrics=None if metrics_file is None else str(metrics_file))
+                       metrics=None if metrics_file is None else str(metrics_file),
+                       liquidations=None if liquidations is None else str(liquidations))
     resolved = _check_config(config, list(policies))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("workers", workers, "must be a whole number >= 1")

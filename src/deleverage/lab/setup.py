@@ -243,7 +243,7 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
     run_bars = klines.filter((pl.col("ts_ns") >= window[0]) & (pl.col("ts_ns") < window[1]))
     tiers = MarginTiers.load(DEFAULT_TIERS)
     model, market_digest, model_note = _day_market_model(config, klines, scenario.name)
-    footprint = _footprint(klines, scenario)
+    footprint = _footprint(klines, scenario, config.liquidations)
     first_open = int(instrument.price_to_ticks(float(run_bars["open"][0]) if run_bars.height
                                                else float(klines["open"][0]), rounding="nearest"))
 
@@ -280,15 +280,31 @@ def _day_market_model(config: RunConfig, klines: pl.DataFrame, name: str) -> tup
     return model, model_digest(model), note
 
 
-def _footprint(klines: pl.DataFrame, scenario: Any) -> Any:
-    """The recorded liquidations per minute of the file: published totals split by excess adverse taker
-    volume (bundled days), else the default share of that volume (lab/footprint.py)."""
-    from deleverage.lab.footprint import estimate_flow, share_flow
+def _footprint(klines: pl.DataFrame, scenario: Any, prints: str | None = None) -> Any:
+    """The recorded liquidations per minute of the file: from a prints file when given, else published totals
+    split by excess adverse taker volume (bundled days), else the default share of that volume."""
+    from deleverage.lab.footprint import estimate_flow, flow_from_prints, share_flow
     from deleverage.lab.impact_fit import bars_from_klines
 
     if "taker_buy_volume" not in klines.columns:
+        if prints is not None:
+            raise InvalidInput("liquidations", prints, "needs klines with taker-buy volume to weigh their impact")
         return None
     bars = bars_from_klines(klines, source=scenario.name, digest="-")
+    if prints is not None:
+        from deleverage.data.detect import load
+
+        loaded = load(prints)
+        if loaded.format not in ("binance_liquidation_snapshot", "tardis_liquidations"):
+            raise InvalidInput("liquidations", prints,
+                               f"is {loaded.format}, not a liquidationSnapshot or Tardis liquidations file")
+        frame = loaded.frame
+        qty = frame["qty"].to_numpy()
+        if "filled_qty" in frame.columns:
+            filled = frame["filled_qty"].fill_null(0.0).to_numpy()
+            qty = np.where(filled > 0, filled, qty)
+        return flow_from_prints(bars, frame["ts_ns"].to_numpy(), frame["position_side"].to_numpy(), qty,
+                                source=f"prints: {Path(prints).name} (a lower bound: feeds sample)")
     facts = scenario.facts or {}
     venue, everywhere = facts.get("binance_liquidated_usd"), facts.get("liquidated_usd_all_venues")
     btc, btc_long = facts.get("btc_liquidated_usd"), facts.get("btc_long_liquidated_usd")
@@ -329,17 +345,54 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     tiers = MarginTiers.load(DEFAULT_TIERS)
 
     model, market_digest = _market_model(config)
+    footprint_log, footprint_note = _capture_footprint(capture, model, config.step_ms)
 
     def make_market(feedback: bool = True) -> Any:
         return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms,
                                    resilience_per_s=model.resilience_per_s, permanent_share=model.permanent_share,
                                    permanent_floor=model.permanent_floor,
-                                   permanent_decay_per_s=model.permanent_decay_per_s, feedback=feedback)
+                                   permanent_decay_per_s=model.permanent_decay_per_s, feedback=feedback,
+                                   footprint_log=footprint_log, footprint_note=footprint_note)
 
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
     return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
                    population_path, _file_digest(scenario.path()), notes, None, market_digest=market_digest)
+
+
+def _capture_footprint(capture: Any, model: Any, step_ms: int) -> tuple[np.ndarray | None, str]:
+    """The capture's own forceOrder prints as a footprint on its grid (None without prints or a bar law)."""
+    from deleverage.lab.footprint import bar_footprint, flow_from_prints, footprint_offsets
+    from deleverage.lab.impact_fit import bars_from_trades
+
+    prints, trades, law = capture.liquidations, capture.trades, model.bar_law
+    if len(prints) == 0 or len(trades) == 0 or law is None:
+        return None, ""
+    inst = capture.instrument
+    lot = float(inst.lot_size * inst.contract_size)
+    tick = float(inst.tick_size)
+    price = trades["price_ticks"] * tick
+    qty = trades["qty_lots"] * lot / (price if inst.contract == "inverse" else 1.0)
+    bars = bars_from_trades(trades["ts_event"], price, qty, trades["taker_side"] > 0, bar_s=60.0,
+                            source=capture.path)
+    lots = np.where(prints["filled_lots"] > 0, prints["filled_lots"], prints["qty_lots"])
+    base = lots * lot / (prints["avg_price"] if inst.contract == "inverse" else 1.0)
+    flow = flow_from_prints(bars, prints["ts_event"], np.where(prints["position_side"] > 0, "long", "short"), base,
+                            source="forceOrder prints")
+    delta = bar_footprint(bars, flow, law, max(model.state_half_life_min, 1e-9))
+    return (footprint_offsets(_capture_grid(capture, step_ms), bars.ts_ns, 60.0, delta, law),
+            f"{len(prints)} forceOrder prints of the capture, a lower bound (one per symbol per second)")
+
+
+def _capture_grid(capture: Any, step_ms: int) -> np.ndarray:
+    """The first tile's grid of :class:`~deleverage.lab.market.CaptureReplayMarket` (same rule)."""
+    depth = capture.depth
+    snap = capture.snapshot
+    first = int(np.flatnonzero(depth["last_update_id"] >= snap.last_update_id)[0])
+    step = step_ms * 1_000_000
+    t0 = int(-(-int(depth["ts_event"][first]) // step) * step)
+    duration = (int(depth["ts_event"][-1]) - t0) // step * step + step
+    return np.arange(t0, t0 + duration, step, dtype=np.int64)
 
 
 def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scene:
