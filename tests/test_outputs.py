@@ -51,7 +51,7 @@ def test_a_users_directory_is_refused_and_keep_txt_survives(tmp_path) -> None:
     assert _tree(tmp_path) == before  # nothing renamed, deleted or left beside it
 
 
-@pytest.mark.parametrize("out", [".", "..", "/", "sub/..", "link-to-parent", "link-to-cwd"])
+@pytest.mark.parametrize("out", [".", "..", "../..", "/", "sub/..", "link-to-parent", "link-to-cwd"])
 def test_the_working_directory_and_its_parents_are_never_touched(out, tmp_path, monkeypatch) -> None:
     inner = tmp_path / "folder" / "inner"
     inner.mkdir(parents=True)

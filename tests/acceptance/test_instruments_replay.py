@@ -14,6 +14,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from deleverage.cli import main
 from deleverage.lab.runner import RunConfig, run_comparison, run_policy
 from deleverage.lab.setup import build_scene
 from deleverage.testing import assert_conserved, external_inflow
@@ -72,6 +73,19 @@ def test_every_policy_conserves_money_on_ethusdt(policy, monkeypatch) -> None:
 
 
 @pytest.mark.slow
+def test_a_2020_file_with_001_ticks_replays_from_the_command_line(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "--scenario", str(BTC_2020), "--window", WINDOW, "--accounts", "200", "--policy", "binance",
+              "--workers", "1", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert info.value.code in (0, None), text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["symbol"] == "BTCUSDT" and summary["instrument"]["tick_size"] == "0.01"
+    assert "tick 0.01" in " ".join(text.split())
+
+
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize(("name", "window", "tick"), [("BTCUSDT-1m-2021-05-19.csv", WINDOW, "0.01"),
                                                       ("BTCUSDT-1m-2025-10-10.csv", "21:10-21:25", "0.1")])
@@ -81,3 +95,24 @@ def test_the_real_days_replay_on_their_own_ticks(shared_data, tmp_path, name, wi
                             write_png=False)
     assert result.summary["symbol"] == "BTCUSDT" and result.summary["instrument"]["tick_size"] == tick
 
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_inspect_says_safe_to_replay_exactly_when_the_replay_runs(shared_data) -> None:
+    from deleverage.cli import format_inspection
+    from deleverage.data.detect import load
+    from deleverage.errors import DeleverageError
+
+    verdicts = {}
+    for path in sorted(shared_data.glob("binance-*/*.gz")):
+        safe = format_inspection(load(path))[-1].strip() == "safe to replay: yes"
+        try:
+            scene = build_scene(RunConfig(kind="replay", scenario=str(path), accounts=50, seed=1))
+        except DeleverageError:
+            ran, symbol = False, None
+        else:
+            ran, symbol = True, scene.instrument.symbol
+        assert safe == ran, path
+        verdicts[path.name] = symbol
+    assert verdicts == {"btcusd_perp_20240808.gz": None, "btcusd_perp_20240809.gz": None,
+                        "btcusdt_20240808.gz": "BTCUSDT", "ethusdt_20240808.gz": "ETHUSDT"}
