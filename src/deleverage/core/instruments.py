@@ -401,7 +401,8 @@ def choose_instrument(
         entry_source = "symbol name (not in the registry)"
         notes.append(f"{name} is not in deleverage's registry: linear contract settled in {quote} assumed from its "
                      "name; pass --instruments with the venue's exchangeInfo or ccxt markets JSON to declare it")
-    tick_in_force = (era.tick_size, f"registry: in force on the data's date ({era.source})") if era else None
+    # the era's evidence is long: `deleverage instruments` shows it; the source names where to look
+    tick_in_force = (era.tick_size, "registry: on record for the data's date") if era else None
     lot_in_force = (base_inst.lot_size, entry_source) if known_lots else None
     tick, tick_source, tick_note = _step("tick_size", name, price_grid, declared=declared_tick,
                                          in_force=tick_in_force, known=known_ticks, item="price")
