@@ -190,3 +190,22 @@ def test_the_manifest_is_deterministic(tmp_path) -> None:
         _write_run(target, {"summary.json": "same", "b/c.txt": "c"}, command="replay", run_key="k")
         texts.append((target / MANIFEST_NAME).read_bytes())
     assert texts[0] == texts[1]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_place_is_a_clean_error(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(InvalidInput, match="cannot be written"):
+            _write_run(locked / "run", {"summary.json": "1"})
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_parent_that_is_a_file_is_a_clean_error(tmp_path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidInput, match="cannot be written"):
+        _write_run(tmp_path / "file" / "run", {"summary.json": "1"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -271,9 +271,13 @@ def atomic_output_dir(
     ``out`` is left exactly as it was.
     """
     plan = plan_output_dir(out, force=force, overwrite=overwrite)
-    created = _make_parents(plan.target.parent)
+    created: list[Path] = []
     try:
+        created = _make_parents(plan.target.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{plan.target.name}.partial-", dir=plan.target.parent))
+    except OSError as exc:
+        _remove_created(created)
+        raise _refuse(plan.given, f"cannot be written: {exc.strerror or exc} ({exc.filename or plan.target.parent})") from None
     except BaseException:
         _remove_created(created)
         raise
