@@ -400,9 +400,12 @@ REPLAYABLE_FORMATS = ("binance_klines", "binance_capture")
 
 def _instrument_verdict(loaded: Any, symbol: str | None, registry: Any, tiers: str | None) -> tuple[str | None, list[str]]:
     """The instrument line of an inspection and the reasons a replay would refuse the file (empty: none)."""
+    from deleverage.data.detect import POPULATION_FORMATS
     from deleverage.data.instruments import file_symbol, instrument_for, resolve_tiers
     from deleverage.errors import DeleverageError
 
+    if loaded.format in POPULATION_FORMATS:
+        return None, []  # positions, not market data: the replay's scenario decides their instrument
     if loaded.format not in REPLAYABLE_FORMATS and file_symbol(loaded)[0] is None and symbol is None:
         return None, []
     try:
@@ -456,6 +459,11 @@ def format_inspection(loaded: Any, *, symbol: str | None = None, registry: Any =
     lines.append(f"  quality: {escape(quality.summary() or 'clean')}")
     for note in quality.notes:
         lines.append(f"  note: {escape(note)}")
+    from deleverage.data.detect import POPULATION_FORMATS
+
+    if loaded.format in POPULATION_FORMATS:
+        lines.append(f"  a population, not market data: deleverage replay --population {escape(str(loaded.path))}")
+        return lines
     if loaded.format not in REPLAYABLE_FORMATS:
         problems = [f"{loaded.format} files do not drive a replay (Binance klines and raw captures do)"]
     reasons = [*quality.unsafe, *problems]

@@ -344,8 +344,9 @@ def _step(what: str, symbol: str, grid: Decimal | None, *, declared: tuple[Decim
         if not _fits(value, grid):
             raise InvalidInput(f"{symbol}.{what}", _plain(value),
                                f"is {symbol}'s {what} on the data's date ({source}), but the data's {item}s are "
-                               f"multiples of {grid}: the file is not {symbol} perpetual data of that date (a spot "
-                               "file? another symbol?); if it is, declare its instrument with --instruments")
+                               f"multiples of {grid}: the file is not {symbol} perpetual trade data of that date (a spot "
+                               "file? mark or index price klines? another symbol?); if it is, declare its "
+                               "instrument with --instruments")
         return value, source, None
     for value in sorted(set(known), reverse=True):
         if _fits(value, grid):
