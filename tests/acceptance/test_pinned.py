@@ -3,14 +3,28 @@
 Run three times; the audit-log digest of each policy (every decision with its numbers) and the bytes of
 summary.json must be one unique value each, equal to the pinned one. A change of behaviour shows up here
 first: if it is intended, re-pin with the values the failure prints (and say why in the commit).
+
+A digest alone only says "unchanged", not "right", so each stands beside an independent check:
+
+* the audit digests — the same replay with a screen so wide (``screen_buffer_bps`` 9,999) that every
+  account within a 50 % move of its liquidation price is checked *exactly* on every tick (a brute-force
+  detector) makes the same decisions: identical liquidation records and identical events, apart from
+  the extra ``candidate_rejected`` of the accounts the wide screen checks and finds safe;
+* summary.json — the instrument it names is checked against the raw file's decimals, and its totals
+  per policy (liquidations, liquidated accounts and notional, ADL notional, bad debt) are recomputed
+  from the rows of liquidations.parquet, one row per action (ADL closes of counterparties are rows
+  with action ``adl``, counted apart).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 
+import polars as pl
 import pytest
 
+from deleverage.engine import get_policy
 from deleverage.lab.runner import run_comparison
 from tests.conftest import ROOT
 
@@ -22,6 +36,8 @@ PINNED_AUDIT = {
 # Re-pinned when summary.json gained "symbol" and "instrument" (and the run key the instrument): the audit
 # digests, i.e. every decision, did not move.
 PINNED_SUMMARY = "02ef5cad52124993aa9f82acacc4187c31d2ad02a3d612872a0abad2669636d7"
+POLICIES = ["binance", "fba", "maker"]
+RUN = dict(kind="replay", scenario="2021-05-19", accounts=300, seed=21, window="12:55-13:15", write_png=False)
 
 
 @pytest.mark.slow
@@ -29,8 +45,7 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
     audits, summaries = set(), set()
     for attempt in range(3):
         out = tmp_path / f"run{attempt}"
-        result = run_comparison(kind="replay", scenario="2021-05-19", policies=["binance", "fba", "maker"],
-                                accounts=300, seed=21, out=out, window="12:55-13:15", write_png=False)
+        result = run_comparison(policies=POLICIES, out=out, **RUN)
         audits.add(tuple(sorted(result.summary["audit_digests"].items())))
         summaries.add(hashlib.sha256((out / "summary.json").read_bytes()).hexdigest())
     assert len(audits) == 1 and len(summaries) == 1
@@ -46,3 +61,35 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
     assert (instrument["contract"], instrument["settle"], instrument["tick_size"], instrument["lot_size"],
             instrument["contract_size"], instrument["tiers"]) == ("linear", "USDT", "0.01", "0.001", "1",
                                                                    "binance-btcusdt")
+    _summary_totals_are_the_records(tmp_path / "run0")
+    _brute_force_detection_makes_the_same_decisions(tmp_path / "run0", tmp_path / "wide")
+
+
+def _summary_totals_are_the_records(out) -> None:  # noqa: ANN001
+    summary = json.loads((out / "summary.json").read_text())
+    records = pl.read_parquet(out / "liquidations.parquet")
+    assert records.filter(pl.col("action") != "adl").height > 0  # not vacuous: this window liquidates
+    for policy in POLICIES:
+        rows = records.filter(pl.col("policy") == policy)
+        closes, adl = rows.filter(pl.col("action") != "adl"), rows.filter(pl.col("action") == "adl")
+        metrics = summary["policies"][policy]
+        assert metrics["liquidations"] == closes.height, policy
+        assert metrics["liquidated_accounts"] == closes["account_id"].n_unique(), policy
+        assert metrics["liquidated_notional"] == pytest.approx(float(closes["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["adl_notional"] == pytest.approx(float(adl["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["bad_debt"] == pytest.approx(float(rows["bad_debt"].sum()), rel=1e-9, abs=1e-6)
+
+
+def _brute_force_detection_makes_the_same_decisions(out, wide_out) -> None:  # noqa: ANN001
+    wide = [get_policy(name).with_overrides(trigger={"screen_buffer_bps": 9_999.0}) for name in POLICIES]
+    run_comparison(policies=wide, out=wide_out, **RUN)
+    assert pl.read_parquet(wide_out / "liquidations.parquet").equals(pl.read_parquet(out / "liquidations.parquet"))
+
+    def decisions(path):  # noqa: ANN001, ANN202
+        events = pl.read_parquet(path / "events.parquet")
+        return events.filter(pl.col("kind") != "candidate_rejected").drop("seq")
+
+    narrow, brute = decisions(out), decisions(wide_out)
+    extra = pl.read_parquet(wide_out / "events.parquet").filter(pl.col("kind") == "candidate_rejected").height
+    assert extra > 0  # the wide screen really checked more accounts exactly
+    assert brute.equals(narrow)
