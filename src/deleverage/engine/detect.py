@@ -45,20 +45,23 @@ class _MaintenanceTable:
         self.rates = [Fraction(b.rate) for b in tiers.brackets]
         self.cums = [Fraction(b.cum) * unit for b in tiers.brackets]
 
-    def exact(self, notional_minor: Fraction | int) -> Fraction:
+    def exact(self, notional_minor: Fraction | int) -> Fraction | int:
         i = bisect_right(self.floors, notional_minor) - 1
         rate, cum = self.rates[i], self.cums[i]
-        if isinstance(notional_minor, int):  # all ints: (N·rn·cd − cn·rd) / (rd·cd)
+        if isinstance(notional_minor, int):  # all ints: (N·rn·cd − cn·rd) / (rd·cd), an int when whole
             top = notional_minor * rate.numerator * cum.denominator - cum.numerator * rate.denominator
-            return Fraction(top, rate.denominator * cum.denominator)
+            whole, rest = divmod(top, rate.denominator * cum.denominator)
+            return whole if rest == 0 else Fraction(top, rate.denominator * cum.denominator)
         return notional_minor * rate - cum
 
 
 _TABLES: dict[tuple[Instrument, MarginTiers], _MaintenanceTable] = {}
 
 
-def maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int, price_ticks: int) -> Fraction:
-    """Tiered maintenance margin in settle minor units, exact: what every liquidation decision uses.
+def maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int,
+                      price_ticks: int) -> Fraction | int:
+    """Tiered maintenance margin in settle minor units, exact (an int when whole, which is cheaper to add
+    and compare): what every liquidation decision uses.
 
     The same number as ``Ledger.margin_state(...).maintenance_exact`` for one position, with integer
     arithmetic where it can (the exact what-ifs run this several times per liquidation; the core
@@ -94,7 +97,7 @@ class AccountMargin:
     """
 
     equity_exact: Fraction
-    maintenance_exact: Fraction
+    maintenance_exact: Fraction | int  # exact; an int when whole
     qty_lots: int  # signed position in the symbol
     isolated: bool
 
@@ -134,15 +137,14 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
     code = inst.settle.code
     pos = ledger.position(account_id, symbol)
     isolated = ledger.has_account(isolated_account_id(account_id, symbol))  # pockets exist only when isolated
+    maintenance: Fraction | int = 0
     if isolated:
         equity = Fraction(ledger.balance(isolated_account_id(account_id, symbol), code))
-        maintenance = Fraction(0)
         if pos.qty_lots:
             equity += pos.unrealized_pnl_exact(inst, marks[symbol])
             maintenance = maintenance_exact(inst, tiers[symbol], pos.qty_lots, marks[symbol])
         return AccountMargin(equity, maintenance, pos.qty_lots, True)
     equity = Fraction(ledger.balance(account_id, code))
-    maintenance = Fraction(0)
     for sym, other in instruments.items():
         if other.settle.code != code:
             continue
@@ -426,7 +428,7 @@ def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, 
     if ledger.has_account(pocket):
         return qty, entry_price, ledger.balance(pocket, inst.settle.code) / minor, 0.0
     balance = Fraction(ledger.balance(account_id, inst.settle.code))
-    other_mm = Fraction(0)
+    other_mm: Fraction | int = 0
     for sym, other in instruments.items():
         if sym == symbol or other.settle.code != inst.settle.code or sym not in marks:
             continue

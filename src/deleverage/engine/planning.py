@@ -42,7 +42,8 @@ class Plan:
 
 
 def equity_after_close(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int,
-                       close_lots: int, price_ticks: int, fee_rate: float = 0.0) -> tuple[Fraction, Fraction]:
+                       close_lots: int, price_ticks: int, fee_rate: float = 0.0
+                       ) -> tuple[Fraction, Fraction | int]:
     """(equity, maintenance) at the mark after closing ``close_lots`` at ``price_ticks``, both exact.
 
     Maintenance is the exact figure (not rounded up to a minor unit): "restored" must mean exactly
