@@ -14,6 +14,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +124,51 @@ def test_equity_exactly_at_maintenance_is_liquidated_by_every_path():
         engine.on_mark("XUSDT", 1000, 1)
         engine.on_mark("XUSDT", mark, 2)
         assert (engine.active_accounts("XUSDT") == ["bob"]) is expected
+
+
+FINE = Instrument(symbol="FINEUSDT", contract="linear", base="F", quote="USDT", settle=USDT,
+                  tick_size=Decimal("0.0001"), lot_size=Decimal("0.001"))  # 10 minor units per tick·lot
+
+
+@pytest.mark.parametrize("tiers", [MarginTiers.load(name) for name in MarginTiers.available()],
+                         ids=lambda t: t.name)
+def test_every_shipped_table_every_bracket_decides_like_the_ledger(tiers):
+    """In every bracket of every shipped table (up to 1,000M notional), an account whose equity is the
+    exact maintenance rounded up is safe when the maintenance has a fraction and liquidatable when it
+    is whole; one minor unit less is liquidatable. Engine, ledger and core.margin agree on each."""
+    mark = 30_000_001  # 3,000.0001: odd, so rate × 10 × ticks × lots keeps a fraction of a minor unit
+    ledger = make_ledger()
+    accounts = []
+    for k, bracket in enumerate(tiers.brackets):
+        upper = tiers.brackets[k + 1].floor if k + 1 < len(tiers.brackets) else bracket.floor * 2 + 1000
+        notional = (bracket.floor + upper) / 2
+        if notional > 1_000_000_000:
+            break
+        lots = int(notional / Decimal("3.0000001")) | 1  # odd lot count
+        for delta in (0, -1):
+            aid = f"b{k}{'safe' if delta == 0 else 'liq'}"
+            open_position(ledger, aid, FINE, "long", f"{Decimal(lots) / 1000}", "3100", "0")
+            mm = maintenance_exact(FINE, tiers, lots, mark)
+            need = math.ceil(mm) + delta - ledger.equity_exact(aid, {"FINEUSDT": mark})
+            ledger.deposit(aid, "USDT", int(need), 0)
+            accounts.append((aid, mm, delta))
+    assert len(accounts) >= 4
+    engine = _no_execution_engine(ledger, [FINE], {"FINEUSDT": tiers})
+    engine.on_mark("FINEUSDT", 31_000_000, 1)
+    engine.on_mark("FINEUSDT", mark, 2)
+    active = set(engine.active_accounts("FINEUSDT"))
+    fractional = 0
+    for aid, mm, delta in accounts:
+        state = ledger.margin_state(aid, {"FINEUSDT": mark}, lambda _i: tiers)
+        expected = delta < 0 or mm.denominator == 1
+        fractional += mm.denominator != 1
+        lp = core_margin.liquidation_price_fraction(
+            side="long", qty=Fraction(ledger.position(aid, "FINEUSDT").qty_lots, 1000),
+            entry_price=Decimal("3100"), tiers=tiers, wallet_balance=Fraction(ledger.balance(aid, "USDT"), 10**8))
+        assert state.liquidatable is expected and (aid in active) is expected, (aid, mm)
+        assert core_margin.liquidation_triggered(side="long", mark_price=Fraction(mark, 10_000),
+                                                 liquidation_price=lp) is expected, aid
+    assert fractional >= len(accounts) // 2  # the awkward case is really reached
 
 
 @settings(max_examples=examples(60), deadline=None)
