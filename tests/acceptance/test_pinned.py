@@ -3,24 +3,42 @@
 Run three times; the audit-log digest of each policy (every decision with its numbers) and the bytes of
 summary.json must be one unique value each, equal to the pinned one. A change of behaviour shows up here
 first: if it is intended, re-pin with the values the failure prints (and say why in the commit).
+
+A digest alone only says "unchanged", not "right", so each stands beside an independent check:
+
+* the audit digests — the same replay with a screen so wide (``screen_buffer_bps`` 9,999) that every
+  account within a 50 % move of its liquidation price is checked *exactly* on every tick (a brute-force
+  detector) makes the same decisions: identical liquidation records and identical events, apart from
+  the extra ``candidate_rejected`` of the accounts the wide screen checks and finds safe;
+* summary.json — the instrument it names is checked against the raw file's decimals, and its totals
+  per policy (liquidations, liquidated accounts and notional, ADL notional, bad debt) are recomputed
+  from the rows of liquidations.parquet, one row per action (ADL closes of counterparties are rows
+  with action ``adl``, counted apart).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 
 import polars as pl
 import pytest
 
+from deleverage.engine import get_policy
 from deleverage.lab.runner import run_comparison
 from deleverage.report.metrics import LIQUIDATION_ACTIONS
+from tests.conftest import ROOT
 
 PINNED_AUDIT = {
     "binance": "fa70b97a356b508b3036b316db15a226e7dacc71d2efe73a433cd7f13b7d85d1",
     "fba": "5d0a17ae18d124eb84e7cf8f972e391dc623efea919bc72f9e0de0d844cdbe9d",
     "maker": "af68e07eb21ebfcdd13b69058934d15de468fb0dfe215ebc773b7c6e8b77a263",
 }
-PINNED_SUMMARY = "1e3750259532c7d0a9edcc833578ec78c266db85b33cfdd18a8846b12da01f98"
+# Re-pinned when summary.json gained "symbol" and "instrument" (and the run key the instrument), and again
+# when it gained "realism" and "population" (and the run key market_digest and the new RunConfig fields).
+PINNED_SUMMARY = "d1f288a7a3f80a5b693f465f7807e0452fcea486d51cd6d8b76a8317e1e4a01d"
+POLICIES = ["binance", "fba", "maker"]
+RUN = dict(kind="replay", scenario="2021-05-19", accounts=300, seed=21, window="12:55-13:15", write_png=False)
 
 
 @pytest.mark.slow
@@ -28,8 +46,7 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
     audits, summaries = set(), set()
     for attempt in range(3):
         out = tmp_path / f"run{attempt}"
-        result = run_comparison(kind="replay", scenario="2021-05-19", policies=["binance", "fba", "maker"],
-                                accounts=300, seed=21, out=out, window="12:55-13:15", write_png=False)
+        result = run_comparison(policies=POLICIES, out=out, **RUN)
         audits.add(tuple(sorted(result.summary["audit_digests"].items())))
         summaries.add(hashlib.sha256((out / "summary.json").read_bytes()).hexdigest())
     assert len(audits) == 1 and len(summaries) == 1
@@ -44,3 +61,45 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
         assert result.summary["realism"]["checks"]["long_share"]["model"][name] == pytest.approx(share, abs=1e-6)
     assert dict(audits.pop()) == PINNED_AUDIT
     assert summaries.pop() == PINNED_SUMMARY
+    # Beside the digest, checked on their own: the instrument the 2021 file replays as. Its prices are written
+    # with two decimals (tick 0.01 then, not today's 0.1): read from the raw text, not from deleverage.
+    raw = (ROOT / "src/deleverage/datasets/klines/BTCUSDT-1m-2021-05-19.csv").read_text().splitlines()
+    decimals = {len(field.split(".")[1]) for row in raw for field in row.split(",")[1:5] if "." in field}
+    assert max(decimals) == 2
+    instrument = result.summary["instrument"]
+    assert result.summary["symbol"] == instrument["symbol"] == "BTCUSDT"
+    assert (instrument["contract"], instrument["settle"], instrument["tick_size"], instrument["lot_size"],
+            instrument["contract_size"], instrument["tiers"]) == ("linear", "USDT", "0.01", "0.001", "1",
+                                                                   "binance-btcusdt")
+    _summary_totals_are_the_records(tmp_path / "run0")
+    _brute_force_detection_makes_the_same_decisions(tmp_path / "run0", tmp_path / "wide")
+
+
+def _summary_totals_are_the_records(out) -> None:  # noqa: ANN001
+    summary = json.loads((out / "summary.json").read_text())
+    records = pl.read_parquet(out / "liquidations.parquet")
+    assert records.filter(pl.col("action") != "adl").height > 0  # not vacuous: this window liquidates
+    for policy in POLICIES:
+        rows = records.filter(pl.col("policy") == policy)
+        closes, adl = rows.filter(pl.col("action") != "adl"), rows.filter(pl.col("action") == "adl")
+        metrics = summary["policies"][policy]
+        assert metrics["liquidations"] == closes.height, policy
+        assert metrics["liquidated_accounts"] == closes["account_id"].n_unique(), policy
+        assert metrics["liquidated_notional"] == pytest.approx(float(closes["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["adl_notional"] == pytest.approx(float(adl["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["bad_debt"] == pytest.approx(float(rows["bad_debt"].sum()), rel=1e-9, abs=1e-6)
+
+
+def _brute_force_detection_makes_the_same_decisions(out, wide_out) -> None:  # noqa: ANN001
+    wide = [get_policy(name).with_overrides(trigger={"screen_buffer_bps": 9_999.0}) for name in POLICIES]
+    run_comparison(policies=wide, out=wide_out, **RUN)
+    assert pl.read_parquet(wide_out / "liquidations.parquet").equals(pl.read_parquet(out / "liquidations.parquet"))
+
+    def decisions(path):  # noqa: ANN001, ANN202
+        events = pl.read_parquet(path / "events.parquet")
+        return events.filter(pl.col("kind") != "candidate_rejected").drop("seq")
+
+    narrow, brute = decisions(out), decisions(wide_out)
+    extra = pl.read_parquet(wide_out / "events.parquet").filter(pl.col("kind") == "candidate_rejected").height
+    assert extra > 0  # the wide screen really checked more accounts exactly
+    assert brute.equals(narrow)

@@ -19,11 +19,19 @@ MIN = 60_000_000_000
         ("9:05-10:00", 9 * 60 + 5, 10 * 60),
         (" 00:00 - 24:00 ", 0, 24 * 60),
         ("22:00-00:00", 22 * 60, 24 * 60),  # up to midnight
-        ("23:30-00:30", 23 * 60 + 30, 24 * 60 + 30),  # crosses midnight: the end is on the next day
     ],
 )
 def test_window_bounds(window: str, start_min: int, end_min: int) -> None:
     assert _parse_window(window, DAY) == (DAY + start_min * MIN, DAY + end_min * MIN)
+
+
+def test_a_reversed_window_needs_the_cross_midnight_flag() -> None:
+    with pytest.raises(InvalidInput, match="--cross-midnight"):
+        _parse_window("22:00-21:00", DAY)  # a typo far more often than a 23-hour replay
+    assert _parse_window("23:30-00:30", DAY, cross_midnight=True) == (DAY + (23 * 60 + 30) * MIN, DAY + (24 * 60 + 30) * MIN)
+    assert _parse_window("22:00-21:00", DAY, cross_midnight=True) == (DAY + 22 * 60 * MIN, DAY + 45 * 60 * MIN)
+    with pytest.raises(InvalidInput, match="does not cross midnight"):
+        _parse_window("21:00-22:00", DAY, cross_midnight=True)
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,9 @@ def get_scenario(name_or_path: str | Path) -> Scenario:
         raise InvalidInput("scenario", key, "is neither a bundled scenario nor an existing file; "
                            f"bundled: {', '.join(scenario_names())}")
     fmt = detect_format(path)
-    symbol = path.name.split("-", 1)[0] if "-" in path.name else None
+    from deleverage.data.instruments import symbol_from_name
+
+    symbol = symbol_from_name(path.name)  # what the name says; the replay decides (data/instruments.py)
     return Scenario(
         name=path.name, kind=_KIND_OF_FORMAT.get(fmt, fmt), symbol=symbol, tick_size=None,
         description=f"user file ({fmt})", source=str(path), file_path=path, format=fmt,

@@ -29,7 +29,13 @@ from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
-from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin, float_row
+from deleverage.engine.detect import (
+    AccountMargin,
+    CrossLinks,
+    SymbolDetector,
+    exact_margin,
+    float_row,
+)
 from deleverage.engine.dutch_exec import DutchExecutor
 from deleverage.engine.events import AuditLog, EventKind
 from deleverage.engine.execute import ExecutionMixin
@@ -145,6 +151,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self._batch_close: dict[str, int | None] = dict.fromkeys(self._instruments)
         self._batch_members: dict[str, list[str]] = {s: [] for s in self._instruments}
         self._detectors: dict[str, SymbolDetector] = {}
+        self._links = CrossLinks(self._instruments)  # cross rows that carry other symbols' marks
         self._cleared: dict[str, dict[str, int]] = {s: {} for s in self._instruments}
         self._confirmed: dict[str, tuple[int, AccountMargin]] = {}  # confirm → open_cases, same price
         self.records: list[LiquidationRecord] = []
@@ -168,6 +175,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         """
         for symbol, inst in self._instruments.items():
             rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            for aid in rows:
+                self._links.update(self.ledger, aid)
             data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
             arr = np.array(data, dtype=np.float64).reshape(-1, 4)
             det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024 + extra_capacity,
@@ -196,6 +205,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         if det is None or account_id in self._system:
             return
         self._cleared[symbol].pop(account_id, None)
+        self._links.update(self.ledger, account_id)
         det.upsert(account_id, *float_row(self.ledger, account_id, symbol, self._marks, self._instruments,
                                           self._tiers))
 
@@ -223,6 +233,11 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self._marks[symbol] = mark
         if not self._detectors:
             self.track_all()
+        if self._links.count and mark != previous:  # other symbols' rows valued this one at the old mark
+            for aid in self._links.stale_after(symbol):
+                for other in self._instruments:
+                    if other != symbol:
+                        self._reindex(other, aid)
         if self._dynamic:  # concentration first: the step's announcement reads it
             self._feed_concentration(symbol, ts_ns)
         for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():

@@ -32,6 +32,10 @@ class RunConfig:
     drop: float = 0.15
     minutes: int = 60
     open_interest: float | None = None  # overrides the scenario's default and a metrics file
+    symbol: str | None = None  # --symbol: the file's instrument when its name does not say
+    instruments: str | None = None  # --instruments: exchangeInfo / ccxt markets JSON declaring tick and lot
+    tiers: str | None = None  # --tiers: bundled table, flat:<rate> or a leverage-bracket JSON
+    cross_midnight: bool = False  # --cross-midnight: a window whose end is on the next day
     market: str | None = None  # a market model file (``deleverage calibrate --json``)
     metrics: str | None = None  # a Binance ``metrics`` file: open interest and long/short ratio at the start
     liquidations: str | None = None  # liquidation prints (liquidationSnapshot / Tardis liquidations) of a kline day

@@ -32,7 +32,9 @@ from deleverage.lab.config import RunConfig
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
 from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
-from deleverage.report.html import atomic_output_dir, write_json, write_report_files
+from deleverage.lab.workers import sigint_ignored_while_spawning, stop_workers
+from deleverage.outputs import atomic_output_dir, check_output_dir
+from deleverage.report.html import write_json, write_report_files
 from deleverage.report.metrics import (
     LIQUIDATION_ACTIONS,
     RECORD_SCHEMA,
@@ -43,6 +45,8 @@ from deleverage.report.metrics import (
 from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
+#: Files a comparison writes (``--force`` refuses a run whose names are taken by files it did not write).
+OUTPUT_FILES = ("summary.json", "liquidations.parquet", "events.parquet", "report.html", "headline.png")
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
 
 
@@ -94,27 +98,39 @@ def run_comparison(
     market: str | Path | None = None,
     metrics_file: str | Path | None = None,
     liquidations: str | Path | None = None,
+    symbol: str | None = None,
+    instruments: str | Path | None = None,
+    tiers: str | None = None,
+    cross_midnight: bool = False,
+    force: bool = False,
+    command: str | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
     ``workers > 1`` runs policies in that many processes (spawned, each rebuilding the same scene from
     the same inputs); results are identical to a serial run because every policy starts from the same
     seeded state and nothing is shared between them.
+
+    ``out`` is written by :func:`deleverage.outputs.atomic_output_dir` (``force``: write into a directory
+    deleverage did not write, keeping its files); it is checked before anything runs.
     """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
-                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest,
-                       market=None if market is None else str(market),
+                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest, symbol=symbol,
+                       instruments=None if instruments is None else str(instruments), tiers=tiers,
+                       cross_midnight=cross_midnight, market=None if market is None else str(market),
                        metrics=None if metrics_file is None else str(metrics_file),
                        liquidations=None if liquidations is None else str(liquidations))
     resolved = _check_config(config, list(policies))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("workers", workers, "must be a whole number >= 1")
+    check_output_dir(out, force=force, writes=OUTPUT_FILES)
     scene = build_scene(config, population_path=population_path)
     runs: dict[str, PolicyRun] = {}
     metrics: dict[str, dict[str, float]] = {}
     digests: dict[str, str] = {}
     workers = min(workers, len(resolved))
-    with atomic_output_dir(out) as work:
+    key, run_key = _run_key(config, scene, resolved)
+    with atomic_output_dir(out, command=command or kind, run_key=run_key, force=force) as work:
         if workers == 1:
             reporter = _Progress(progress, len(resolved) * len(scene.times))
             results = [(p.name, *run_policy(p, scene, config, on_tick=reporter.tick)) for p in resolved]
@@ -125,7 +141,7 @@ def run_comparison(
             runs[name] = run
             metrics[name] = compute_metrics(run)
             digests[name] = digest
-        summary = _summary(config, scene, metrics, digests, resolved)
+        summary = _summary(config, scene, metrics, digests, key, run_key)
         summary["realism"] = compute_realism(runs, scene.facts, scene.seed_report.open_interest_notional)
         summary["population"] = scene.population_notes
         write_json(work / "summary.json", summary)
@@ -155,14 +171,21 @@ def _run_parallel(policies: list[LiquidationPolicy], config: RunConfig, populati
     groups: list[list[LiquidationPolicy]] = [policies[i::workers] for i in range(workers)]
     context = multiprocessing.get_context("spawn")  # fork is unsafe once polars' thread pool exists
     done: dict[str, tuple[str, PolicyRun, str]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with sigint_ignored_while_spawning():  # workers never see Ctrl-C: the parent stops them (lab/workers.py)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         futures = [pool.submit(_policy_group, (group, config, population_path)) for group in groups if group]
-        reporter = _Progress(progress, len(policies))
+    reporter = _Progress(progress, len(policies))
+    try:
         for future in futures:
             for item in future.result():
                 done[item[0]] = item
                 reporter.tick(every=1)
+    except BaseException:
+        stop_workers(pool)
+        raise
+    finally:
         reporter.close()
+        pool.shutdown(wait=True, cancel_futures=True)
     return [done[p.name] for p in policies]
 
 
@@ -406,20 +429,27 @@ def _events(runs: dict[str, PolicyRun]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
 
-def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float]],
-             digests: dict[str, str], policies: Sequence[LiquidationPolicy]) -> dict[str, Any]:
+def _run_key(config: RunConfig, scene: Scene, policies: Sequence[LiquidationPolicy]) -> tuple[dict[str, Any], str]:
+    """The run's key (what decides its outputs) and its 16-hex digest; known before the run starts."""
     key = {
         "config": asdict(config),
         "data_digest": scene.data_digest,
         "population_digest": scene.population_digest,
         "market_digest": scene.market_digest,
+        "instrument": scene.instrument_info,
         "policy_digests": {
             p.name: hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:16] for p in policies
         },
     }
-    run_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float]],
+             digests: dict[str, str], key: dict[str, Any], run_key: str) -> dict[str, Any]:
     return {
         "scenario": config.scenario,
+        "symbol": scene.instrument.symbol,
+        "instrument": scene.instrument_info,
         "seed": config.seed,
         "accounts": scene.seed_report.accounts,
         "accounts_requested": config.accounts,

@@ -8,7 +8,7 @@ results is what the policies did.
 from __future__ import annotations
 
 import hashlib
-import re
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from deleverage.core.instruments import BTCUSDT, Instrument
+from deleverage.core.instruments import BTCUSDT, Instrument, InstrumentChoice
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
 from deleverage.data.population import (
@@ -32,9 +32,10 @@ from deleverage.data.population import (
 from deleverage.errors import InvalidInput
 from deleverage.lab.config import RunConfig
 from deleverage.lab.seeding import DeferredEntries, SeedReport, deferred_entries, seed_ledger
+from deleverage.lab.window import NS_PER_DAY
+from deleverage.lab.window import parse_window as _parse_window
 
 NS_PER_MINUTE = 60_000_000_000
-DEFAULT_TIERS = "binance-btcusdt"
 STRESS_START_PRICE = 60_000.0  # synthetic BTC-like market; any level works, liquidations scale with it
 START_BUFFER = 0.01  # accounts within 1% of liquidation at the first mark are treated as already closed
 #: Mean notional of a real account (the liquidated notional per liquidated account on both bundled days,
@@ -70,6 +71,7 @@ class Scene:
     market_digest: str = ""
     population_notes: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    instrument_info: dict[str, Any] = field(default_factory=dict)  # summary.json's "instrument"
 
     def subtitle(self, config: RunConfig) -> str:
         start = datetime.fromtimestamp(int(self.times[0]) / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -87,31 +89,6 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-_HHMM = re.compile(r"([01]?[0-9]|2[0-4]):([0-5][0-9])")
-NS_PER_DAY = 24 * 60 * NS_PER_MINUTE
-
-
-def _parse_window(window: str, day_start_ns: int) -> tuple[int, int]:
-    """``"20:30-22:00"`` (UTC, on the data's first day) → [start, end) in ns.
-
-    Hours 00–23 and minutes 00–59 (``24:00`` only as the end: midnight). An end before the start
-    crosses midnight (``"23:30-00:30"``, ``"22:00-00:00"``): it is on the next day.
-    """
-    parts = window.split("-")
-    matches = [_HHMM.fullmatch(part.strip()) for part in parts] if len(parts) == 2 else []
-    if len(matches) != 2 or not all(matches):
-        raise InvalidInput("window", window, "expected HH:MM-HH:MM (UTC), e.g. 21:00-21:30")
-    minutes = [int(m.group(1)) * 60 + int(m.group(2)) for m in matches if m is not None]
-    if minutes[0] >= 24 * 60 or minutes[1] > 24 * 60:
-        raise InvalidInput("window", window, "hours must be 00-23 (24:00 only as the end)")
-    if minutes[0] == minutes[1]:
-        raise InvalidInput("window", window, "end must differ from start")
-    start, end = (day_start_ns + m * NS_PER_MINUTE for m in minutes)
-    if end < start:
-        end += NS_PER_DAY  # crosses midnight
-    return start, end
 
 
 def _screen_underwater(population: pl.DataFrame, start_price: float, tiers: MarginTiers) -> list[int]:
@@ -229,19 +206,22 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
     if klines.height == 0:
         raise InvalidInput("scenario", config.scenario, "has no kline rows")
     first_ns = int(klines["ts_ns"][0])
-    day_start = first_ns - first_ns % (24 * 60 * NS_PER_MINUTE)
+    day_start = first_ns - first_ns % NS_PER_DAY
     if config.window is not None:
-        window = _parse_window(config.window, day_start)
+        window = _parse_window(config.window, day_start, cross_midnight=config.cross_midnight)
+        _check_window_in_data(config.window, window, klines, int(loaded.meta.get("interval_ns", NS_PER_MINUTE)))
     elif scenario.crash_start_ns is not None and scenario.crash_low_ns is not None:
         window = (scenario.crash_start_ns - 20 * NS_PER_MINUTE, scenario.crash_low_ns + 40 * NS_PER_MINUTE)
     else:
         window = (first_ns, int(klines["ts_ns"][-1]) + NS_PER_MINUTE)
-    instrument = BTCUSDT.with_tick(scenario.tick_size) if scenario.tick_size is not None else BTCUSDT
+    from deleverage.data.instruments import instrument_for, registry_for
+
+    choice = instrument_for(loaded, symbol=config.symbol, registry=registry_for(config.instruments))
+    instrument, tiers = _instrument_and_tiers(config, choice)
     history = klines.filter(pl.col("ts_ns") < window[0])
     if history.height == 0:
         history = klines.head(60)
     run_bars = klines.filter((pl.col("ts_ns") >= window[0]) & (pl.col("ts_ns") < window[1]))
-    tiers = MarginTiers.load(DEFAULT_TIERS)
     model, market_digest, model_note = _day_market_model(config, klines, scenario.name)
     footprint = _footprint(klines, scenario, config.liquidations)
     first_open = int(instrument.price_to_ticks(float(run_bars["open"][0]) if run_bars.height
@@ -253,13 +233,15 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
                                  depth_model=model, footprint=footprint, market_makers=makers, feedback=feedback)
 
     probe = make_market()
-    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}", model_note] + probe.description()
+    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}", *_instrument_notes(choice, tiers),
+             model_note, *probe.description()]
     published = _published(scenario)
-    return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
-                   population_path, _file_digest(scenario.path()), notes, published, run_bars=run_bars,
-                   default_oi=scenario.open_interest_usd, oi_source=scenario.open_interest_source,
-                   facts=dict(scenario.facts or {}), market_digest=market_digest)
-
+    scene = _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
+                    population_path, _file_digest(scenario.path()), notes, published, run_bars=run_bars,
+                    default_oi=scenario.open_interest_usd, oi_source=scenario.open_interest_source,
+                    facts=dict(scenario.facts or {}), market_digest=market_digest)
+    scene.instrument_info = _instrument_info(choice, tiers)
+    return scene
 
 def _market_model(config: RunConfig) -> tuple[Any, str]:
     """The replay's market model: a ``--market`` file, or the shipped default (and its digest)."""
@@ -322,16 +304,18 @@ def _footprint(klines: pl.DataFrame, scenario: Any, prints: str | None = None) -
 
 
 def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
-    from deleverage.data.binance_stream import read_capture
+    from deleverage.data.binance_stream import read_capture, replay_problems
+    from deleverage.data.instruments import registry_for
     from deleverage.lab.market import CaptureReplayMarket
 
     if config.window is not None:
         raise InvalidInput("window", config.window, "applies to kline scenarios; a capture is replayed whole")
-    capture = read_capture(scenario.path())
-    instrument = capture.instrument
+    capture = read_capture(scenario.path(), config.symbol, registry=registry_for(config.instruments))
+    problems = replay_problems(capture)
+    if problems:
+        raise InvalidInput("scenario", config.scenario, f"cannot be replayed: {problems[0]}")
+    instrument, tiers = _instrument_and_tiers(config, capture.choice)
     trades = capture.trades
-    if len(trades) == 0:
-        raise InvalidInput("scenario", config.scenario, "capture has no trades to draw entry prices from")
     tick = float(instrument.tick_size)
     lot = float(instrument.lot_size)
     frame = pl.DataFrame({
@@ -342,7 +326,6 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     history = frame.group_by("ts_ns").agg(
         pl.col("price").max().alias("high"), pl.col("price").min().alias("low"), pl.col("qty").sum().alias("volume"),
     ).sort("ts_ns")
-    tiers = MarginTiers.load(DEFAULT_TIERS)
 
     model, market_digest = _market_model(config)
     footprint_log, footprint_note = _capture_footprint(capture, model, config.step_ms)
@@ -355,10 +338,12 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
                                    footprint_log=footprint_log, footprint_note=footprint_note)
 
     probe = make_market()
-    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}"] + probe.description()
-    return _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
-                   population_path, _file_digest(scenario.path()), notes, None, market_digest=market_digest)
-
+    notes = [f"scenario: {scenario.description}", f"source: {scenario.source}",
+             *_instrument_notes(capture.choice, tiers), *probe.description()]
+    scene = _finish(config, f"replay of {scenario.name}", instrument, tiers, probe, make_market, history,
+                    population_path, _file_digest(scenario.path()), notes, None, market_digest=market_digest)
+    scene.instrument_info = _instrument_info(capture.choice, tiers)
+    return scene
 
 def _capture_footprint(capture: Any, model: Any, step_ms: int) -> tuple[np.ndarray | None, str]:
     """The capture's own forceOrder prints as a footprint on its grid (None without prints or a bar law)."""
@@ -404,8 +389,15 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         raise InvalidInput("minutes", config.minutes, "must be >= 5")
     if config.window is not None:
         raise InvalidInput("window", config.window, "applies to replays; a stress runs its whole synthetic day")
-    instrument = BTCUSDT
-    tiers = MarginTiers.load(DEFAULT_TIERS)
+    if config.symbol is not None or config.instruments is not None:
+        raise InvalidInput("symbol", config.symbol or config.instruments,
+                           "a stress runs a synthetic BTC-like market (BTCUSDT); --symbol and --instruments "
+                           "apply to replays of data files")
+    choice = InstrumentChoice(BTCUSDT, {"symbol": "synthetic stress (a BTC-like market)",
+                                        "contract": "registry (core/instruments.py)",
+                                        "tick_size": "registry (current tick)", "lot_size": "registry",
+                                        "tiers": "registry (core/instruments.py)"})
+    instrument, tiers = _instrument_and_tiers(config, choice)
 
     model, market_digest = _market_model(config)
 
@@ -433,10 +425,61 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         "ts_ns": np.arange(720, dtype=np.int64) * NS_PER_MINUTE,
         "high": closes * 1.001, "low": closes * 0.999, "volume": rng.lognormal(3, 0.5, 720),
     })
-    notes = probe.description()
+    notes = [*_instrument_notes(choice, tiers), *probe.description()]
     digest = hashlib.sha256(f"synthetic:{config.seed}:{config.minutes}:{config.drop}".encode()).hexdigest()
-    return _finish(config, f"synthetic crash −{config.drop:.0%} over {config.minutes} min", instrument, tiers,
-                   probe, make_market, history, population_path, digest, notes, None, market_digest=market_digest)
+    scene = _finish(config, f"synthetic crash −{config.drop:.0%} over {config.minutes} min", instrument, tiers,
+                    probe, make_market, history, population_path, digest, notes, None, market_digest=market_digest)
+    scene.instrument_info = _instrument_info(choice, tiers)
+    return scene
+
+
+# --- the instrument and its tiers (docs/data.md, "Which instrument a file is") -----------------------------
+
+
+def _instrument_and_tiers(config: RunConfig, choice: InstrumentChoice) -> tuple[Instrument, MarginTiers]:
+    """The run's instrument (from the data and the user) and its tier table (``--tiers`` or the shipped one)."""
+    from deleverage.data.instruments import resolve_tiers
+
+    instrument = choice.instrument
+    if instrument.contract == "inverse":
+        raise InvalidInput("scenario", config.scenario,
+                           f"is {instrument.symbol}, a coin-margined (inverse) contract: quantities in contracts of "
+                           f"{instrument.contract_size} {instrument.quote}, margin in {instrument.settle.code}; the lab's "
+                           "populations are sized in quote units of linear contracts, so it does not replay inverse "
+                           "contracts yet (`deleverage data inspect` reads the file)")
+    return instrument, resolve_tiers(config.tiers, instrument)
+
+
+def _instrument_notes(choice: InstrumentChoice, tiers: MarginTiers) -> list[str]:
+    i = choice.instrument
+    return [
+        f"instrument: {i.symbol} ({i.contract}, settled in {i.settle.code}), tick {i.tick_size} "
+        f"({choice.sources.get('tick_size', '?')}), lot {i.lot_size} ({choice.sources.get('lot_size', '?')}), "
+        f"margin tiers {tiers.name}",
+        *choice.notes,
+    ]
+
+
+def _instrument_info(choice: InstrumentChoice, tiers: MarginTiers) -> dict[str, Any]:
+    """summary.json's ``instrument``: the choice plus the tier table actually used and its digest."""
+    rows = [[str(b.floor), str(b.rate), None if b.max_leverage is None else str(b.max_leverage)]
+            for b in tiers.brackets]
+    info = choice.as_dict()
+    info["tiers"] = tiers.name
+    info["tiers_digest"] = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    return info
+
+
+def _check_window_in_data(text: str, window: tuple[int, int], klines: pl.DataFrame, interval_ns: int) -> None:
+    """A window must lie inside the data: replaying less than asked for, silently, is not an answer."""
+    stamps = klines["ts_ns"]
+    first, last = int(stamps[0]), int(stamps[-1]) + interval_ns  # the reader sorted them
+    if window[0] < first or window[1] > last:
+        span = (f"{datetime.fromtimestamp(first / 1e9, tz=UTC):%Y-%m-%d %H:%M} → "
+                f"{datetime.fromtimestamp(last / 1e9, tz=UTC):%Y-%m-%d %H:%M} UTC")
+        chosen = (f"{datetime.fromtimestamp(window[0] / 1e9, tz=UTC):%Y-%m-%d %H:%M} → "
+                  f"{datetime.fromtimestamp(window[1] / 1e9, tz=UTC):%Y-%m-%d %H:%M} UTC")
+        raise InvalidInput("window", text, f"is {chosen}, outside the data ({span})")
 
 
 def _published(scenario: Any) -> dict[str, float] | None:
