@@ -201,3 +201,16 @@ def test_alerts_fire_during_the_crash_and_are_audit_events() -> None:
     for rule in fired:  # each firing starts a firing period: fired / cleared alternate per series
         seq = [str(e.kind) for e in sink.events if e.rule == rule]
         assert seq[::2] == ["alert_fired"] * len(seq[::2]) and seq[1::2] == ["alert_cleared"] * len(seq[1::2])
+
+
+def test_a_sink_that_raises_is_an_undelivered_event_not_an_exception() -> None:
+    class Broken:
+        def send(self, event):  # noqa: ANN001, ANN202
+            raise RuntimeError("disk full")
+
+    sink = ListSink()
+    alerts = Alerts([RULE], sinks=[Broken(), sink])
+    events = alerts.evaluate(ratio(1, ("BTCUSDT", 0.5)))
+    assert kinds(events) == ["alert_fired"] and kinds(sink.events) == ["alert_fired"]  # the next sink still got it
+    undelivered = alerts.audit.of_kind(EventKind.ALERT_UNDELIVERED)
+    assert [e.data["error"] for e in undelivered] == ["RuntimeError: disk full"]

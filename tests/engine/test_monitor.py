@@ -234,7 +234,8 @@ def test_bad_input_is_refused_before_anything_changes() -> None:
                           ({"windows": ()}, "windows"), ({"bands_pct": (0,)}, "bands_pct"),
                           ({"bands_pct": (1, 1)}, "bands_pct"), ({"map_levels": 0}, "map_levels"),
                           ({"map_bin_ticks": {"BTCUSDT": 0}}, "map_bin_ticks"), ({"unknown": 1}, "unknown"),
-                          ({"exact_tolerance": math.nan}, "exact_tolerance")):
+                          ({"exact_tolerance": math.nan}, "exact_tolerance"),
+                          ({"exact_tolerance": 0.5}, "exact_tolerance"), ({"map_bin_bps": 0}, "map_bin_bps")):
         with pytest.raises(ValidationError, match=field):
             MonitorConfig(**kwargs)
     with pytest.raises(InvalidInput, match="ETHUSDT"):

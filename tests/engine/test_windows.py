@@ -96,6 +96,11 @@ def test_bad_input_is_refused_by_name() -> None:
         rolling.add(4, (1,))
     with pytest.raises(InvalidInput, match="amounts"):
         rolling.add(6, (1.5,))  # type: ignore[arg-type]
+    two = RollingSums((10,), 2)
+    with pytest.raises(InvalidInput, match=r"amounts\[1\]"):
+        two.add(1, (5, "x"))  # type: ignore[arg-type]
+    two.advance(1)
+    assert two.sums(0) == (0, 0) and len(two) == 0  # nothing of the refused item was written
     with pytest.raises(InvalidInput, match="amounts"):
         rolling.add(6, (1, 2))
     rolling.advance(8)

@@ -308,7 +308,10 @@ class Alerts:
 
     def _deliver(self, event: AlertEvent) -> None:
         for sink in self.sinks:
-            result = sink.send(event)
+            try:
+                result = sink.send(event)
+            except Exception as exc:  # noqa: BLE001 — a broken sink must not stop the caller's loop
+                result = DeliveryResult(False, 1, None, f"{type(exc).__name__}: {exc}")
             if not result.ok:
                 labels = dict(event.labels)
                 self.audit.record(EventKind.ALERT_UNDELIVERED, event.ts_ns, symbol=labels.get("symbol"),

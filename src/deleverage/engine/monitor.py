@@ -115,11 +115,18 @@ class MonitorConfig(BaseModel):
             raise ValueError(f"bands_pct {list(value)} repeats a band")
         return tuple(sorted(value))
 
-    @field_validator("map_bin_bps", "exact_tolerance")
+    @field_validator("map_bin_bps")
     @classmethod
-    def _positive_finite(cls, value: float) -> float:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{value} must be a finite number >= 0")
+    def _bin_bps(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{value} must be a finite number of bps > 0")
+        return value
+
+    @field_validator("exact_tolerance")
+    @classmethod
+    def _tolerance(cls, value: float) -> float:
+        if not math.isfinite(value) or not 0 <= value < 0.01:
+            raise ValueError(f"{value} must be a relative tolerance in [0, 0.01)")
         return value
 
     @field_validator("map_bin_ticks")

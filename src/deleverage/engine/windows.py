@@ -84,10 +84,10 @@ class RollingSums:
         ts = _check_ts(ts_ns, floor if floor >= 0 else None, "rolling sums")
         if len(amounts) != self.channels:
             raise InvalidInput("amounts", list(amounts), f"expected {self.channels} ints")
-        for c, amount in enumerate(amounts):
+        for c, amount in enumerate(amounts):  # all checked before any is written
             if isinstance(amount, bool) or not isinstance(amount, int):
                 raise InvalidInput(f"amounts[{c}]", amount, "must be an int")
-            prefix = self._prefix[c]
+        for prefix, amount in zip(self._prefix, amounts, strict=True):
             prefix.append(prefix[-1] + amount)
         self._ts.append(ts)
 
