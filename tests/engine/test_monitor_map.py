@@ -258,3 +258,28 @@ def test_spread_levels_fall_back_to_binary_search() -> None:
     assert scan.lots == (0, 0, 30)
     for i, level in enumerate(levels):
         assert scan.lots[i] == liquidatable(engine.ledger, inst, tiers, level, "short")[1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(books())
+def test_float_liquidation_prices_are_far_more_accurate_than_the_tolerance(case) -> None:  # noqa: ANN001
+    """What lets the float price decide outside the tolerance: it is within 1e-14 of core.margin's exact one."""
+    from fractions import Fraction
+
+    from deleverage.core import margin
+    from deleverage.core.ledger import isolated_account_id
+
+    inst, tiers, *_, accounts, _move, _batched, _tol = case
+    engine = build(inst, tiers, [a for a in accounts if a.knife_ticks is None] or accounts[:1])
+    det, ledger = engine.detector(inst.symbol), engine.ledger
+    for aid, i in det.int_of.items():
+        pos = ledger.position(aid, inst.symbol)
+        wallet = isolated_account_id(aid, inst.symbol) if ledger.account(aid).margin_mode == "isolated" else aid
+        exact = margin.liquidation_price_fraction(
+            side="long" if pos.qty_lots > 0 else "short", qty=inst.lots_to_qty(abs(pos.qty_lots)) * inst.contract_size,
+            entry_price=Fraction(pos.entry_price_ticks(inst)) * Fraction(inst.tick_size),
+            wallet_balance=Fraction(ledger.balance(wallet, inst.settle.code), inst.settle.minor_per_unit),
+            tiers=tiers, contract=inst.contract)
+        key = float(det.index.keys[det.book.slot_of(i)])
+        if 0 < float(exact) < math.inf:
+            assert abs(key - float(exact)) <= 1e-14 * float(exact), (aid, key, float(exact))
