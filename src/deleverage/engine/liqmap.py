@@ -180,20 +180,37 @@ def _level_table(grid: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray
 @njit(cache=True, nogil=True)
 def _book_kernel(sides: np.ndarray, qc: np.ndarray, entry: np.ndarray, lot_units: float, price: float,
                  inverse: bool, counts: np.ndarray, pnl: np.ndarray) -> int:
-    """Per side (row 0 long, 1 short): accounts, lots, profitable accounts, profitable lots; Σ profit."""
+    """Per side (row 0 long, 1 short): accounts, lots, profitable accounts, profitable lots; Σ profit.
+    (Scalar accumulators: the loop carries no store to ``counts``.)"""
     per_lot = 1.0 / lot_units
+    inv_price = 1.0 / price
+    la = ll = lpa = lpl = sa = sl = spa = spl = 0
+    lp = sp = 0.0
     for s in range(sides.shape[0]):
         side = sides[s]
         if side < 0:
             continue
-        lots = np.int64(np.rint(abs(qc[s]) * per_lot))
-        counts[side, 0] += 1
-        counts[side, 1] += lots
-        profit = qc[s] * (1.0 / entry[s] - 1.0 / price) if inverse else qc[s] * (price - entry[s])
-        if profit > 0.0:
-            counts[side, 2] += 1
-            counts[side, 3] += lots
-            pnl[side] += profit
+        q = qc[s]
+        lots = int(np.rint(abs(q) * per_lot))
+        profit = q * (1.0 / entry[s] - inv_price) if inverse else q * (price - entry[s])
+        gain = profit > 0.0
+        if side == 0:
+            la += 1
+            ll += lots
+            if gain:
+                lpa += 1
+                lpl += lots
+                lp += profit
+        else:
+            sa += 1
+            sl += lots
+            if gain:
+                spa += 1
+                spl += lots
+                sp += profit
+    counts[0, 0], counts[0, 1], counts[0, 2], counts[0, 3] = la, ll, lpa, lpl
+    counts[1, 0], counts[1, 1], counts[1, 2], counts[1, 3] = sa, sl, spa, spl
+    pnl[0], pnl[1] = lp, sp
     return 0
 
 
