@@ -600,5 +600,35 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
             "policy": self.policy.name,
         }
 
+    # --- read-only views for observers (engine/monitor.py); nothing here changes the engine ----------
+    @property
+    def instruments(self) -> dict[str, Instrument]:
+        """The engine's instruments by symbol (a copy)."""
+        return dict(self._instruments)
+
+    def mark_ticks(self, symbol: str) -> int | None:
+        """The last mark of ``symbol`` (None before its first)."""
+        return self._marks.get(symbol)
+
+    def oracle_ticks(self, symbol: str) -> int | None:
+        """The last oracle print the engine accepted for ``symbol`` (None before one)."""
+        return self._oracles.get(symbol)
+
+    def detector(self, symbol: str) -> SymbolDetector | None:
+        """The float screen of ``symbol`` (account book + liquidation-price index); None before track_all."""
+        return self._detectors.get(symbol)
+
+    def margin_at(self, account_id: str, symbol: str, price_ticks: int) -> AccountMargin | None:
+        """Exact margin of ``account_id`` were ``symbol``'s mark at ``price_ticks`` (other marks as they are);
+        None when another symbol it holds has no mark yet."""
+        if self._missing_mark(account_id, symbol) is not None:
+            return None
+        return self._margin(account_id, symbol, price_ticks)
+
+    def safeguards_state(self) -> dict[str, Any]:
+        """The safeguards' own summary (halts, oracle validity, caps; ``{}`` for the no-op safeguards)."""
+        state = getattr(self._safeguards, "state", None)
+        return dict(state()) if callable(state) else {}
+
 
 __all__ = ["BasicSafeguards", "LiquidationEngine"]
