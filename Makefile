@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test test-deep bench lint venv clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m deleverage demo --out $(OUT)
 
+# Hypothesis: `test` is derandomised (the same examples on every run and machine, no example
+# database); `test-deep` draws fresh random examples, ten times as many (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 -q
+
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep DELEVERAGE_ENGINE_EXAMPLES=400 $(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH)

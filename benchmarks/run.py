@@ -1,7 +1,7 @@
 """Run every ``benchmarks/bench_*.py`` (or those named on the command line) one after another.
 
 Each benchmark prints its own figures as ratios against a baseline measured in the same process; none
-asserts a time. Usage: ``python benchmarks/run.py [screen orderbook ...]``.
+asserts a time. Usage: ``python benchmarks/run.py [screen monitor orderbook ...]``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ LAYERS = {
     "errors": 0,
     "core": 1,
     "config": 1,
+    "outputs": 1,  # output directories: errors only (and the package version)
     "data": 2,
     "venues": 3,
     "execution": 3,

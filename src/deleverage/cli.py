@@ -1,13 +1,17 @@
 """The ``deleverage`` command line: thin wrappers that format results.
 
 A user mistake (unknown policy, malformed file, ``--accounts 0``) prints ``Error: <message>`` and exits
-with status 1 — never a traceback. Formatting lives in pure ``format_*`` functions so it is testable.
+with status 1 — never a traceback; Ctrl-C prints ``Interrupted`` and exits 130. Arguments are checked
+before anything heavy is imported (numba, polars, plotly, the lab), so a mistake is reported at once, and
+``--out`` is checked before any work (see :mod:`deleverage.outputs`). Formatting lives in pure
+``format_*`` functions so it is testable.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,48 +95,177 @@ def format_baseline_table(summary: Mapping[str, Any]) -> Table:
 
 
 DEMO_ACCOUNTS = 10_000
+REPLAY_ACCOUNTS = 20_000
 ALGO_COLUMNS = ("algo", "slippage_bps", "shortfall_usdt", "impact_usdt", "model_taker_impact_usdt",
                 "time_to_complete_s", "completed")
+#: Names the fast argument checks accept without importing the engine (tests/test_cli.py keeps them equal
+#: to ``engine.presets.PRESETS`` and ``data.scenarios.scenario_names()``).
+PRESET_NAMES = ("binance", "bitmex", "bybit", "deribit", "drift", "dydx", "fba", "hybrid", "hyperliquid",
+                "maker", "okx")
+BUNDLED_SCENARIOS = ("2021-05-19", "2025-10-10", "btcusdt-20240808-l2")
+FORCE_HELP = ("write into an existing directory deleverage did not write, in place: its other files are kept "
+              "(never overwritten; names taken by them are refused)")
+SYMBOL_HELP = "the file's instrument (e.g. ETHUSDT) when its name does not say; must agree with the name if it does"
+INSTRUMENTS_HELP = "Binance exchangeInfo or ccxt markets JSON declaring tick, lot and contract size"
+TIERS_HELP = "margin tiers: a bundled table, flat:<rate> (e.g. flat:0.005), or a Binance leverage-bracket JSON"
 
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _run_comparison(kind: str, **kwargs: Any) -> None:
-    from deleverage.lab.runner import run_comparison
+# --- argument checks that import nothing heavy -----------------------------------------------------------
 
-    result = run_comparison(kind=kind, progress=True, **kwargs)
+
+def _check_policies(names: Sequence[str]) -> None:
+    from deleverage.errors import InvalidInput
+
+    if not names:
+        raise InvalidInput("policy", "", "name at least one policy")
+    for name in names:
+        if name.endswith(".toml"):
+            if not Path(name).expanduser().is_file():
+                raise InvalidInput("policy", name, "policy file not found")
+        elif name not in PRESET_NAMES:
+            raise InvalidInput("policy", name, f"unknown policy; known presets: {', '.join(PRESET_NAMES)}")
+    if len(set(names)) != len(names):
+        raise InvalidInput("policy", ",".join(names), "lists a policy twice")
+
+
+def _check_scenario(scenario: str) -> None:
+    from deleverage.errors import InvalidInput
+
+    if scenario not in BUNDLED_SCENARIOS and not Path(scenario).expanduser().is_file():
+        raise InvalidInput("scenario", scenario, "is neither a bundled scenario nor an existing file; "
+                           f"bundled: {', '.join(BUNDLED_SCENARIOS)}")
+
+
+def _check_run_args(*, accounts: int | None = None, seed: int = 0, step_ms: int = 1_000, workers: int = 1,
+                    open_interest: float | None = None, window: str | None = None, cross_midnight: bool = False,
+                    tiers: str | None = None, instruments: Path | None = None) -> None:
+    """The run's numbers and options, refused by name before the lab is imported."""
+    import math
+
+    from deleverage.errors import InvalidInput
+    from deleverage.lab.window import check_window
+
+    if accounts is not None and accounts < 1:
+        raise InvalidInput("accounts", accounts, "must be a whole number >= 1")
+    if seed < 0:
+        raise InvalidInput("seed", seed, "must be a whole number >= 0")
+    if step_ms < 1:
+        raise InvalidInput("step_ms", step_ms, "must be >= 1")
+    if workers < 1:
+        raise InvalidInput("workers", workers, "must be a whole number >= 1")
+    if open_interest is not None and not 0 < open_interest < math.inf:
+        raise InvalidInput("open_interest", open_interest, "must be a finite number > 0 (quote units)")
+    check_window(window, cross_midnight=cross_midnight)
+    if instruments is not None and not instruments.expanduser().is_file():
+        raise InvalidInput("instruments", str(instruments), "file not found")
+    if tiers is not None and tiers.strip().startswith("flat:"):
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            rate = Decimal(tiers.strip().removeprefix("flat:"))
+        except InvalidOperation:
+            rate = Decimal(-1)
+        if not (rate.is_finite() and 0 < rate < 1):
+            raise InvalidInput("tiers", tiers, "flat:<rate> needs a maintenance rate between 0 and 1, e.g. flat:0.005")
+
+
+def _check_out(out: Path, force: bool, writes: Sequence[str] = ()) -> Any:
+    from deleverage.outputs import check_output_dir
+
+    return check_output_dir(out, force=force, writes=writes)
+
+
+def _run_comparison(kind: str, *, force: bool = False, command: str | None = None, **kwargs: Any) -> None:
+    from deleverage.outputs import describe_plan
+
+    plan = _check_out(kwargs["out"], force)
+    with _interrupts_reported():
+        from deleverage.lab.runner import run_comparison
+
+        result = run_comparison(kind=kind, progress=True, force=force, command=command or kind, **kwargs)
     console.print(format_policy_table(result.summary["policies"], title=result.title))
+    for line in format_instrument_lines(result.summary.get("instrument") or {}):
+        console.print(line)
+    if (note := describe_plan(plan)) is not None:
+        console.print(note)
     if len(result.summary.get("seeds", [])) > 1:
         console.print(format_baseline_table(result.summary))
     console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)")
+
+
+@contextmanager
+def _interrupts_reported() -> Iterator[None]:
+    """Ctrl-C: one line (the output directory is left as it was), then typer's exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("Interrupted: nothing was written (the output directory is as it was)", soft_wrap=True)
+        raise
+
+
+def format_instrument_lines(info: Mapping[str, Any]) -> list[str]:
+    """What the run replayed as: symbol, contract, tick and lot with their sources, tiers; then notes."""
+    if not info:
+        return []
+    from rich.markup import escape
+
+    sources = info.get("sources", {})
+    line = (f"instrument: {info['symbol']} ({info['contract']}, settled in {info['settle']}), tick {info['tick_size']} "
+            f"({sources.get('tick_size', '?')}), lot {info['lot_size']}, tiers {info.get('tiers')}")
+    return [escape(line), *(escape(f"note: {n}") for n in info.get("notes", []))]
 
 
 @app.command()
 def replay(
     scenario: str = typer.Option("2025-10-10", help="bundled scenario name (see `deleverage scenarios`) or a data file path"),
     policy: str = typer.Option("binance,fba", help="comma-separated presets or .toml policy files"),
-    accounts: int = typer.Option(20_000, help="number of leveraged accounts in the population"),
+    accounts: int | None = typer.Option(None, help=f"number of leveraged accounts in a generated population [default: {REPLAY_ACCOUNTS:,}]; not with --population"),
     seed: int = typer.Option(7, help="seed of the population and of every modelled part"),
-    out: Path = typer.Option(Path("out/replay"), help="output directory (replaced atomically)"),
+    out: Path = typer.Option(Path("out/replay"), help="output directory (written whole or not at all; a directory deleverage did not write is refused)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     population: Path | None = typer.Option(None, help="CSV/parquet/ccxt-JSON population instead of a generated one"),
-    window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the day to replay"),
+    window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM of the data's first day"),
+    cross_midnight: bool = typer.Option(False, "--cross-midnight", help="the window ends on the next day (e.g. 23:30-00:30)"),
+    symbol: str | None = typer.Option(None, help=SYMBOL_HELP),
+    instruments: Path | None = typer.Option(None, help=INSTRUMENTS_HELP),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP + " [default: the instrument's shipped table]"),
     workers: int = typer.Option(2, help="processes running policies in parallel (results do not depend on it)"),
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms"),
     open_interest: float | None = typer.Option(
         None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
-        "default: sizes as drawn (mean ≈ 12,000 per account)",
+        "default: the bundled day's published open interest, else a --metrics file, else sizes as drawn",
     ),
+    market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
+    metrics: Path | None = typer.Option(
+        None, help="Binance metrics file: open interest and long/short account ratio at the start"),
+    liquidations: Path | None = typer.Option(
+        None, help="liquidation prints of the day (liquidationSnapshot or Tardis liquidations) whose footprint "
+        "is taken out of the reference path; default: an estimate from the published totals"),
     seeds: int = typer.Option(1, help="run seeds SEED … SEED+K−1: each metric's mean, 95% t interval, paired "
                               "difference to the baseline"),
     baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
+    from deleverage.errors import InvalidInput
+
+    if population is not None and accounts is not None:
+        raise InvalidInput("accounts", accounts, "sizes a generated population; --population loads its own "
+                           "accounts (leave --accounts out)")
+    policies = _split(policy)
+    _check_policies(policies)
+    _check_scenario(scenario)
+    _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
+                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments)
     _run_comparison(
-        "replay", scenario=scenario, policies=_split(policy), accounts=accounts, seed=seed, out=out,
+        "replay", scenario=scenario, policies=policies, accounts=accounts or REPLAY_ACCOUNTS, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
-        step_ms=step_ms, seeds=seeds, baseline=baseline,
+        step_ms=step_ms, symbol=symbol, instruments=instruments, tiers=tiers, cross_midnight=cross_midnight,
+        force=force, market=market, metrics_file=metrics, liquidations=liquidations,
+        seeds=seeds, baseline=baseline,
     )
 
 
@@ -144,17 +277,31 @@ def stress(
     drop: float = typer.Option(0.15, help="size of the synthetic crash (0.15 = −15%)"),
     minutes: int = typer.Option(60, help="length of the synthetic day in minutes"),
     out: Path = typer.Option(Path("out/stress"), help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP + " [default: binance-btcusdt]"),
     workers: int = typer.Option(2, help="processes running policies in parallel"),
     step_ms: int = typer.Option(1_000, help="mark clock in ms"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
+    market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
     seeds: int = typer.Option(1, help="run K seeds: means, 95% t intervals, paired differences"),
     baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
+    from deleverage.errors import InvalidInput
+
+    policies = _split(policy)
+    _check_policies(policies)
+    _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
+                    tiers=tiers)
+    if not 0 < drop < 0.9:
+        raise InvalidInput("drop", drop, "must be between 0 and 0.9")
+    if minutes < 5:
+        raise InvalidInput("minutes", minutes, "must be >= 5")
     _run_comparison(
-        "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=_split(policy),
+        "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=policies,
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
-        step_ms=step_ms, open_interest=open_interest, seeds=seeds, baseline=baseline,
+        step_ms=step_ms, open_interest=open_interest, tiers=tiers, force=force, market=market,
+        seeds=seeds, baseline=baseline,
     )
 
 
@@ -166,18 +313,31 @@ def sweep(
     accounts: int = typer.Option(5_000, help="number of leveraged accounts"),
     seed: int = typer.Option(7, help="seed"),
     window: str | None = typer.Option(None, help="UTC time window HH:MM-HH:MM"),
+    cross_midnight: bool = typer.Option(False, "--cross-midnight", help="the window ends on the next day"),
+    symbol: str | None = typer.Option(None, help=SYMBOL_HELP),
+    instruments: Path | None = typer.Option(None, help=INSTRUMENTS_HELP),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP),
     out: Path = typer.Option(Path("out/sweep"), help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     workers: int = typer.Option(2, help="processes running variants in parallel"),
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms (batch intervals below it act per mark)"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
 ) -> None:
     """Run a grid of policy variants on one scene and rank them (same outputs as replay)."""
+    policies = _split(policy)
+    _check_policies(policies)
+    _check_scenario(scenario)
+    _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
+                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments)
+    _check_out(out, force)
     from deleverage.lab.sweeps import sweep_policies
 
-    variants = sweep_policies(_split(policy), param)
+    variants = sweep_policies(policies, param)
     _run_comparison(
         "replay", scenario=scenario, policies=variants, accounts=accounts, seed=seed, out=out,
         population_path=None, window=window, workers=workers, step_ms=step_ms, open_interest=open_interest,
+        symbol=symbol, instruments=instruments, tiers=tiers, cross_midnight=cross_midnight, force=force,
+        command="sweep",
     )
 
 
@@ -217,51 +377,156 @@ def policies() -> None:
     console.print(table)
 
 
+@app.command("instruments")
+def instruments_command(
+    instruments: Path | None = typer.Option(None, help="also list the instruments an exchangeInfo / ccxt markets JSON declares"),
+) -> None:
+    """List the instruments deleverage knows: tick (by era), lot, contract, settlement asset, tier table."""
+    from deleverage.core.instruments import REGISTRY
+    from deleverage.data.instruments import registry_for
+
+    for line in format_instruments(registry_for(instruments) if instruments is not None else REGISTRY):
+        console.print(line)
+
+
+def format_instruments(registry: Any) -> list[Any]:
+    """A table of the registry: one row per symbol, ticks with the period and evidence on record."""
+    from datetime import UTC, datetime
+
+    from rich.markup import escape
+
+    def day(ns: int | None, empty: str) -> str:  # eras end before ``until_ns``: show the last day in force
+        return empty if ns is None else f"{datetime.fromtimestamp(ns / 1e9, tz=UTC):%Y-%m-%d}"
+
+    table = Table(title="Instruments (a data file replays as its own symbol; tick and lot must fit its data)",
+                  header_style="bold")
+    for column in ("symbol", "contract", "settle", "tick (era)", "lot", "contract size", "tiers", "source"):
+        table.add_column(column)
+    for symbol in registry.symbols():
+        inst = registry.get(symbol)
+        eras = registry.eras(symbol)
+        ticks = "\n".join(
+            f"{e.tick_size.normalize():f} ({day(e.since_ns, 'listing')} → "
+            f"{day(None if e.until_ns is None else e.until_ns - 1, 'now')})" for e in eras
+        ) or f"{inst.tick_size.normalize():f}"
+        source = registry.declared_by(symbol) or "; ".join(e.source for e in eras) or "registry"
+        size = f"{inst.contract_size.normalize():f} {inst.quote}" if inst.contract == "inverse" else "1"
+        table.add_row(symbol, inst.contract, inst.settle.code, ticks, f"{inst.lot_size.normalize():f}", size,
+                      escape(inst.tiers or "none shipped: --tiers"), escape(source))
+    return [table, "Other symbols: tick and lot inferred from the data (with a note), or declared with "
+                   "--instruments; tiers with --tiers (a Binance leverage-bracket JSON or flat:<rate>)."]
+
+
 @data_app.command("inspect")
-def data_inspect(path: Path = typer.Argument(..., help="a market data file in any supported format")) -> None:
-    """Detect a file's format, read it, and print its shape, time range and quality report."""
-    from deleverage.data.detect import load
+def data_inspect(
+    path: Path = typer.Argument(..., help="a market data file in any supported format"),
+    symbol: str | None = typer.Option(None, help=SYMBOL_HELP),
+    instruments: Path | None = typer.Option(None, help=INSTRUMENTS_HELP),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP),
+) -> None:
+    """Detect a file's format, read it, and print its shape, instrument, time range and quality report."""
     from deleverage.errors import InvalidInput
 
     if not path.exists():
         raise InvalidInput("path", str(path), "file not found")
-    loaded = load(path)
-    for line in format_inspection(loaded):
+    _check_run_args(tiers=tiers, instruments=instruments)
+    from deleverage.data.detect import load
+    from deleverage.data.instruments import registry_for
+
+    registry = registry_for(instruments)
+    loaded = load(path, registry=registry)
+    for line in format_inspection(loaded, symbol=symbol, registry=registry, tiers=tiers):
         console.print(line)
 
 
-def format_inspection(loaded: Any) -> list[str]:
-    """Lines describing a loaded file: format, rows, columns, time range, quality counts, safety."""
+REPLAYABLE_FORMATS = ("binance_klines", "binance_capture")
+
+
+def _instrument_verdict(loaded: Any, symbol: str | None, registry: Any, tiers: str | None) -> tuple[str | None, list[str]]:
+    """The instrument line of an inspection and the reasons a replay would refuse the file (empty: none)."""
+    from deleverage.data.detect import POPULATION_FORMATS
+    from deleverage.data.instruments import file_symbol, instrument_for, resolve_tiers
+    from deleverage.errors import DeleverageError
+
+    if loaded.format in POPULATION_FORMATS:
+        return None, []  # positions, not market data: the replay's scenario decides their instrument
+    if loaded.format not in REPLAYABLE_FORMATS and file_symbol(loaded)[0] is None and symbol is None:
+        return None, []
+    try:
+        choice = instrument_for(loaded, symbol=symbol, registry=registry)
+    except DeleverageError as exc:
+        return f"symbol: not known — {exc}", [str(exc)]
+    i, problems = choice.instrument, []
+    unit = f"contracts of {i.contract_size.normalize():f} {i.quote}" if i.contract == "inverse" else i.base
+    try:
+        table = resolve_tiers(tiers, i).name
+    except DeleverageError as exc:
+        table, problems = "none shipped", [str(exc)]
+    if i.contract == "inverse":
+        problems.append(f"{i.symbol} is coin-margined (inverse): the lab does not replay inverse contracts yet")
+    line = (f"symbol: {i.symbol} (from {choice.sources.get('symbol')}): {i.contract}, settled in {i.settle.code}, "
+            f"tick {i.tick_size.normalize():f} ({choice.sources.get('tick_size')}), lot {i.lot_size.normalize():f} "
+            f"(quantities in {unit}), tiers {table}")
+    return "\n  ".join([line, *(f"note: {n}" for n in choice.notes)]), problems
+
+
+def format_inspection(loaded: Any, *, symbol: str | None = None, registry: Any = None,
+                      tiers: str | None = None) -> list[str]:
+    """Lines describing a loaded file: format, rows, symbol, columns, time range, quality, safety to replay."""
     from datetime import UTC, datetime
 
+    from rich.markup import escape
+
+    from deleverage.core.instruments import REGISTRY
+
     frame = loaded.frame
-    lines = [f"[bold]{loaded.path}[/bold]: {loaded.format}, {frame.height:,} rows, quantities in {loaded.qty_unit}"]
     payload = getattr(loaded, "payload", None)
+    if payload is not None and hasattr(payload, "stats"):
+        rows = f"{loaded.quality.rows_kept:,} messages ({payload.lines:,} lines)"
+    else:
+        rows = f"{frame.height:,} rows"
+    lines = [f"[bold]{escape(str(loaded.path))}[/bold]: {loaded.format}, {rows}, quantities in {loaded.qty_unit}"]
+    instrument_line, problems = _instrument_verdict(loaded, symbol, registry or REGISTRY, tiers)
+    if instrument_line is not None:
+        lines.append("  " + escape(instrument_line))
     if payload is not None and hasattr(payload, "stats"):
         lines.append("  " + ", ".join(f"{k}={v:,}" for k, v in payload.stats.items()))
     if frame.width:
         lines.append(f"  columns: {', '.join(frame.columns)}")
-    if "ts_ns" in frame.columns and frame.height:
-        first, last = (datetime.fromtimestamp(int(v) / 1e9, tz=UTC) for v in (frame["ts_ns"].min(), frame["ts_ns"].max()))
+    span = loaded.meta.get("time_range_ns")
+    if span is None and "ts_ns" in frame.columns and frame.height:
+        span = (int(frame["ts_ns"].min()), int(frame["ts_ns"].max()))
+    if span is not None:
+        first, last = (datetime.fromtimestamp(int(v) / 1e9, tz=UTC) for v in span)
         lines.append(f"  time: {first:%Y-%m-%d %H:%M:%S} → {last:%Y-%m-%d %H:%M:%S} UTC")
     quality = loaded.quality
-    lines.append(f"  quality: {quality.summary() or 'clean'}")
-    lines.append(f"  safe to replay: {'yes' if quality.safe else 'no — ' + '; '.join(quality.unsafe)}")
+    lines.append(f"  quality: {escape(quality.summary() or 'clean')}")
+    for note in quality.notes:
+        lines.append(f"  note: {escape(note)}")
+    from deleverage.data.detect import POPULATION_FORMATS
+
+    if loaded.format in POPULATION_FORMATS:
+        lines.append(f"  a population, not market data: deleverage replay --population {escape(str(loaded.path))}")
+        return lines
+    if loaded.format not in REPLAYABLE_FORMATS:
+        problems = [f"{loaded.format} files do not drive a replay (Binance klines and raw captures do)"]
+    reasons = [*quality.unsafe, *problems]
+    lines.append("  safe to replay: " + ("yes" if not reasons else "no — " + escape("; ".join(reasons))))
     return lines
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("out/demo"), help="output directory"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     accounts: int = typer.Option(DEMO_ACCOUNTS, help="population size"),
     workers: int = typer.Option(2, help="processes running policies in parallel"),
 ) -> None:
     """The main job: replay the bundled 2025-10-10 crash under every preset and print the table."""
-    from deleverage.engine.presets import PRESETS
-
+    _check_run_args(accounts=accounts, workers=workers)
     _run_comparison(
-        "replay", scenario="2025-10-10", policies=sorted(PRESETS), accounts=accounts, seed=7, out=out,
-        population_path=None, window=None, workers=workers,
+        "replay", scenario="2025-10-10", policies=list(PRESET_NAMES), accounts=accounts, seed=7, out=out,
+        population_path=None, window=None, workers=workers, force=force, command="demo",
     )
 
 
@@ -273,22 +538,33 @@ def algos(
     btc: float = typer.Option(500.0, help="size of the long position to liquidate (BTC)"),
     depth: float = typer.Option(2.0, help="modelled book depth, BTC per 1 USD of price"),
     out: Path = typer.Option(Path("out/algos"), help="output directory (HTML plot + CSV table)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Compare execution algorithms liquidating one large position during a falling market."""
-    import numpy as np
+    from datetime import datetime
 
-    from deleverage.data.scenarios import get_scenario
     from deleverage.errors import InvalidInput
-    from deleverage.execution.compare import compare_algorithms
 
     try:
-        np.datetime64(start, "ns")
+        datetime.fromisoformat(start)
     except ValueError:
         raise InvalidInput("start", start, "expected a UTC time like 2021-05-19T12:19") from None
-    table, _ = compare_algorithms(
-        get_scenario(scenario).path(), start_utc=start, horizon_min=minutes, position_btc=btc,
-        depth_btc_per_usd=depth, out_dir=out,
-    )
+    _check_scenario(scenario)
+    writes = ("execution_comparison.html", "execution_comparison.csv", "execution_comparison.png")
+    _check_out(out, force, writes)
+    import hashlib
+
+    from deleverage.data.scenarios import get_scenario
+    from deleverage.execution.compare import compare_algorithms
+    from deleverage.outputs import atomic_output_dir
+
+    path = get_scenario(scenario).path()
+    key = hashlib.sha256(f"algos:{hashlib.sha256(path.read_bytes()).hexdigest()}:{start}:{minutes}:{btc!r}:{depth!r}"
+                         .encode()).hexdigest()[:16]
+    with _interrupts_reported(), atomic_output_dir(out, command="algos", run_key=key, force=force) as work:
+        table, _ = compare_algorithms(
+            path, start_utc=start, horizon_min=minutes, position_btc=btc, depth_btc_per_usd=depth, out_dir=work,
+        )
     view = Table(title=f"{btc:g} BTC long liquidated over {minutes} min", header_style="bold")
     columns = [c for c in ALGO_COLUMNS if c in table.columns]
     for name in columns:
@@ -301,27 +577,42 @@ def algos(
 
 @app.command()
 def calibrate(
-    path: str = typer.Argument("btcusdt-20240808-l2", help="bundled L2 scenario name or a Binance capture file"),
-    window_s: float = typer.Option(10.0, help="length of each depth/volume window (s)"),
-    json_out: bool = typer.Option(False, "--json", help="print the fitted model as JSON"),
+    sources: list[str] = typer.Argument(
+        None, help="bundled scenario names or files: L2 captures, klines, aggTrades/trades, bookDepth, Tardis "
+        "book_snapshot/trades (default: the three bundled ones, which reproduce the shipped model)"),
+    window_s: float = typer.Option(10.0, help="length of each depth/volume window of a capture (s)"),
+    json_out: bool = typer.Option(False, "--json", help="print the market model file (for `replay --market`)"),
 ) -> None:
-    """Fit the lab's depth and resilience model on an L2 capture (the defaults were fitted this way)."""
+    """Fit the lab's market model: depth, resilience and impact as functions of the minute's state."""
     import json
-    from dataclasses import asdict
 
-    from deleverage.data.binance_stream import read_capture
-    from deleverage.data.scenarios import get_scenario
     from deleverage.errors import InvalidInput
-    from deleverage.lab.calibration import calibrate as fit_depth_model
+    from deleverage.lab.calibration import calibrate_sources
 
     if not 0 < window_s < float("inf"):
         raise InvalidInput("window_s", window_s, "must be a finite number of seconds > 0")
-    model = fit_depth_model(read_capture(get_scenario(path).path()), window_s=window_s)
+    result = calibrate_sources(list(sources or DEFAULT_CALIBRATION_SOURCES), window_s=window_s)
     if json_out:
-        typer.echo(json.dumps(asdict(model), indent=2))
+        typer.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
-    for line in model.describe():
-        console.print(line)
+    for line in format_calibration(result):
+        console.print(line, soft_wrap=True)
+
+
+DEFAULT_CALIBRATION_SOURCES = ("btcusdt-20240808-l2", "2021-05-19", "2025-10-10")
+
+
+def format_calibration(result: Any) -> list[str]:
+    """The fitted model and every fit (parameters ± s.e., n, R², data digest)."""
+    from rich.markup import escape
+
+    lines = [escape(line) for line in result.model.describe()]
+    for fit in result.fits:
+        params = ", ".join(f"{k} {v:.4g}" + (f" ± {fit.stderr[k]:.2g}" if k in fit.stderr else "")
+                           for k, v in fit.parameters.items())
+        lines.append(escape(f"{fit.component} on {fit.source}: {params}; n {fit.n:,}, R² {fit.r2:.3f}, "
+                            f"data {fit.data_digest[:12]}"))
+    return lines
 
 
 @app.command()
@@ -345,9 +636,15 @@ def version() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point: user mistakes become ``Error: ...`` and exit status 1 (usage errors: click's 2)."""
+    """Entry point: user mistakes become ``Error: ...`` and exit status 1 (usage errors: click's 2);
+    Ctrl-C becomes ``Interrupted`` and exit status 130, with nothing left half-written."""
+    from rich.markup import escape
+
     try:
         app(args=list(argv) if argv is not None else None, prog_name="deleverage")
     except DeleverageError as exc:
-        console.print(f"[red]Error:[/red] {exc}", soft_wrap=True)
+        console.print(f"[red]Error:[/red] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
+    except KeyboardInterrupt:  # typer turns one inside a command into exit status 130 itself
+        console.print("Interrupted", soft_wrap=True)
+        sys.exit(130)

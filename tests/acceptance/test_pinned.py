@@ -4,10 +4,20 @@ Run three times; the audit-log digest of each policy (every decision with its nu
 summary.json must be one unique value each, equal to the pinned one. A change of behaviour shows up here
 first: if it is intended, re-pin with the values the failure prints (and say why in the commit).
 
-Beside the digests, an independent check of the totals: each policy's ``shortfall_quote`` is derived
-again from the written ``liquidations.parquet`` in human units (floats: quantity × price differences,
-the fund's and the backstops' inventories valued at the end reference) and must agree with the exact
-figure of summary.json, whose decomposition must add up to it exactly.
+A digest alone only says "unchanged", not "right", so each stands beside an independent check:
+
+* the audit digests — the same replay with a screen so wide (``screen_buffer_bps`` 9,999) that every
+  account within a 50 % move of its liquidation price is checked *exactly* on every tick (a brute-force
+  detector) makes the same decisions: identical liquidation records and identical events, apart from
+  the extra ``candidate_rejected`` of the accounts the wide screen checks and finds safe;
+* summary.json — the instrument it names is checked against the raw file's decimals, and its totals
+  per policy (liquidations, liquidated accounts and notional, ADL notional, bad debt) are recomputed
+  from the rows of liquidations.parquet, one row per action (ADL closes of counterparties are rows
+  with action ``adl``, counted apart; the fund's and backstops' resales ``offload`` and the lots still in
+  liquidation at the end ``unfinished``), and each policy's ``shortfall_quote`` is derived again from
+  those rows in human units (floats: quantity × price differences, the fund's and the backstops'
+  inventories valued at the end reference) — it must agree with the exact figure, whose decomposition
+  must add up to it exactly.
 """
 
 from __future__ import annotations
@@ -18,14 +28,65 @@ import json
 import polars as pl
 import pytest
 
+from deleverage.engine import get_policy
 from deleverage.lab.runner import run_comparison
+from deleverage.report.metrics import LIQUIDATION_ACTIONS
+from tests.conftest import ROOT
 
 PINNED_AUDIT = {
-    "binance": "f37727a7d2ea0e3a553573f2ada82244d7f70d27f040204438a38b8aa43f7d87",
-    "fba": "91c208c93fce18ad513280b1655d9b95674fb9cd28def70732a02e5d1287be53",
-    "maker": "1b46ecbf3956c7c0190adb29389956785b6d7fe3ec927546e67e05c9f965f391",
+    "binance": "5a6607073d61651cfc4d11843d6ed839b3ca5cd33e438e281456f5d1db587fa8",
+    "fba": "881514341cc7093e91f856f9cc97326c9db257c313fb367f573c6345885608e9",
+    "maker": "af68e07eb21ebfcdd13b69058934d15de468fb0dfe215ebc773b7c6e8b77a263",
 }
-PINNED_SUMMARY = "895d6354060fd40df25181e7136afc4fbd0b9d34cd6b28bef0e43c138a3bf7c3"
+# Re-pinned when summary.json gained "symbol" and "instrument" (and the run key the instrument), and again
+# when it gained "realism" and "population" (and the run key market_digest and the new RunConfig fields).
+# Re-pinned with issue 11's yardstick (branch econ): binance and fba audit logs moved (no backstop offers
+# under a fund policy; the uniform-price batch over the band's whole depth, one posting per counterparty),
+# summary.json gained the yardstick's metrics, baseline, vs_baseline, seeds (and the run key feedback and
+# backstop_offload_half_life_s); maker's audit log is unchanged.
+PINNED_SUMMARY = "3b47a4f8a6f84d9777a4c73a07a5681d7131d66f9fa622ddece001632b888a65"
+POLICIES = ["binance", "fba", "maker"]
+RUN = dict(kind="replay", scenario="2021-05-19", accounts=300, seed=21, window="12:55-13:15", write_png=False)
+
+
+@pytest.mark.slow
+def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
+    audits, summaries = set(), set()
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        result = run_comparison(policies=POLICIES, out=out, **RUN)
+        audits.add(tuple(sorted(result.summary["audit_digests"].items())))
+        summaries.add(hashlib.sha256((out / "summary.json").read_bytes()).hexdigest())
+    assert len(audits) == 1 and len(summaries) == 1
+    # independent of the digests: the summary's totals are the sums of the written records
+    records = pl.read_parquet(out / "liquidations.parquet")
+    liquidations = records.filter(pl.col("action").is_in(LIQUIDATION_ACTIONS) & (pl.col("qty") > 0))
+    for name, metrics in result.summary["policies"].items():
+        mine = liquidations.filter(pl.col("policy") == name)
+        assert metrics["liquidated_notional"] == pytest.approx(float(mine["notional"].sum()), rel=1e-9)
+        longs = float(mine.filter(pl.col("side") == "long")["notional"].sum())
+        share = longs / float(mine["notional"].sum()) if mine.height else 0.0
+        assert result.summary["realism"]["checks"]["long_share"]["model"][name] == pytest.approx(share, abs=1e-6)
+    assert dict(audits.pop()) == PINNED_AUDIT
+    assert summaries.pop() == PINNED_SUMMARY
+    # Beside the digest, checked on their own: the instrument the 2021 file replays as. Its prices are written
+    # with two decimals (tick 0.01 then, not today's 0.1): read from the raw text, not from deleverage.
+    raw = (ROOT / "src/deleverage/datasets/klines/BTCUSDT-1m-2021-05-19.csv").read_text().splitlines()
+    decimals = {len(field.split(".")[1]) for row in raw for field in row.split(",")[1:5] if "." in field}
+    assert max(decimals) == 2
+    instrument = result.summary["instrument"]
+    assert result.summary["symbol"] == instrument["symbol"] == "BTCUSDT"
+    assert (instrument["contract"], instrument["settle"], instrument["tick_size"], instrument["lot_size"],
+            instrument["contract_size"], instrument["tiers"]) == ("linear", "USDT", "0.01", "0.001", "1",
+                                                                   "binance-btcusdt")
+    _summary_totals_are_the_records(tmp_path / "run0")
+    end_reference = result.runs["binance"].series["reference_mark"][-1]
+    for name, metrics in result.summary["policies"].items():
+        assert sum(metrics["decomposition"].values()) == metrics["shortfall_quote"], name
+        derived = _shortfall_from_parquet(records.filter(pl.col("policy") == name), end_reference)
+        assert derived == pytest.approx(metrics["shortfall_quote"], rel=1e-9, abs=1e-5), name
+    assert any(m["shortfall_quote"] for m in result.summary["policies"].values())
+    _brute_force_detection_makes_the_same_decisions(tmp_path / "run0", tmp_path / "wide")
 
 
 def _shortfall_from_parquet(records: pl.DataFrame, end_reference: float) -> float:
@@ -35,14 +96,16 @@ def _shortfall_from_parquet(records: pl.DataFrame, end_reference: float) -> floa
     inventory = {"fund": [0.0, 0.0], "backstop": [0.0, 0.0]}  # [position BTC, cash USDT]
     for row in records.iter_rows(named=True):
         s = 1.0 if row["side"] == "long" else -1.0
-        if row["action"] == "offload":
+        if row["action"] == "offload":  # the holder sells; a backstop bid in a batch may be the buyer
             pos, cash = inventory[row["holder"]]
             inventory[row["holder"]] = [pos - s * row["qty"], cash + s * row["qty"] * row["fill_price"]]
+            if row["counterparty"] in inventory:
+                pos, cash = inventory[row["counterparty"]]
+                inventory[row["counterparty"]] = [pos + s * row["qty"], cash - s * row["qty"] * row["fill_price"]]
             continue
         if row["action"] not in ("partial", "full", "takeover", "adl", "unfinished") or not row["qty"]:
             continue
-        arrival = row["arrival_reference_ticks"] * tick
-        total += s * row["qty"] * (arrival - row["fill_price"])
+        total += s * row["qty"] * (row["arrival_reference_ticks"] * tick - row["fill_price"])
         if row["counterparty"] in inventory:
             pos, cash = inventory[row["counterparty"]]
             inventory[row["counterparty"]] = [pos + s * row["qty"], cash - s * row["qty"] * row["fill_price"]]
@@ -51,23 +114,32 @@ def _shortfall_from_parquet(records: pl.DataFrame, end_reference: float) -> floa
     return total
 
 
-@pytest.mark.slow
-def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
-    audits, summaries = set(), set()
-    for attempt in range(3):
-        out = tmp_path / f"run{attempt}"
-        result = run_comparison(kind="replay", scenario="2021-05-19", policies=["binance", "fba", "maker"],
-                                accounts=300, seed=21, out=out, window="12:55-13:15", write_png=False)
-        audits.add(tuple(sorted(result.summary["audit_digests"].items())))
-        summaries.add(hashlib.sha256((out / "summary.json").read_bytes()).hexdigest())
-    assert len(audits) == 1 and len(summaries) == 1
-    summary = json.loads((tmp_path / "run0" / "summary.json").read_text())
-    records = pl.read_parquet(tmp_path / "run0" / "liquidations.parquet")
-    end_reference = result.runs["binance"].series["reference_mark"][-1]
-    for name, metrics in summary["policies"].items():
-        assert sum(metrics["decomposition"].values()) == metrics["shortfall_quote"], name
-        derived = _shortfall_from_parquet(records.filter(pl.col("policy") == name), end_reference)
-        assert derived == pytest.approx(metrics["shortfall_quote"], rel=1e-9, abs=1e-5), name
-    assert any(m["shortfall_quote"] for m in summary["policies"].values())
-    assert dict(audits.pop()) == PINNED_AUDIT
-    assert summaries.pop() == PINNED_SUMMARY
+def _summary_totals_are_the_records(out) -> None:  # noqa: ANN001
+    summary = json.loads((out / "summary.json").read_text())
+    records = pl.read_parquet(out / "liquidations.parquet")
+    assert records.filter(pl.col("action") != "adl").height > 0  # not vacuous: this window liquidates
+    for policy in POLICIES:
+        rows = records.filter(pl.col("policy") == policy)
+        closes = rows.filter(~pl.col("action").is_in(["adl", "offload", "unfinished"]))
+        adl = rows.filter(pl.col("action") == "adl")
+        metrics = summary["policies"][policy]
+        assert metrics["liquidations"] == closes.height, policy
+        assert metrics["liquidated_accounts"] == closes["account_id"].n_unique(), policy
+        assert metrics["liquidated_notional"] == pytest.approx(float(closes["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["adl_notional"] == pytest.approx(float(adl["notional"].sum()), rel=1e-9, abs=1e-6)
+        assert metrics["bad_debt"] == pytest.approx(float(rows["bad_debt"].sum()), rel=1e-9, abs=1e-6)
+
+
+def _brute_force_detection_makes_the_same_decisions(out, wide_out) -> None:  # noqa: ANN001
+    wide = [get_policy(name).with_overrides(trigger={"screen_buffer_bps": 9_999.0}) for name in POLICIES]
+    run_comparison(policies=wide, out=wide_out, **RUN)
+    assert pl.read_parquet(wide_out / "liquidations.parquet").equals(pl.read_parquet(out / "liquidations.parquet"))
+
+    def decisions(path):  # noqa: ANN001, ANN202
+        events = pl.read_parquet(path / "events.parquet")
+        return events.filter(pl.col("kind") != "candidate_rejected").drop("seq")
+
+    narrow, brute = decisions(out), decisions(wide_out)
+    extra = pl.read_parquet(wide_out / "events.parquet").filter(pl.col("kind") == "candidate_rejected").height
+    assert extra > 0  # the wide screen really checked more accounts exactly
+    assert brute.equals(narrow)

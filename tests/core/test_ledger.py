@@ -435,3 +435,16 @@ def test_open_accounts_in_bulk_is_all_or_nothing() -> None:
     with pytest.raises(InvalidInput, match=r"account_ids\[1\]"):
         ledger.open_accounts(["d", "a"])
     assert ledger.digest() == before and not ledger.has_account("d")
+
+
+def test_transfer_to_the_same_account_is_refused_and_changes_nothing():
+    """A self-transfer would write a balanced but meaningless posting (and, unchecked, could hide a
+    mistyped counterparty); it is refused by name, with funds available, before anything is written."""
+    ledger = make_ledger(traders=("alice",))
+    ledger.deposit("alice", "USDT", usdt(100), 0)
+    digest, journal = ledger.digest(), len(ledger.journal)
+    with pytest.raises(InvalidInput) as err:
+        ledger.transfer("alice", "alice", "USDT", usdt(10), reason="loop", ts_ns=1)
+    assert err.value.field == "to_id" and "differ" in err.value.problem
+    assert ledger.digest() == digest and len(ledger.journal) == journal
+    assert ledger.balance("alice", "USDT") == usdt(100)

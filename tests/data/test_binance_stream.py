@@ -146,3 +146,50 @@ def test_unknown_stream_is_counted_not_parsed(tmp_path: Path) -> None:
     cap = read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {kline}", f"{T2} {partial}"]))
     assert cap.skipped_lines == 2 and len(cap.depth) == 2
     assert len(cap.liquidations) == len(cap.mark_prices) == 0
+
+
+# --- the instrument of a capture: its "s" field, the tick of its era, never another symbol -----------------
+
+T2020 = 1_583_971_200_000_000_000  # 2020-03-12: BTCUSDT's tick was 0.01
+T2023 = 1_672_531_200_000_000_000  # no BTCUSDT tick on record for this date
+FINE = DEPTH.replace('"100.0"', '"100.05"')
+
+
+def test_a_capture_gets_the_tick_of_its_era(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    cap = read_capture(_write(tmp_path, [f"{T2020} {FINE}"]))
+    assert cap.instrument.tick_size == Decimal("0.01") and cap.depth["price_ticks"][0] == 10_005
+    gap = read_capture(_write(tmp_path, [f"{T2023} {DEPTH}"]))  # fits 0.1, the coarsest known tick
+    assert gap.instrument.tick_size == Decimal("0.1")
+    finer = read_capture(_write(tmp_path, [f"{T2023} {FINE}"]))  # does not: the data decides, with a note
+    assert finer.instrument.tick_size == Decimal("0.01") and finer.choice.notes
+
+
+def test_a_capture_of_an_unknown_symbol_is_inferred_and_a_contradicting_symbol_refused(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    sol = DEPTH.replace("BTCUSDT", "SOLUSDT").replace('"100.0"', '"142.355"').replace('"100.1"', '"142.36"')
+    cap = read_capture(_write(tmp_path, [f"{T1} {sol}"]))
+    assert cap.instrument.symbol == "SOLUSDT" and cap.instrument.tick_size == Decimal("0.005")
+    assert any("inferred" in note for note in cap.choice.notes)
+    with pytest.raises(DataError, match="never replays as another"):
+        read_capture(_write(tmp_path, [f"{T1} {DEPTH}"]), "ETHUSDT")
+
+
+def test_replay_problems_name_a_missing_snapshot_and_update_gaps(tmp_path: Path) -> None:
+    from deleverage.data.binance_stream import replay_problems
+
+    snapshot = '{"lastUpdateId":11,"E":1,"T":1,"bids":[["100.0","1.000"]],"asks":[["100.1","1.000"]]}'
+    trade = '{"stream":"btcusdt@trade","data":{"E":1,"T":1,"s":"BTCUSDT","t":1,"p":"100.0","q":"0.001","X":"MARKET","m":true}}'
+    later = DEPTH.replace('"U":10,"u":12,"pu":9', '"U":13,"u":14,"pu":12')
+    gapped = DEPTH.replace('"U":10,"u":12,"pu":9', '"U":16,"u":17,"pu":15')
+    assert replay_problems(read_capture(_write(tmp_path, [f"{T1} {snapshot}", f"{T1} {DEPTH}", f"{T2} {later}",
+                                                          f"{T2} {trade}"]))) == []
+    no_snapshot = replay_problems(read_capture(_write(tmp_path, [f"{T1} {DEPTH}", f"{T2} {trade}"])))
+    assert len(no_snapshot) == 1 and "no depth snapshot" in no_snapshot[0]
+    gaps = replay_problems(read_capture(_write(tmp_path, [f"{T1} {snapshot}", f"{T1} {DEPTH}", f"{T2} {gapped}",
+                                                          f"{T2} {trade}"])))
+    assert len(gaps) == 1 and "1 gap" in gaps[0]
+    assert any("no trades" in p for p in replay_problems(read_capture(_write(tmp_path, [f"{T1} {snapshot}",
+                                                                                        f"{T1} {DEPTH}"]))))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from deleverage.data.population import (
@@ -49,16 +48,24 @@ def test_klines_scenario_loads_and_history_stops_at_the_crash(tmp_path: Path) ->
     history = scenario.price_history(cache_dir=tmp_path)
     assert history.height == 20 * 60 + 44  # bars 00:00 .. 20:43
     assert history["ts_ns"].max() < scenario.crash_start_ns  # type: ignore[operator]
-    # default population on this day: long liquidation prices sit below the pre-crash close,
-    # and the crash low reaches a large share of the longs (the liquidated mix is long-heavy).
+    # default population on this day: long liquidation prices sit below the pre-crash close, and the
+    # crash low reaches a minority of the long open interest (the leverage mix is calibrated on it)
     frame = generate_population(PopulationConfig(n_accounts=20_000, seed=0), price_history=history)
     liq = approx_liquidation_price(frame)
     longs = (frame["side"] == "long").to_numpy()
     close = history["close"][-1]
     assert (liq[longs] < close).mean() > 0.9
-    assert 0.75 * close < float(np.median(liq[longs])) < close
-    hit = (liq[longs] >= loaded.frame["low"].min()).mean()
-    assert 0.2 < hit < 0.9
+    notional = (frame["qty"] * frame["entry_price"]).to_numpy()
+    hit = notional[longs & (liq >= loaded.frame["low"].min())].sum() / notional[longs].sum()
+    assert 0.05 < hit < 0.5
+
+
+def test_bundled_days_carry_their_published_open_interest() -> None:
+    """CRASH_FACTS: Binance BTC OI $16 B before 2025-10-10; $2.93 B after 2021-05-19's −26 % day."""
+    assert get_scenario("2025-10-10").open_interest_usd == 16e9
+    assert get_scenario("2021-05-19").open_interest_usd == pytest.approx(2.93e9 / 0.74)
+    assert "CRASH_FACTS" in get_scenario("2021-05-19").open_interest_source
+    assert get_scenario("btcusdt-20240808-l2").open_interest_usd is None
 
 
 def test_paths_are_detected_and_unknown_names_list_the_bundled(tmp_path: Path) -> None:

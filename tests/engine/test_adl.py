@@ -96,3 +96,29 @@ def test_haircut_covers_shortfall_exactly_and_proportionally(profits, shortfall)
         if 0 < shortfall < total:
             # Never more than one minor unit away from the exact proportional share.
             assert abs(t - Fraction(p * shortfall, total)) < 1 + 1e-9
+
+
+def test_haircut_leftovers_go_to_the_largest_profits():
+    """The documented rule (``pro_rata_haircut``): floor(h × profit) each, then the units lost to rounding
+    one at a time from the largest profits. Profits [5, 3, 2], shortfall 7: h = 0.7, floors 3, 2, 1 (6),
+    the missing unit goes to the profit of 5 → 4, 2, 1. (Largest remainder agrees here: 3.5, 2.1, 1.4.)"""
+    assert pro_rata_haircut([("a", 5), ("b", 3), ("c", 2)], 7) == {"a": 4, "b": 2, "c": 1}
+    # ties in profit go by account id; two leftovers: floors 2, 2, 2 of 9 → the two smallest ids
+    assert pro_rata_haircut([("z", 4), ("x", 4), ("y", 4)], 8) == {"x": 3, "y": 3, "z": 2}
+
+
+@given(st.lists(st.integers(1, 10**6), min_size=1, max_size=12), st.integers(1, 10**7))
+def test_haircut_leftovers_never_skip_a_larger_profit(profits, shortfall) -> None:
+    """Whoever pays a leftover unit, every strictly larger profit (not already paying all) paid one too."""
+    total = sum(profits)
+    if shortfall >= total:
+        return
+    rows = list(enumerate(profits))
+    taken = pro_rata_haircut(rows, shortfall)
+    extra = {k: taken.get(k, 0) - (p * shortfall) // total for k, p in rows}
+    assert set(extra.values()) <= {0, 1}
+    for k, p in rows:
+        if extra[k]:
+            for j, q in rows:
+                if q > p and taken.get(j, 0) < q:
+                    assert extra[j] == 1, (profits, shortfall, k, j)

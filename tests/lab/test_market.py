@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from deleverage.core.instruments import BTCUSDT
 from deleverage.errors import InvalidInput, SimulationError
+from deleverage.lab.calibration import DEFAULT_DEPTH_MODEL
+from deleverage.lab.impact_book import BarImpactLaw, PermanentImpact
 from deleverage.lab.market import ImpactBook, KlineReplayMarket, Ladder, Market
 
 NS = 1_000_000_000
@@ -81,6 +84,67 @@ def test_permanent_share_stays_and_transient_share_decays() -> None:
         remaining = round(-(1 - phi) * qty * math.exp(-rho * tau_s))
         assert book.mark_ticks() - ref == round(phi * delta) + offset_block(remaining, depth)
     assert book.mark_ticks() - ref == round(phi * delta)  # after 60 s only the permanent part is left
+
+
+def test_decaying_permanent_part_follows_its_closed_form() -> None:
+    """Share mode with ψ < 1: P(t) = ψ·φΔ + (1 − ψ)·φΔ·e^{−κt} (the transient part long gone)."""
+    depth, phi, psi, kappa, qty = 5, 0.5, 0.3, 0.02, 500
+    ladder = Ladder(float(depth), 1.0, 100_000)
+    book = ImpactBook(reference_ticks=600_000, bid=ladder, ask=ladder, spread_ticks=2, resilience_per_s=5.0,
+                      permanent_share=phi, ts_ns=0, permanent_floor=psi, permanent_decay_per_s=kappa)
+    book.take("sell", qty)
+    shift = phi * -((qty - 1) // depth)
+    for tau_s in (10.0, 30.0, 120.0, 600.0):
+        book.decay_to(int(tau_s * NS))
+        assert book.permanent_ticks == pytest.approx(shift * (psi + (1 - psi) * math.exp(-kappa * tau_s)))
+        assert book.mark_ticks() - book.reference_ticks == round(book.permanent_ticks)
+    with pytest.raises(InvalidInput, match="permanent_floor"):
+        ImpactBook(reference_ticks=1, bid=ladder, ask=ladder, spread_ticks=1, resilience_per_s=0,
+                   permanent_share=0.5, ts_ns=0, permanent_floor=1.5)
+
+
+LAW = BarImpactLaw(log_lambda=-7.0, flow_exponent=0.6, volume_coef=-0.5, range_coef=1.0, flow_coef=-0.3,
+                   volume_ref=100.0, range_ref=0.001, floor=0.7, decay_per_s=0.01)
+
+
+def _bar_law(s: float, volume: float, rng: float, imbalance: float) -> float:
+    """I(s) of the module docstring, written out."""
+    if s == 0:
+        return 0.0
+    sign = math.copysign(1.0, s)
+    return sign * (abs(s) / 100.0) ** 0.6 * math.exp(-7.0 - 0.5 * math.log(volume / 100.0)
+                                                     + 1.0 * math.log(rng / 0.001) - 0.3 * sign * imbalance)
+
+
+def test_bar_law_adds_the_marginal_impact_and_decays_by_g() -> None:
+    perm = PermanentImpact(LAW, ts_ns=0)
+    perm.start_bar(0, recorded_flow=-300.0, volume=400.0, rng=0.004, imbalance=-0.2)
+    perm.add_flow(-50.0)
+    open_bar = _bar_law(-350.0, 400.0, 0.004, -0.2) - _bar_law(-300.0, 400.0, 0.004, -0.2)
+    assert perm.offset() == pytest.approx(open_bar)
+    assert open_bar < 0  # selling on top of selling moves the price down, less than alone (concave)
+    assert abs(open_bar) < abs(_bar_law(-50.0, 400.0, 0.004, -0.2))
+    perm.start_bar(60 * NS, recorded_flow=100.0, volume=400.0, rng=0.004, imbalance=0.0)
+    for tau_s in (0.0, 30.0, 300.0):
+        perm.decay_to(int((60 + tau_s) * NS))
+        assert perm.offset() == pytest.approx(open_bar * (0.7 + 0.3 * math.exp(-0.01 * tau_s)))
+
+
+def test_book_with_a_bar_law_moves_its_centre_by_the_law() -> None:
+    ladder = Ladder(1_000.0, 1.0, 100_000)
+    perm = PermanentImpact(LAW, ts_ns=0)
+    perm.start_bar(0, recorded_flow=0.0, volume=100.0, rng=0.001, imbalance=0.0)
+    book = ImpactBook(reference_ticks=1_000_000, bid=ladder, ask=ladder, spread_ticks=2, resilience_per_s=1.0,
+                      permanent_share=0.5, ts_ns=0, permanent=perm, base_per_lot=0.001)
+    book.take("sell", 20_000)  # 20 base units
+    expected = 1_000_000 * math.expm1(_bar_law(-20.0, 100.0, 0.001, 0.0))
+    assert book.permanent_ticks == pytest.approx(expected)
+    book.decay_to(100 * NS)  # the transient part has refilled: only the law is left
+    assert book.mark_ticks() - book.reference_ticks == round(expected)
+    off = ImpactBook(reference_ticks=1_000_000, bid=ladder, ask=ladder, spread_ticks=2, resilience_per_s=1.0,
+                     permanent_share=0.5, ts_ns=0, permanent=PermanentImpact(LAW, ts_ns=0), feedback=False)
+    off.take("sell", 20_000)
+    assert off.mark_ticks() == off.reference_ticks
 
 
 def test_round_trip_costs_exactly_the_spread_without_decay() -> None:
@@ -172,9 +236,13 @@ def test_kline_path_is_deterministic_per_seed(klines_2021, inst_2021) -> None:
     assert len(five.times()) == 120 * 12
 
 
+SHARE_MODEL = replace(DEFAULT_DEPTH_MODEL, bar_law=None, state_half_life_min=0.0, permanent_floor=1.0,
+                      permanent_decay_per_s=0.0)
+
+
 def test_kline_take_walks_displayed_levels_and_impact_decays_at_rho(klines_2021, inst_2021) -> None:
     window = (int(klines_2021["ts_ns"][790]), int(klines_2021["ts_ns"][795]))  # 13:10, the low
-    market = KlineReplayMarket(klines_2021, inst_2021, seed=3, window=window)
+    market = KlineReplayMarket(klines_2021, inst_2021, seed=3, window=window, depth_model=SHARE_MODEL)
     t0 = int(market.times()[10])
     market.advance_to(t0)
     book = market.liquidity()

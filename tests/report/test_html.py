@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from deleverage.errors import InvalidInput
 from deleverage.report.html import atomic_output_dir, render_report, write_json, write_report_files
 from deleverage.report.metrics import compute_metrics
 from tests.report.test_metrics import _run
@@ -32,14 +33,34 @@ def test_failed_run_leaves_no_output_directory(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_success_replaces_previous_output(tmp_path) -> None:
+def test_success_replaces_a_previous_run_and_refuses_a_users_directory(tmp_path) -> None:
     target = tmp_path / "out"
-    target.mkdir()
-    (target / "stale.txt").write_text("old")
-    with atomic_output_dir(target) as work:
+    with atomic_output_dir(target, command="test", run_key="k1") as work:
         write_json(work / "summary.json", {"b": 1, "a": 2})
-    assert sorted(p.name for p in target.iterdir()) == ["summary.json"]
+        (work / "old.txt").write_text("from run 1")
+    with atomic_output_dir(target, command="test", run_key="k2") as work:  # ours: replaced whole
+        write_json(work / "summary.json", {"b": 1, "a": 2})
+    assert sorted(p.name for p in target.iterdir()) == [".deleverage-manifest.json", "summary.json"]
     assert (target / "summary.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "stale.txt").write_text("old")
+    with pytest.raises(InvalidInput, match="not written by deleverage"), atomic_output_dir(users):
+        pass
+    assert (users / "stale.txt").read_text() == "old"
+
+
+def test_realism_panel_is_on_the_page_when_given() -> None:
+    from deleverage.data.scenarios import get_scenario
+    from deleverage.report.realism import compute_realism
+
+    runs = {"p": _run()}
+    summary = {"p": compute_metrics(runs["p"])}
+    realism = compute_realism(runs, get_scenario("2025-10-10").facts, open_interest=1e6)
+    page = render_report(title="T", subtitle="S", runs=runs, summary=summary, realism=realism)
+    assert "Realism beside published figures" in page and "liquidated_oi_share" in page
+    assert "Realism beside published figures" not in render_report(title="T", subtitle="S", runs=runs,
+                                                                     summary=summary)
 
 
 def test_the_report_shows_where_the_shortfall_went() -> None:

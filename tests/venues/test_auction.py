@@ -92,6 +92,17 @@ def test_midpoint_option_is_bcs_midpoint_of_range() -> None:
     assert decimal.price == Decimal("97.5")
 
 
+@pytest.mark.parametrize("tie_break", ["reference", "midpoint"])
+def test_midpoint_rounds_half_to_even_where_half_up_or_half_down_would_not(tie_break) -> None:
+    """One bid at 8 and one ask at 1, 5 lots each: every price in [1, 8] clears 5 with no surplus, no
+    reference → the midpoint 4.5, rounded half-to-even to 4 (half-up gives 5). [1, 10] → 5.5 → 6
+    (half-down gives 5). Exact decimal prices keep the midpoint unrounded."""
+    assert clear([(8, 5)], [(1, 5)], tie_break=tie_break).price == 4
+    assert clear([(10, 5)], [(1, 5)], tie_break=tie_break).price == 6
+    assert clear(np.array([[8, 5]]), np.array([[1, 5]]), tie_break=tie_break).price == 4  # vectorised path
+    assert clear([(Decimal("8"), 5)], [(Decimal("1"), 5)], tie_break=tie_break).price == Decimal("4.5")
+
+
 def test_reference_outside_range_takes_closest_candidate() -> None:
     bids, asks = [(100, 25), (97, 25)], [(98, 25), (95, 25)]
     assert clear(bids, asks, reference_price=120).price == 100

@@ -7,6 +7,10 @@ price must equal the best over all prices, and the tie-break must pick an oracle
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+from fractions import Fraction
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -102,3 +106,97 @@ def test_pro_rata_is_closest_integer_split(sizes, wanted) -> None:
     for q, fill in zip(sizes, result.sell_fills, strict=True):
         share = target * q / total
         assert share - 1 < fill < share + 1 and fill <= q
+
+
+def _rule_price(bids, asks, reference, band_ppm, tie_break, integral):
+    """The documented rule by brute force over the candidate (limit) prices, exact (Fractions).
+
+    Max volume, then min |surplus|; within the remaining range [low, high]: ``midpoint`` → the
+    midpoint; all surplus on the buy side → high, capped at ceil(ref × (1 + band)) when a band is set
+    (sell side: low, floored at floor(ref × (1 − band))); otherwise the reference clamped to the range,
+    or the midpoint without one. Integer prices snap to a tick, half to even (Python's ``round``).
+    """
+    candidates = sorted({Fraction(p) for p, _ in bids + asks if p is not None})
+    if not candidates:
+        return None
+    scored = [(p, *_volume_at(bids, asks, p)) for p in candidates]
+    best = max(v for _, v, _ in scored)
+    if best == 0:
+        return None
+    tied = [(p, s) for p, v, s in scored if v == best]
+    least = min(abs(s) for _, s in tied)
+    tied = [(p, s) for p, s in tied if abs(s) == least]
+    low, high = tied[0][0], tied[-1][0]
+    signs = {(s > 0) - (s < 0) for _, s in tied}
+
+    def midpoint():
+        middle = (low + high) / 2
+        return Fraction(round(middle)) if integral else middle
+
+    if low == high:
+        return low
+    if tie_break == "midpoint":
+        return midpoint()
+    ref = None if reference is None else Fraction(reference)
+    if signs == {1}:
+        if ref is None or band_ppm is None:
+            return high
+        cap = ref * (1_000_000 + band_ppm) / 1_000_000
+        cap = Fraction(math.ceil(cap)) if integral else cap
+        return min(max(cap, low), high)
+    if signs == {-1}:
+        if ref is None or band_ppm is None:
+            return low
+        floor = ref * (1_000_000 - band_ppm) / 1_000_000
+        floor = Fraction(math.floor(floor)) if integral else floor
+        return min(max(floor, low), high)
+    if ref is None:
+        return midpoint()
+    return min(max(ref, low), high)
+
+
+@given(book, book, st.one_of(st.none(), st.integers(1, 30)), st.sampled_from([None, 0, 10_000, 50_000, 300_000]),
+       st.sampled_from(["reference", "midpoint"]), st.sampled_from([None, "0.25", "0.01", "7"]),
+       st.sampled_from([None, "0.001", "0.5", 5]))
+def test_rule_with_pressure_band_lots_and_decimal_prices(bids, asks, reference, band_ppm, tie_break, price_step,
+                                                         lot) -> None:
+    """The same books in ticks, or as Decimal prices (× a price step), with sizes in lots of ``lot``:
+    the clearing price follows the documented rule exactly, volume is maximal, fills are whole lots."""
+    step = None if price_step is None else Decimal(price_step)
+    lot_value = None if lot is None else (lot if isinstance(lot, int) else Decimal(lot))
+
+    def price(p):  # noqa: ANN001, ANN202
+        return p if p is None or step is None else Decimal(p) * step
+
+    def size(q):  # noqa: ANN001, ANN202
+        return q if lot_value is None else q * lot_value
+
+    if not any(p is not None for p, _ in bids + asks):
+        return  # market orders only: the reference is the price (a unit test covers it)
+    result = clear([(price(p), size(q)) for p, q in bids], [(price(p), size(q)) for p, q in asks],
+                   reference_price=price(reference), lot=lot_value, tie_break=tie_break,
+                   pressure_band_ppm=band_ppm)
+    expected = _rule_price(bids, asks, reference, band_ppm, tie_break, integral=step is None)
+    if expected is None:
+        assert result.price is None and result.volume == 0
+        return
+    got = Fraction(result.price) / (1 if step is None else Fraction(step))
+    assert got == expected, (result.price, expected)
+    volume, surplus = _volume_at(bids, asks, got)
+    assert result.volume == size(volume) and result.surplus == size(surplus)
+    assert volume == _oracle(bids, asks)
+    assert sum(result.buy_fills) == sum(result.sell_fills) == result.volume
+    for (_p, q), fill in zip(bids + asks, result.buy_fills + result.sell_fills, strict=True):
+        assert 0 <= fill <= size(q)
+        if lot_value is not None:
+            assert fill % lot_value == 0
+
+
+@given(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 50), st.sampled_from(["reference", "midpoint"]))
+def test_a_crossed_pair_clears_at_the_midpoint_half_to_even(low, width, qty, tie_break) -> None:
+    """A bid above an ask, same size: every price between clears it all, no surplus → the midpoint,
+    half to even in ticks (an odd sum half the time), exact with Decimal prices."""
+    high = low + width
+    assert clear([(high, qty)], [(low, qty)], tie_break=tie_break).price == round(Fraction(low + high, 2))
+    exact = clear([(Decimal(high), qty)], [(Decimal(low), qty)], tie_break=tie_break).price
+    assert Fraction(exact) == Fraction(low + high, 2)

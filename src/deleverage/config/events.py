@@ -55,6 +55,9 @@ class EventKind(StrEnum):
     ORACLE_INVALID = "oracle_invalid"
     MARGIN_CHANGED = "margin_changed"
     WITHDRAWALS_GATED = "withdrawals_gated"
+    ALERT_FIRED = "alert_fired"  # a monitor alert rule's condition became true (engine/alerts.py)
+    ALERT_CLEARED = "alert_cleared"  # ...and is false again: the rule re-arms
+    ALERT_UNDELIVERED = "alert_undelivered"  # a sink (webhook) gave up on an alert after its retries
 
 
 def _jsonable(value: Any) -> Any:

@@ -35,7 +35,14 @@ def _bracket(notional, floors):
 
 @njit(cache=True, nogil=True)
 def margin_ratios_kernel(qc, eq0, other_mm, mark, inverse, floors, rates, cums, out):
-    """maintenance / equity per slot (+inf when equity ≤ 0, NaN for free slots)."""
+    """maintenance / equity per slot (+inf when the float equity ≤ 0, NaN for free slots).
+
+    Near zero equity the float equity is a difference of nearly equal terms and its sign is rounding
+    noise: where the exact equity is 0 this may give a huge finite ratio, where it is a tiny positive
+    number +inf. Both read as liquidatable (ratio ≥ 1); a screen needs no more, and the exact
+    confirmation (``engine.detect.exact_margin``) decides. tests/core/test_book.py checks the ratio
+    against the exact one within the bounds its roundings allow.
+    """
     n = qc.shape[0]
     inv_mark = 1.0 / mark
     for i in range(n):

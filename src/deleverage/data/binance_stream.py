@@ -18,8 +18,9 @@ Input schema (gzip or plain text, one message per line)::
 A forceOrder or markPriceUpdate event without the combined-stream wrapper (raw stream) is read too.
 Liquidations: ``S`` is the liquidation *order's* side; ``position_side`` is the liquidated position
 (SELL → LONG, BUY → SHORT). The order price ``p`` and the quantities ``q``, ``z``, ``l`` must be on the
-instrument's grid (Binance's tick changed over the years: pass ``instrument=BTCUSDT.with_tick("0.01")``
-for older captures); the average fill ``ap`` may fall between ticks, so it is kept as float64
+instrument's grid (the registry's tick in force on the capture's date; Binance's ticks changed over the
+years, and a capture the registry's tick does not fit gets the tick and lot its own data lie on, noted in
+``Capture.choice``); the average fill ``ap`` may fall between ticks, so it is kept as float64
 ``avg_price`` and ``avg_price_ticks`` holds its exact tick count or ``OFF_GRID``. Mark, index and settle
 prices and the funding rate are floats (``mark_price_ticks`` exact or ``OFF_GRID``); an empty ``P`` or
 ``r`` (delivery contracts) becomes NaN. These low-rate streams are parsed exactly with ``Decimal``.
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from deleverage.core.instruments import Instrument, get_instrument
+from deleverage.core.instruments import Instrument, InstrumentRegistry
 from deleverage.data.records import (
     ASK,
     BID,
@@ -127,6 +128,19 @@ class Capture:
     stats: dict[str, int] = field(default_factory=dict)
     liquidations: np.ndarray = field(default_factory=lambda: np.zeros(0, LIQUIDATION_DTYPE))
     mark_prices: np.ndarray = field(default_factory=lambda: np.zeros(0, MARK_PRICE_DTYPE))
+    choice: Any = None  # the InstrumentChoice: where the symbol, tick and lot came from
+
+    @property
+    def qty_unit(self) -> str:
+        """"contracts" on coin-margined (inverse) contracts, whose quantities count contracts; else "base"."""
+        return "contracts" if self.instrument.contract == "inverse" else "base"
+
+    def time_range_ns(self) -> tuple[int, int] | None:
+        """First and last local receive time of the depth, trade and bookTicker records (None when empty)."""
+        stamps = [a["ts_local"] for a in (self.depth, self.trades, self.book_tickers) if len(a)]
+        if not stamps:
+            return None
+        return min(int(a.min()) for a in stamps), max(int(a.max()) for a in stamps)
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -541,34 +555,39 @@ def _mark_price_array(col: _Collector, inst: Instrument, path: str) -> np.ndarra
     return np.array(rows, dtype=MARK_PRICE_DTYPE) if rows else np.zeros(0, MARK_PRICE_DTYPE)
 
 
-def _resolve_instrument(instrument: Instrument | str | None, symbols: set[str], path: str) -> Instrument:
+def _capture_symbol(instrument: Instrument | str | None, symbols: set[str], path: str) -> str:
     if len(symbols) > 1:
         raise DataError(f"capture mixes symbols {sorted(symbols)}; one instrument per file", path=path,
                         field="data.s")
-    if isinstance(instrument, Instrument):
-        return instrument
-    name = instrument if instrument is not None else next(iter(symbols), None)
+    found = next(iter(symbols), None)
+    if isinstance(instrument, str) and found is not None and instrument.upper() != str(found).upper():
+        raise DataError(f"the capture is {found} (its \"s\" field), not {instrument}; an instrument never "
+                        "replays as another", path=path, field="data.s")
+    name = instrument if isinstance(instrument, str) else found
     if name is None:
-        raise DataError("no stream message names the symbol; pass instrument=", path=path)
+        raise DataError("no stream message names the symbol; pass instrument= (or --symbol)", path=path)
+    return str(name)
+
+
+def _floats(values: list[Any]) -> np.ndarray:
     try:
-        return get_instrument(str(name))
-    except InvalidInput as exc:
-        raise DataError(str(exc), path=path, field="data.s") from None
+        return np.fromiter(map(float, values), dtype=np.float64, count=len(values))
+    except (TypeError, ValueError):
+        return np.zeros(0)
 
 
-def read_capture(path: str | Path, instrument: Instrument | str | None = None) -> Capture:
-    """Parse a raw capture into integer record arrays (instrument inferred from ``"s"`` when None)."""
-    path = Path(path)
-    lines = _read_lines(path)
-    col = _Collector()
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            _dispatch(col, raw, number)
-        except _Bad as bad:
-            raise DataError(bad.problem, path=str(path), line=number, field=bad.field_name) from None
-    inst = _resolve_instrument(instrument, col.symbols, str(path))
+def _grids(col: _Collector) -> tuple[Decimal | None, Decimal | None]:
+    """The grids the capture's prices and quantities lie on (for a tick or lot the registry lacks)."""
+    from deleverage.core.instruments import data_grid
+
+    prices = col.prices + col.trade_px[0::2] + col.ticker_px[0::2]
+    qtys = col.qtys + col.trade_px[1::2] + col.ticker_px[1::2]
+    for _head, bid_px, bid_q, ask_px, ask_q, _line, _row in col.snapshots:
+        prices, qtys = prices + bid_px + ask_px, qtys + bid_q + ask_q
+    return data_grid(_floats(prices)), data_grid(_floats(qtys))
+
+
+def _build(path: Path, lines: list[bytes], col: _Collector, inst: Instrument, choice: Any) -> Capture:
     where = str(path)
     depth = _depth_array(col, inst, where, lines)
     return Capture(
@@ -586,7 +605,96 @@ def read_capture(path: str | Path, instrument: Instrument | str | None = None) -
                "mark_prices": len(col.marks)},
         liquidations=_liquidation_array(col, inst, where),
         mark_prices=_mark_price_array(col, inst, where),
+        choice=choice,
     )
+
+
+def read_capture(path: str | Path, instrument: Instrument | str | None = None, *,
+                 registry: InstrumentRegistry | None = None) -> Capture:
+    """Parse a raw capture into integer record arrays of one instrument.
+
+    ``instrument``: an :class:`Instrument` is used as given (strict); a symbol, or None for the capture's
+    ``"s"`` field, is looked up in ``registry`` (default: the bundled one) with the tick in force on the
+    capture's date; when the data does not fit it (an older era), the tick and lot are inferred from the
+    data's own grid and ``Capture.choice.notes`` says so.
+    """
+    from deleverage.core.instruments import REGISTRY, InstrumentChoice, choose_instrument
+
+    path = Path(path)
+    lines = _read_lines(path)
+    col = _Collector()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            _dispatch(col, raw, number)
+        except _Bad as bad:
+            raise DataError(bad.problem, path=str(path), line=number, field=bad.field_name) from None
+    where = str(path)
+    if isinstance(instrument, Instrument):
+        if len(col.symbols) > 1:
+            _capture_symbol(None, col.symbols, where)
+        choice = InstrumentChoice(instrument, {"symbol": "given", "tick_size": "given", "lot_size": "given",
+                                               "contract": "given", "tiers": "given"})
+        return _build(path, lines, col, instrument, choice)
+    name = _capture_symbol(instrument, col.symbols, where)
+    table = registry or REGISTRY
+    heads = [h[0] for h in col.depth_head[:1]] + [t[0] for t in col.trades[:1]] + [t[0] for t in col.tickers[:1]]
+    first_ns = min(heads) if heads else None
+    source = "given" if isinstance(instrument, str) else 'the capture\'s "s" field'
+    try:
+        if name.upper() not in table:
+            raise _OffGrid
+        choice = choose_instrument(name, at_ns=first_ns, price_grid=None, qty_grid=None, registry=table,
+                                   symbol_source=source)
+        return _build(path, lines, col, choice.instrument, choice)
+    except (DataError, _OffGrid) as exc:
+        if table.declared_by(name) or table.era_for(name, first_ns) is not None:
+            raise  # a declared tick, or the one on record for this date: the data must fit it
+        first_error = exc
+    price_grid, qty_grid = _grids(col)
+    try:
+        inferred = choose_instrument(name, at_ns=first_ns, price_grid=price_grid, qty_grid=qty_grid,
+                                     registry=table, symbol_source=source)
+    except InvalidInput as exc:
+        if isinstance(first_error, DataError):
+            raise first_error from None
+        raise DataError(str(exc), path=where, field="data.s") from None
+    try:
+        return _build(path, lines, col, inferred.instrument, inferred)
+    except DataError:
+        if isinstance(first_error, DataError):
+            raise first_error from None
+        raise
+
+
+class _OffGrid(Exception):
+    """Internal: the registry has no entry to try first."""
+
+
+def replay_problems(capture: Capture) -> list[str]:
+    """Why a book replay of ``capture`` cannot start (empty when it can); ``data inspect`` and the lab's
+    capture replay use this one list, so "safe to replay: yes" means the replay runs."""
+    problems = []
+    snap = capture.snapshot
+    depth = capture.depth
+    if snap is None:
+        problems.append("no depth snapshot: the file starts mid-stream (it continues an earlier capture), so "
+                        "the book cannot be rebuilt; replay the capture that starts with the REST snapshot")
+    elif len(depth) == 0 or not np.any(depth["last_update_id"] >= snap.last_update_id):
+        problems.append("no depth update at or after the snapshot's lastUpdateId")
+    else:
+        last = depth["last_update_id"]
+        starts = np.r_[0, np.flatnonzero(last[1:] != last[:-1]) + 1]
+        live = last[starts] >= snap.last_update_id
+        u, pu = last[starts][live], depth["prev_update_id"][starts][live]
+        gaps = int(np.count_nonzero(pu[1:] != u[:-1]))
+        if gaps:
+            problems.append(f"{gaps} gap(s) in the depth update ids after the snapshot (an update's pu is not "
+                            "the previous u): updates were missed and the rebuilt book would be wrong")
+    if len(capture.trades) == 0:
+        problems.append("no trades (the lab draws the population's entry prices from them)")
+    return problems
 
 
 __all__ = [
@@ -597,4 +705,5 @@ __all__ = [
     "Capture",
     "Snapshot",
     "read_capture",
+    "replay_problems",
 ]

@@ -121,15 +121,20 @@ def detect_format(path: str | Path) -> str:
     return _csv_format(head, p)
 
 
-def _read_capture(path: Path) -> LoadedData:
-    from deleverage.data.binance_stream import read_capture
+def _read_capture(path: Path, registry: Any = None) -> LoadedData:
+    """A capture as LoadedData: its records in ``payload``, counts, symbol and replay safety in the report."""
+    from deleverage.data.binance_stream import read_capture, replay_problems
 
-    capture = read_capture(path)
-    report = QualityReport(path=str(path), rows_read=capture.lines, rows_kept=capture.lines)
-    report.notes.append(f"stats {capture.stats}; skipped lines {capture.skipped_lines}")
+    capture = read_capture(path, registry=registry)
+    messages = capture.lines - capture.skipped_lines
+    report = QualityReport(path=str(path), rows_read=capture.lines, rows_kept=messages)
+    report.unsafe.extend(replay_problems(capture))
+    if capture.skipped_lines:
+        report.notes.append(f"{capture.skipped_lines:,} lines of other streams skipped")
+    report.notes.extend(capture.choice.notes if capture.choice is not None else ())
+    meta: dict[str, Any] = {"symbol": capture.instrument.symbol, "time_range_ns": capture.time_range_ns()}
     return LoadedData(format="binance_capture", path=str(path), frame=pl.DataFrame(),
-                      quality=report, qty_unit="base", time_unit="ns",
-                      meta={"symbol": capture.instrument.symbol}, payload=capture)
+                      quality=report, qty_unit=capture.qty_unit, time_unit="ns", meta=meta, payload=capture)
 
 
 def _read_population(path: Path, fmt: str) -> LoadedData:
@@ -158,15 +163,23 @@ def load(
 ) -> LoadedData:
     """Detect the format of ``path`` and read it (CSV formats through the parquet cache).
 
-    ``options`` go to the reader (``qty_unit="contracts"`` for COIN-M or OKX files).
+    ``options`` go to the reader (``qty_unit="contracts"`` for OKX files; Binance COIN-M files, named
+    ``<pair>_PERP-…``, get it by their name); a capture takes ``registry=`` (instruments declared by the user).
     """
     p = Path(path)
     fmt = detect_format(p)
+    registry = options.pop("registry", None)
     if fmt == "binance_capture":
-        return _read_capture(p)
+        return _read_capture(p, registry)
     if fmt in POPULATION_FORMATS:
         return _read_population(p, fmt)
     reader = _csv_reader(fmt)
+    if "qty_unit" not in options and fmt != "binance_metrics" and fmt != "tardis_derivative_ticker":
+        from deleverage.data.instruments import qty_unit_of, symbol_from_name
+
+        unit = qty_unit_of(symbol_from_name(p.name))  # COIN-M public files count contracts
+        if unit is not None:
+            options = {**options, "qty_unit": unit}
     if not use_cache:
         return reader(p, **options)
     return cached_read(p, fmt, lambda: reader(p, **options), options=options, cache_dir=cache_dir)

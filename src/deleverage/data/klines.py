@@ -141,9 +141,10 @@ def _count_missing(ts_ns: np.ndarray, interval_ns: int, report: QualityReport) -
 
 
 def _symbol_from_name(name: str) -> str | None:
-    """``BTCUSDT-1m-2021-05-19.csv`` → ``BTCUSDT`` (Binance's file naming), else None."""
-    head = name.split("-", 1)[0]
-    return head if "-" in name and head.isalnum() and head.isupper() else None
+    """``BTCUSDT-1m-2021-05-19.csv`` → ``BTCUSDT``; ``BTCUSD_PERP-1m-2024-08.zip`` → ``BTCUSD_PERP``."""
+    from deleverage.data.instruments import symbol_from_name
+
+    return symbol_from_name(name)
 
 
 def to_ticks(values: pl.Series | np.ndarray, tick_size: str | Decimal | float, *, field: str) -> np.ndarray:

@@ -61,6 +61,8 @@ class Scenario:
     crash_start_ns: int | None = None
     crash_low_ns: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    open_interest_usd: float | None = None  # default open interest of a replay (quote units)
+    open_interest_source: str = ""
 
     @property
     def bundled(self) -> bool:
@@ -101,7 +103,15 @@ _BUNDLED = (
         resource="klines/BTCUSDT-1m-2021-05-19.csv", format="binance_klines",
         crash_start_ns=_utc_ns("2021-05-19 12:19"), crash_low_ns=_utc_ns("2021-05-19 13:10"),
         facts={"liquidated_usd_all_venues": 8.6e9, "long_share": 0.88,
-               "binance_btc_oi_after_usd": 2.93e9},
+               "btc_liquidated_usd": 3.57e9, "btc_long_liquidated_usd": 3.19e9,
+               "binance_liquidated_usd": 1.0e9, "binance_btc_oi_after_usd": 2.93e9, "btc_oi_change": -0.26,
+               "crash_window": ("12:19", "13:10"),
+               "insurance_fund_before_usd": 291_853_183.0, "insurance_fund_after_usd": 288_718_799.0,
+               "insurance_fund_source": "Binance BTC/ETH USDⓈ-M fund 19 → 20 May 2021, as quoted from "
+                                        "coalexander.com (C. Alexander) on bitcointalk.org; secondary source"},
+        open_interest_usd=2.93e9 / (1 - 0.26),
+        open_interest_source="Binance BTC open interest before the day: $2.93 B after a −26% day (Bybt, "
+                             "CRASH_FACTS) → 2.93 / 0.74 = $3.96 B",
     ),
     Scenario(
         name="2025-10-10", kind="klines", symbol="BTCUSDT", tick_size=Decimal("0.1"),
@@ -113,7 +123,16 @@ _BUNDLED = (
         resource="klines/BTCUSDT-1m-2025-10-10.csv", format="binance_klines",
         crash_start_ns=_utc_ns("2025-10-10 20:44"), crash_low_ns=_utc_ns("2025-10-10 21:20"),
         facts={"liquidated_usd_all_venues": 19.1e9, "long_share": 0.87,
-               "binance_btc_oi_before_usd": 16e9, "binance_btc_oi_after_usd": 12e9},
+               "btc_liquidated_usd": 5.39e9, "btc_long_liquidated_usd": 4.69e9,
+               "binance_liquidated_usd": 2.41e9,
+               "binance_btc_oi_before_usd": 16e9, "binance_btc_oi_after_usd": 12e9,
+               "peak_minute": "21:15", "peak_minute_source": "Amberdata: peak minute 21:15 UTC, $3.21 B",
+               "insurance_fund_before_usd": 1.23e9, "insurance_fund_after_usd": 1.04e9,
+               "insurance_fund_source": "Binance BTC/ETH/BNB USDⓈ-M fund $1.23 B → $1.04 B (Binance Square "
+                                        "posts, CRASH_FACTS)"},
+        open_interest_usd=16e9,
+        open_interest_source="Binance BTC open interest before the crash: $16 B (→ $12 B; CoinGlass, "
+                             "Glassnode, CoinDesk via CRASH_FACTS)",
     ),
     Scenario(
         name="btcusdt-20240808-l2", kind="l2", symbol="BTCUSDT", tick_size=Decimal("0.1"),
@@ -150,7 +169,9 @@ def get_scenario(name_or_path: str | Path) -> Scenario:
         raise InvalidInput("scenario", key, "is neither a bundled scenario nor an existing file; "
                            f"bundled: {', '.join(scenario_names())}")
     fmt = detect_format(path)
-    symbol = path.name.split("-", 1)[0] if "-" in path.name else None
+    from deleverage.data.instruments import symbol_from_name
+
+    symbol = symbol_from_name(path.name)  # what the name says; the replay decides (data/instruments.py)
     return Scenario(
         name=path.name, kind=_KIND_OF_FORMAT.get(fmt, fmt), symbol=symbol, tick_size=None,
         description=f"user file ({fmt})", source=str(path), file_path=path, format=fmt,

@@ -7,7 +7,10 @@ crosses nobody's price costs one comparison. Candidates the screen returns are c
 exact ledger arithmetic of :func:`exact_margin` (the same numbers as ``Ledger.margin_state``, but
 O(instruments) instead of a scan of every position — see the note in ``exact_margin``).
 
-The ledger keys accounts by string, the book by int: the detector keeps the two-way map.
+One rule decides (:class:`AccountMargin`): exact equity ≤ exact maintenance, never a maintenance
+rounded to a minor unit. The ledger keys accounts by string, the book by int: the detector keeps the
+two-way map. Rows of cross accounts that hold several symbols carry the other positions valued at
+the marks they were written with; :class:`CrossLinks` says which rows a mark move makes stale.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from deleverage.errors import InvalidInput
 
 
 class _MaintenanceTable:
-    """A tier table in settle minor units with integer rates, for :func:`maintenance_minor`."""
+    """A tier table in settle minor units with integer rates, for :func:`maintenance_exact`."""
 
     __slots__ = ("cums", "floors", "integral", "rates")
 
@@ -42,60 +45,84 @@ class _MaintenanceTable:
         self.rates = [Fraction(b.rate) for b in tiers.brackets]
         self.cums = [Fraction(b.cum) * unit for b in tiers.brackets]
 
-    def minor(self, notional_minor: Fraction | int) -> int:
+    def exact(self, notional_minor: Fraction | int) -> Fraction | int:
         i = bisect_right(self.floors, notional_minor) - 1
         rate, cum = self.rates[i], self.cums[i]
-        if isinstance(notional_minor, int):  # all ints: ceil((N·rn·cd − cn·rd) / (rd·cd))
+        if isinstance(notional_minor, int):  # all ints: (N·rn·cd − cn·rd) / (rd·cd), an int when whole
             top = notional_minor * rate.numerator * cum.denominator - cum.numerator * rate.denominator
-            return -((-top) // (rate.denominator * cum.denominator))
-        return math.ceil(notional_minor * rate - cum)
+            whole, rest = divmod(top, rate.denominator * cum.denominator)
+            return whole if rest == 0 else Fraction(top, rate.denominator * cum.denominator)
+        return notional_minor * rate - cum
 
 
 _TABLES: dict[tuple[Instrument, MarginTiers], _MaintenanceTable] = {}
 
 
-def maintenance_minor(instrument: Instrument, tiers: MarginTiers, qty_lots: int, price_ticks: int) -> int:
-    """``core.margin.maintenance_margin_minor``, the same integer, with integer arithmetic where it can.
+def maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int,
+                      price_ticks: int) -> Fraction | int:
+    """Tiered maintenance margin in settle minor units, exact (an int when whole, which is cheaper to add
+    and compare): what every liquidation decision uses.
 
-    The exact what-ifs run this several times per liquidation; the core version converts the
-    notional to settle units and back in Fractions. Equality with the core is a test
-    (tests/engine/test_performance_paths.py).
+    The same number as ``Ledger.margin_state(...).maintenance_exact`` for one position, with integer
+    arithmetic where it can (the exact what-ifs run this several times per liquidation; the core
+    converts the notional to settle units and back in Fractions).
     """
     table = _TABLES.get((instrument, tiers))
     if table is None:
         table = _TABLES[(instrument, tiers)] = _MaintenanceTable(instrument, tiers)
     notional = instrument.notional(price_ticks, abs(qty_lots))
     if table.integral and notional.denominator == 1:
-        return table.minor(int(notional))
-    return table.minor(notional)
+        return table.exact(int(notional))
+    return table.exact(notional)
+
+
+def maintenance_minor(instrument: Instrument, tiers: MarginTiers, qty_lots: int, price_ticks: int) -> int:
+    """``core.margin.maintenance_margin_minor``: :func:`maintenance_exact` rounded up, for display.
+
+    Equality with the core is a test (tests/engine/test_performance_paths.py). Never compare equity
+    with this rounded figure to decide liquidatability: it liquidates accounts whose equity lies in
+    the fraction of a minor unit above the exact maintenance (issue 10).
+    """
+    return math.ceil(maintenance_exact(instrument, tiers, qty_lots, price_ticks))
 
 
 @dataclass(frozen=True, slots=True)
 class AccountMargin:
-    """Exact margin of the account that holds a position in one symbol, at given marks."""
+    """Exact margin of the account that holds a position in one symbol, at given marks.
+
+    The one liquidation rule of the engine, the ledger (``MarginState.liquidatable``) and
+    :mod:`deleverage.core.margin`: an open position and exact equity ≤ exact maintenance (margin
+    ratio ≥ 100 %: Binance liquidates when the "margin ratio hits 100%"; equality liquidates).
+    ``maintenance_minor`` is the rounded-up figure the events report; no decision reads it.
+    """
 
     equity_exact: Fraction
-    maintenance_minor: int
+    maintenance_exact: Fraction | int  # exact; an int when whole
     qty_lots: int  # signed position in the symbol
     isolated: bool
 
     @property
+    def maintenance_minor(self) -> int:
+        """Maintenance rounded up to a whole minor unit (display and reports)."""
+        return math.ceil(self.maintenance_exact)
+
+    @property
     def liquidatable(self) -> bool:
-        return self.qty_lots != 0 and self.equity_exact <= self.maintenance_minor
+        return self.qty_lots != 0 and self.equity_exact <= self.maintenance_exact
 
     @property
     def margin_ratio(self) -> float:
-        """Maintenance / equity; inf when equity ≤ 0 (the ledger's convention)."""
+        """Maintenance / equity, exact then rounded to a float; inf when equity ≤ 0 (the ledger's)."""
         if self.equity_exact <= 0:
             return math.inf
-        return float(self.maintenance_minor / self.equity_exact)
+        return float(Fraction(self.maintenance_exact) / self.equity_exact)
 
     @property
     def equity_ratio(self) -> float:
         """Equity / maintenance (inf with no maintenance): Hyperliquid's 2/3 test reads this."""
-        if self.maintenance_minor <= 0:
+        if self.maintenance_exact <= 0:
             return math.inf
-        return float(self.equity_exact / self.maintenance_minor)
+        return float(Fraction(self.equity_exact) / self.maintenance_exact)
 
 
 def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, int],
@@ -110,15 +137,14 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
     code = inst.settle.code
     pos = ledger.position(account_id, symbol)
     isolated = ledger.has_account(isolated_account_id(account_id, symbol))  # pockets exist only when isolated
+    maintenance: Fraction | int = 0
     if isolated:
         equity = Fraction(ledger.balance(isolated_account_id(account_id, symbol), code))
-        maintenance = 0
         if pos.qty_lots:
             equity += pos.unrealized_pnl_exact(inst, marks[symbol])
-            maintenance = maintenance_minor(inst, tiers[symbol], pos.qty_lots, marks[symbol])
+            maintenance = maintenance_exact(inst, tiers[symbol], pos.qty_lots, marks[symbol])
         return AccountMargin(equity, maintenance, pos.qty_lots, True)
     equity = Fraction(ledger.balance(account_id, code))
-    maintenance = 0
     for sym, other in instruments.items():
         if other.settle.code != code:
             continue
@@ -126,7 +152,7 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
         if p.qty_lots:
             mark = marks[sym]
             equity += p.unrealized_pnl_exact(other, mark)
-            maintenance += maintenance_minor(other, tiers[sym], p.qty_lots, mark)
+            maintenance += maintenance_exact(other, tiers[sym], p.qty_lots, mark)
     return AccountMargin(equity, maintenance, pos.qty_lots, False)
 
 
@@ -340,6 +366,48 @@ class SymbolDetector:
         return self.book.account_ids[:n][mask]
 
 
+class CrossLinks:
+    """Cross accounts whose screen rows on one symbol carry the PnL and maintenance of another.
+
+    A float row (:func:`float_row`) holds the account's other positions valued at the marks it was
+    written with. When one of those marks moves the rows on the *other* symbols are stale: a row
+    that understates another position's loss or maintenance files a liquidation price on the safe side
+    and the screen would miss the account. So for every symbol this keeps the cross accounts holding it
+    together with another symbol of the same settlement asset; on a mark of that symbol the engine
+    re-writes their rows on the other symbols (O(linked accounts), nothing for single-symbol books).
+    """
+
+    __slots__ = ("_by_symbol", "_instruments", "count")
+
+    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+        self._instruments = dict(instruments)
+        self._by_symbol: dict[str, set[str]] = {s: set() for s in instruments}
+        self.count = 0  # (symbol, account) links in all (0: nothing to do on any tick)
+
+    def update(self, ledger: Ledger, account_id: str) -> None:
+        """Re-read which symbols link ``account_id`` (after a trade, a transfer, a liquidation)."""
+        if len(self._instruments) < 2:
+            return
+        held: dict[str, list[str]] = {}
+        if ledger.has_account(account_id) and ledger.account(account_id).margin_mode == "cross":
+            for sym, inst in self._instruments.items():
+                if ledger.position(account_id, sym).qty_lots:
+                    held.setdefault(inst.settle.code, []).append(sym)
+        linked = {sym for group in held.values() if len(group) > 1 for sym in group}
+        for sym, members in self._by_symbol.items():
+            if sym in linked:
+                if account_id not in members:
+                    members.add(account_id)
+                    self.count += 1
+            elif account_id in members:
+                members.discard(account_id)
+                self.count -= 1
+
+    def stale_after(self, symbol: str) -> list[str]:
+        """Accounts whose rows on the other symbols a move of ``symbol``'s mark makes stale (sorted)."""
+        return sorted(self._by_symbol[symbol]) if self.count else []
+
+
 def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, int],
               instruments: Mapping[str, Instrument], tiers: Mapping[str, MarginTiers]
               ) -> tuple[float, float, float, float]:
@@ -360,15 +428,15 @@ def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, 
     if ledger.has_account(pocket):
         return qty, entry_price, ledger.balance(pocket, inst.settle.code) / minor, 0.0
     balance = Fraction(ledger.balance(account_id, inst.settle.code))
-    other_mm = 0
+    other_mm: Fraction | int = 0
     for sym, other in instruments.items():
         if sym == symbol or other.settle.code != inst.settle.code or sym not in marks:
             continue
         p = ledger.position(account_id, sym)
         if p.qty_lots:
             balance += p.unrealized_pnl_exact(other, marks[sym])
-            other_mm += maintenance_minor(other, tiers[sym], p.qty_lots, marks[sym])
-    return qty, entry_price, float(balance / minor), other_mm / float(minor)
+            other_mm += maintenance_exact(other, tiers[sym], p.qty_lots, marks[sym])
+    return qty, entry_price, float(balance / minor), float(other_mm / minor)
 
 
 def bulk_open_positions(ledger: Ledger, account_ids: Sequence[str], instrument: Instrument,
@@ -400,11 +468,13 @@ def bulk_open_positions(ledger: Ledger, account_ids: Sequence[str], instrument: 
 
 __all__ = [
     "AccountMargin",
+    "CrossLinks",
     "SymbolDetector",
     "bankruptcy_limit_ticks",
     "bankruptcy_price",
     "bulk_open_positions",
     "exact_margin",
     "float_row",
+    "maintenance_exact",
     "maintenance_minor",
 ]

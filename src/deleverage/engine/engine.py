@@ -31,7 +31,13 @@ from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
-from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin, float_row
+from deleverage.engine.detect import (
+    AccountMargin,
+    CrossLinks,
+    SymbolDetector,
+    exact_margin,
+    float_row,
+)
 from deleverage.engine.dutch_exec import DutchExecutor
 from deleverage.engine.execute import ExecutionMixin
 from deleverage.engine.guarded import GuardedMixin
@@ -143,6 +149,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self._batch_close: dict[str, int | None] = dict.fromkeys(self._instruments)
         self._batch_members: dict[str, list[str]] = {s: [] for s in self._instruments}
         self._detectors: dict[str, SymbolDetector] = {}
+        self._links = CrossLinks(self._instruments)  # cross rows that carry other symbols' marks
         self._cleared: dict[str, dict[str, int]] = {s: {} for s in self._instruments}
         self._confirmed: dict[str, tuple[int, AccountMargin]] = {}  # confirm → open_cases, same price
         self.records: list[LiquidationRecord] = []
@@ -160,13 +167,18 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                                         backstop_discount_bps=policy.takeover.backstop_discount_bps)
 
     # --- set-up ---------------------------------------------------------------------------------------
-    def track_all(self) -> None:
-        """Build the float account book + liquidation-price index of every symbol from the ledger."""
+    def track_all(self, extra_capacity: int = 0) -> None:
+        """Build the float account book + liquidation-price index of every symbol from the ledger.
+
+        ``extra_capacity``: room for accounts that will open positions later (:meth:`on_position_changed`).
+        """
         for symbol, inst in self._instruments.items():
             rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            for aid in rows:
+                self._links.update(self.ledger, aid)
             data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
             arr = np.array(data, dtype=np.float64).reshape(-1, 4)
-            det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024,
+            det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024 + extra_capacity,
                                  buffer_bps=self.policy.trigger.screen_buffer_bps,
                                  confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
             det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
@@ -192,6 +204,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         if det is None or account_id in self._system:
             return
         self._cleared[symbol].pop(account_id, None)
+        self._links.update(self.ledger, account_id)
         det.upsert(account_id, *float_row(self.ledger, account_id, symbol, self._marks, self._instruments,
                                           self._tiers))
 
@@ -219,6 +232,11 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self._marks[symbol] = mark
         if not self._detectors:
             self.track_all()
+        if self._links.count and mark != previous:  # other symbols' rows valued this one at the old mark
+            for aid in self._links.stale_after(symbol):
+                for other in self._instruments:
+                    if other != symbol:
+                        self._reindex(other, aid)
         if self._dynamic:  # concentration first: the step's announcement reads it
             self._feed_concentration(symbol, ts_ns)
         for event in self._safeguards.on_mark(symbol, mark, ts_ns) or ():
@@ -595,6 +613,36 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
             "halted": self._halted,
             "policy": self.policy.name,
         }
+
+    # --- read-only views for observers (engine/monitor.py); nothing here changes the engine ----------
+    @property
+    def instruments(self) -> dict[str, Instrument]:
+        """The engine's instruments by symbol (a copy)."""
+        return dict(self._instruments)
+
+    def mark_ticks(self, symbol: str) -> int | None:
+        """The last mark of ``symbol`` (None before its first)."""
+        return self._marks.get(symbol)
+
+    def oracle_ticks(self, symbol: str) -> int | None:
+        """The last oracle print the engine accepted for ``symbol`` (None before one)."""
+        return self._oracles.get(symbol)
+
+    def detector(self, symbol: str) -> SymbolDetector | None:
+        """The float screen of ``symbol`` (account book + liquidation-price index); None before track_all."""
+        return self._detectors.get(symbol)
+
+    def margin_at(self, account_id: str, symbol: str, price_ticks: int) -> AccountMargin | None:
+        """Exact margin of ``account_id`` were ``symbol``'s mark at ``price_ticks`` (other marks as they are);
+        None when another symbol it holds has no mark yet."""
+        if self._missing_mark(account_id, symbol) is not None:
+            return None
+        return self._margin(account_id, symbol, price_ticks)
+
+    def safeguards_state(self) -> dict[str, Any]:
+        """The safeguards' own summary (halts, oracle validity, caps; ``{}`` for the no-op safeguards)."""
+        state = getattr(self._safeguards, "state", None)
+        return dict(state()) if callable(state) else {}
 
 
 __all__ = ["BasicSafeguards", "LiquidationEngine"]

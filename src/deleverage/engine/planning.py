@@ -23,7 +23,7 @@ from fractions import Fraction
 from deleverage.core.instruments import Instrument
 from deleverage.core.positions import contract_sign, trade_value_minor
 from deleverage.core.tiers import MarginTiers
-from deleverage.engine.detect import AccountMargin, maintenance_minor
+from deleverage.engine.detect import AccountMargin, maintenance_exact
 from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase
 from deleverage.execution.algos import ExecutionState, FillablePriceIOC
@@ -42,8 +42,13 @@ class Plan:
 
 
 def equity_after_close(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int,
-                       close_lots: int, price_ticks: int, fee_rate: float = 0.0) -> tuple[Fraction, int]:
-    """(equity, maintenance) at the mark after closing ``close_lots`` at ``price_ticks``, exact."""
+                       close_lots: int, price_ticks: int, fee_rate: float = 0.0
+                       ) -> tuple[Fraction, Fraction | int]:
+    """(equity, maintenance) at the mark after closing ``close_lots`` at ``price_ticks``, both exact.
+
+    Maintenance is the exact figure (not rounded up to a minor unit): "restored" must mean exactly
+    what ``AccountMargin.liquidatable`` (and the ledger) will say after the close.
+    """
     q = margin.qty_lots
     sign = 1 if q > 0 else -1
     value = trade_value_minor(inst, price_ticks, close_lots)
@@ -52,9 +57,9 @@ def equity_after_close(margin: AccountMargin, inst: Instrument, tiers: MarginTie
     if fee_rate > 0:
         equity -= math.ceil(value * fee_rate)
     remaining = abs(q) - close_lots
-    mm_now = maintenance_minor(inst, tiers, q, mark_ticks)
-    mm_left = maintenance_minor(inst, tiers, remaining, mark_ticks) if remaining else 0
-    return equity, margin.maintenance_minor - mm_now + mm_left
+    mm_now = maintenance_exact(inst, tiers, q, mark_ticks)
+    mm_left = maintenance_exact(inst, tiers, remaining, mark_ticks) if remaining else 0
+    return equity, margin.maintenance_exact - mm_now + mm_left
 
 
 def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int,
@@ -115,7 +120,7 @@ def restore_lots_estimate(margin: AccountMargin, inst: Instrument, tiers: Margin
     d = contract_sign(inst) * sign * (value - per_lot)
     t = float(target_ratio)
     equity = float(margin.equity_exact) / minor
-    other = float(margin.maintenance_minor - maintenance_minor(inst, tiers, margin.qty_lots, mark_ticks)) / minor
+    other = float(margin.maintenance_exact - maintenance_exact(inst, tiers, margin.qty_lots, mark_ticks)) / minor
     slope_equity = t * (d - fee_rate * value)
     brackets = tiers.brackets
     best: int | None = None
@@ -199,7 +204,7 @@ def plan_quantity(case: LiquidationCase, margin: AccountMargin, policy: Liquidat
         if lots <= 0:
             return Plan(0, "ramp")
     else:  # slope
-        mm = margin.maintenance_minor
+        mm = margin.maintenance_exact
         shortfall = float((mm - margin.equity_exact) / mm) if mm else 1.0
         share = min(1.0, max(p.slope_min_fraction, p.slope_gain * shortfall))
         lots = math.ceil(share * size - 1e-9)
@@ -223,7 +228,7 @@ def order_limit_ticks(policy: LiquidationPolicy, side: str, bankruptcy_ticks: in
     ratio = margin.equity_ratio
     urgency = 1.0 if not math.isfinite(ratio) and margin.equity_exact <= 0 else min(1.0, max(0.0, 1.0 - ratio))
     notional = abs(inst.notional(mark_ticks, margin.qty_lots))
-    mmf = float(margin.maintenance_minor / notional) if notional else 0.03
+    mmf = float(margin.maintenance_exact / notional) if notional else 0.03
     algo = FillablePriceIOC(maintenance_fraction=max(mmf, 1e-6))
     state = ExecutionState(
         ts_ns=ts_ns, start_ns=ts_ns, deadline_ns=ts_ns, initial_lots=qty_lots, remaining_lots=qty_lots,

@@ -243,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     from deleverage.errors import DeleverageError
+    from deleverage.outputs import atomic_output_dir
 
-    try:
-        table, _ = compare_algorithms(args.klines, start_utc=args.start, horizon_min=args.minutes,
-                                      position_btc=args.btc, depth_btc_per_usd=args.depth, out_dir=args.out)
+    try:  # the same output mechanism as the CLI: never at the cost of a file deleverage did not write
+        with atomic_output_dir(args.out, command="execution.compare") as work:
+            table, _ = compare_algorithms(args.klines, start_utc=args.start, horizon_min=args.minutes,
+                                          position_btc=args.btc, depth_btc_per_usd=args.depth, out_dir=work)
     except DeleverageError as exc:
         print(f"Error: {exc}")
         return 2

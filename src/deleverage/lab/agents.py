@@ -7,7 +7,8 @@ market (``on_advance(ts_ns, market)``) or by the engine's hook (``on_before_exec
 * :class:`MarketMaker` quotes ``levels`` price levels per side; its first level moves out and its sizes
   shrink as realised volatility rises (``stress`` = σ/σ_calm), it pulls everything at ``pull_stress``,
   and it never quotes more on a side than its inventory limit leaves room for — so its inventory can
-  never exceed the limit.
+  never exceed the limit. With ``lay_off_per_s`` it hedges a share of its inventory elsewhere every
+  second (at the mark), which gives it room to quote again.
 * :class:`FrontRunner` sees each book-bound liquidation order through the engine's
   ``on_before_execute(symbol, taker_side, qty_lots, limit_ticks, ts_ns)`` hook, takes the same side
   first (capital-limited), and unwinds once ``reaction_latency_ms`` has passed, after the flow has moved
@@ -48,6 +49,7 @@ class MarketMaker:
     widen_elasticity: float = 1.0
     size_elasticity: float = 1.0
     pull_stress: float = 6.0
+    lay_off_per_s: float = 0.0  # share of inventory hedged elsewhere per second
     inventory_lots: int = 0
     cash_tick_lots: int = 0  # Σ sells price×lots − Σ buys price×lots
     filled_lots: int = 0
@@ -61,6 +63,20 @@ class MarketMaker:
             raise InvalidInput("first_level_ticks", self.first_level_ticks, "must be >= 0")
         if not self.pull_stress > 1:
             raise InvalidInput("pull_stress", self.pull_stress, "must be > 1")
+        if not (math.isfinite(self.lay_off_per_s) and 0 <= self.lay_off_per_s <= 1):
+            raise InvalidInput("lay_off_per_s", self.lay_off_per_s, "must be in [0, 1]")
+
+    def lay_off(self, dt_s: float, mark_ticks: int) -> int:
+        """Hedge ``1 − e^{−rate·dt}`` of the inventory elsewhere at the mark; returns the lots laid off."""
+        if not self.inventory_lots or self.lay_off_per_s <= 0 or dt_s <= 0:
+            return 0
+        lots = int(abs(self.inventory_lots) * -math.expm1(-self.lay_off_per_s * dt_s))
+        if lots <= 0:
+            return 0
+        sign = 1 if self.inventory_lots > 0 else -1
+        self.inventory_lots -= sign * lots
+        self.cash_tick_lots += sign * lots * mark_ticks
+        return lots
 
     def room_lots(self, book_side: str) -> int:
         """Lots it may still buy (bid) or sell (ask) before its inventory limit."""

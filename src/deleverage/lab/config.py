@@ -1,7 +1,8 @@
-"""The configuration of a lab run: everything that defines a run besides the data (part of its key).
+"""The run's configuration: everything that defines a run besides the data (part of the run key).
 
-Its own module so that the scene builder (``lab/setup.py``) and the runner (``lab/runner.py``) both
-import it from below instead of from each other.
+It lives below both :mod:`deleverage.lab.setup` (which builds a scene from it) and
+:mod:`deleverage.lab.runner` (which runs the scene), so neither imports the other to know its shape;
+``deleverage.lab.runner.RunConfig`` stays importable.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ class RunConfig:
     oracle_latency_ms: int = 2_000
     drop: float = 0.15
     minutes: int = 60
-    open_interest: float | None = None
+    open_interest: float | None = None  # overrides the scenario's default and a metrics file
+    symbol: str | None = None  # --symbol: the file's instrument when its name does not say
+    instruments: str | None = None  # --instruments: exchangeInfo / ccxt markets JSON declaring tick and lot
+    tiers: str | None = None  # --tiers: bundled table, flat:<rate> or a leverage-bracket JSON
+    cross_midnight: bool = False  # --cross-midnight: a window whose end is on the next day
+    market: str | None = None  # a market model file (``deleverage calibrate --json``)
+    metrics: str | None = None  # a Binance ``metrics`` file: open interest and long/short ratio at the start
+    liquidations: str | None = None  # liquidation prints (liquidationSnapshot / Tardis liquidations) of a kline day
     feedback: bool = True  # the simulated flow's impact moves the mark (False: the cascade counterfactual)
 
 

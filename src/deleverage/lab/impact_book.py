@@ -1,8 +1,17 @@
 """The impact book: an Obizhaeva–Wang limit order book on integer ticks and lots, shifted as a whole.
 
 A ladder per side gives the lots at level k ticks from the touch; ``E`` (net consumed volume) refills at
-the resilience rate ρ; a share φ of each take's price move is permanent. See :mod:`deleverage.lab.market`
-for how the replay markets drive it.
+the resilience rate ρ. The permanent part of the impact comes in one of two forms:
+
+* *share* (the capture replay and the synthetic market): a share φ of each take's walked offset moves the
+  book's centre; of that shift a share ψ (``permanent_floor``) stays and the rest decays at κ
+  (``permanent_decay_per_s``) — ``P(t) = P_fixed + P_slow(t0)·e^{−κ(t−t0)}``;
+* *bar law* (:class:`PermanentImpact`, the kline replay): the fitted law of
+  :mod:`deleverage.lab.impact_fit` applied to the simulated flow of each bar on top of the bar's recorded
+  flow — ``ΔI_m = I(s_m + q_m) − I(s_m)`` in log price, concave in size and larger in stressed states —
+  and propagated by the fitted decay law ``G(τ) = ψ + (1 − ψ)·e^{−κτ}``.
+
+See :mod:`deleverage.lab.market` for how the replay markets drive it.
 """
 
 from __future__ import annotations
@@ -207,6 +216,104 @@ class LazyLadder(Ladder):
         return state[name]
 
 
+# --- the permanent part: the fitted bar law ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BarImpactLaw:
+    """``I(s) = sign(s)·(|s|/V_ref)^δ·exp(θ₀ + θ_V log(V̄/V_ref) + θ_σ log(σ̄/σ_ref) + θ_ι sign(s) ῑ)``
+    (log-price move of a bar with signed taker flow ``s`` base units), and its decay ``G``."""
+
+    log_lambda: float
+    flow_exponent: float
+    volume_coef: float
+    range_coef: float
+    flow_coef: float
+    volume_ref: float
+    range_ref: float
+    floor: float = 1.0  # ψ
+    decay_per_s: float = 0.0  # κ
+
+    def __post_init__(self) -> None:
+        if not 0 < self.flow_exponent <= 1.5:
+            raise InvalidInput("flow_exponent", self.flow_exponent, "must be in (0, 1.5]")
+        if not (self.volume_ref > 0 and self.range_ref > 0):
+            raise InvalidInput("volume_ref/range_ref", (self.volume_ref, self.range_ref), "must be > 0")
+        if not 0 <= self.floor <= 1:
+            raise InvalidInput("floor", self.floor, "must be in [0, 1]")
+        if not (math.isfinite(self.decay_per_s) and self.decay_per_s >= 0):
+            raise InvalidInput("decay_per_s", self.decay_per_s, "must be >= 0")
+
+    def level(self, volume: float, rng: float) -> float:
+        """log λ of a bar that starts in state (V̄, σ̄), before the flow term."""
+        return (self.log_lambda + self.volume_coef * math.log(volume / self.volume_ref)
+                + self.range_coef * math.log(rng / self.range_ref))
+
+    def impact(self, signed_flow: float, level: float, imbalance: float) -> float:
+        """I(s) at a precomputed :meth:`level`."""
+        if signed_flow == 0:
+            return 0.0
+        sign = 1.0 if signed_flow > 0 else -1.0
+        return sign * (abs(signed_flow) / self.volume_ref) ** self.flow_exponent * math.exp(
+            level + self.flow_coef * sign * imbalance)
+
+    def response(self, tau_s: float) -> float:
+        """G(τ): the share of a closed bar's impact still in the price τ seconds after it closed."""
+        return self.floor + (1.0 - self.floor) * math.exp(-self.decay_per_s * max(tau_s, 0.0))
+
+
+class PermanentImpact:
+    """The permanent offset (log price) that the simulated flow adds to the reference path.
+
+    The market opens each bar with :meth:`start_bar` (its recorded flow and starting state); takes add
+    their signed base units with :meth:`add_flow`. The open bar contributes ``ΔI = I(s + q) − I(s)`` in
+    full; a closed bar contributes ``ΔI·G(t − close)``: a fixed part ψ·ΔI and a part (1 − ψ)·ΔI that
+    decays at κ, summed in two running totals (O(1) per tick, any number of bars).
+    """
+
+    def __init__(self, law: BarImpactLaw, *, ts_ns: int) -> None:
+        self.law = law
+        self.ts_ns = ts_ns
+        self.fixed = 0.0  # Σ ψ·ΔI of closed bars
+        self.decaying = 0.0  # Σ (1 − ψ)·ΔI·e^{−κ(t − close)} of closed bars
+        self._background = 0.0
+        self._level = 0.0
+        self._imbalance = 0.0
+        self.flow = 0.0  # q: simulated signed base units in the open bar
+
+    def start_bar(self, ts_ns: int, recorded_flow: float, volume: float, rng: float, imbalance: float) -> None:
+        """Close the open bar (its ΔI joins the closed bars) and open one in this state."""
+        self.decay_to(max(ts_ns, self.ts_ns))
+        closed = self.open_impact()
+        self.fixed += self.law.floor * closed
+        self.decaying += (1.0 - self.law.floor) * closed
+        self._background = float(recorded_flow)
+        self._level = self.law.level(volume, rng)
+        self._imbalance = float(imbalance)
+        self.flow = 0.0
+
+    def add_flow(self, signed_base: float) -> None:
+        self.flow += signed_base
+
+    def decay_to(self, ts_ns: int) -> None:
+        if ts_ns < self.ts_ns:
+            raise SimulationError(f"ts_ns={ts_ns} is before the impact clock {self.ts_ns}")
+        if self.decaying:
+            self.decaying *= math.exp(-self.law.decay_per_s * (ts_ns - self.ts_ns) / NS_PER_S)
+        self.ts_ns = ts_ns
+
+    def open_impact(self) -> float:
+        """ΔI of the open bar: what our flow so far adds to the bar's recorded move."""
+        if not self.flow:
+            return 0.0
+        law, s = self.law, self._background
+        return law.impact(s + self.flow, self._level, self._imbalance) - law.impact(s, self._level, self._imbalance)
+
+    def offset(self) -> float:
+        """Total permanent log-price offset now."""
+        return self.fixed + self.decaying + self.open_impact()
+
+
 # --- the impact book -------------------------------------------------------------------------------
 
 
@@ -215,19 +322,38 @@ class ImpactBook:
 
     def __init__(self, *, reference_ticks: int, bid: Ladder, ask: Ladder, spread_ticks: int,
                  resilience_per_s: float, permanent_share: float, ts_ns: int,
-                 feedback: bool = True) -> None:
+                 feedback: bool = True, permanent_floor: float = 1.0, permanent_decay_per_s: float = 0.0,
+                 permanent: PermanentImpact | None = None, base_per_lot: float = 1.0) -> None:
         if not 0 <= permanent_share <= 1:
             raise InvalidInput("permanent_share", permanent_share, "must be in [0, 1]")
         if not (math.isfinite(resilience_per_s) and resilience_per_s >= 0):
             raise InvalidInput("resilience_per_s", resilience_per_s, "must be >= 0")
+        if not 0 <= permanent_floor <= 1:
+            raise InvalidInput("permanent_floor", permanent_floor, "must be in [0, 1]")
+        if not (math.isfinite(permanent_decay_per_s) and permanent_decay_per_s >= 0):
+            raise InvalidInput("permanent_decay_per_s", permanent_decay_per_s, "must be >= 0")
+        if not (math.isfinite(base_per_lot) and base_per_lot > 0):
+            raise InvalidInput("base_per_lot", base_per_lot, "must be > 0")
         self.resilience_per_s = float(resilience_per_s)
         self.permanent_share = float(permanent_share)
+        self.permanent_floor = float(permanent_floor)
+        self.permanent_decay_per_s = float(permanent_decay_per_s)
+        self.permanent = permanent
+        self.base_per_lot = float(base_per_lot)  # base units per lot (for the bar law's flow)
         self.feedback = feedback
         self.ts_ns = ts_ns
         self.consumed_lots = 0.0  # E
-        self.permanent_ticks = 0.0  # P
+        self.permanent_fixed = 0.0  # share mode: the part of P that stays
+        self.permanent_slow = 0.0  # share mode: the part of P that decays at κ
         self.listeners: list[Callable[[str, BookWalk], None]] = []
         self.set_reference(reference_ticks, bid, ask, spread_ticks)
+
+    @property
+    def permanent_ticks(self) -> float:
+        """P: the permanent shift of the centre from the reference, in ticks (float)."""
+        if self.permanent is not None:
+            return self.reference_ticks * math.expm1(self.permanent.offset())
+        return self.permanent_fixed + self.permanent_slow
 
     # --- driven by the market -------------------------------------------------------------------
     def set_reference(self, reference_ticks: int, bid: Ladder | None = None, ask: Ladder | None = None,
@@ -249,10 +375,15 @@ class ImpactBook:
             self.half_bid, self.half_ask = int(half_bid), int(half_ask)
 
     def decay_to(self, ts_ns: int) -> None:
-        """Consumed volume refills: E ← E·e^{−ρ Δt}."""
+        """Consumed volume refills, E ← E·e^{−ρ Δt}; the decaying permanent part fades at κ."""
         if ts_ns < self.ts_ns:
             raise SimulationError(f"ts_ns={ts_ns} is before the book's clock {self.ts_ns}")
-        self.consumed_lots *= math.exp(-self.resilience_per_s * (ts_ns - self.ts_ns) / NS_PER_S)
+        dt = (ts_ns - self.ts_ns) / NS_PER_S
+        self.consumed_lots *= math.exp(-self.resilience_per_s * dt)
+        if self.permanent_slow:
+            self.permanent_slow *= math.exp(-self.permanent_decay_per_s * dt)
+        if self.permanent is not None:
+            self.permanent.decay_to(ts_ns)
         self.ts_ns = ts_ns
 
     # --- prices -----------------------------------------------------------------------------------
@@ -356,8 +487,17 @@ class ImpactBook:
             sign = 1 if side == "buy" else -1
             e0 = self._state()
             delta = self.displacement_ticks(e0 + sign * filled) - self.displacement_ticks(e0)
-            self.permanent_ticks += self.permanent_share * delta
-            self.consumed_lots = e0 + sign * filled * (1.0 - self.permanent_share)
+            if self.permanent is None:
+                shift = self.permanent_share * delta
+                self.permanent_fixed += self.permanent_floor * shift
+                self.permanent_slow += (1.0 - self.permanent_floor) * shift
+                share = self.permanent_share
+            else:  # the bar law moves the centre; the walk keeps only what the law does not explain
+                before = self.permanent_ticks
+                self.permanent.add_flow(sign * filled * self.base_per_lot)
+                moved = self.permanent_ticks - before
+                share = min(max(moved / delta, 0.0), 1.0) if delta else 1.0
+            self.consumed_lots = e0 + sign * filled * (1.0 - share)
         if filled:
             for listener in self.listeners:
                 listener(side, result)
@@ -412,4 +552,4 @@ class ImpactBook:
         return self._units_within(taker, max(limit, 1))
 
 
-__all__ = ["BookWalk", "ImpactBook", "Ladder", "LazyLadder"]
+__all__ = ["BarImpactLaw", "BookWalk", "ImpactBook", "Ladder", "LazyLadder", "PermanentImpact"]

@@ -34,9 +34,12 @@ from deleverage.lab.config import RunConfig
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
 from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
+from deleverage.lab.workers import sigint_ignored_while_spawning, stop_workers
+from deleverage.outputs import atomic_output_dir, check_output_dir
 from deleverage.report import intervals
-from deleverage.report.html import atomic_output_dir, write_json, write_report_files
+from deleverage.report.html import write_json, write_report_files
 from deleverage.report.metrics import (
+    EXIT_ACTIONS,
     LIQUIDATION_ACTIONS,
     METRIC_NAMES,
     RECORD_SCHEMA,
@@ -46,8 +49,11 @@ from deleverage.report.metrics import (
     dyadic_split,
     yardstick,
 )
+from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
+#: Files a comparison writes (``--force`` refuses a run whose names are taken by files it did not write).
+OUTPUT_FILES = ("summary.json", "liquidations.parquet", "events.parquet", "report.html", "headline.png")
 MAX_SEEDS = 100
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
 
@@ -97,6 +103,15 @@ def run_comparison(
     write_png: bool = True,
     workers: int = 1,
     open_interest: float | None = None,
+    market: str | Path | None = None,
+    metrics_file: str | Path | None = None,
+    liquidations: str | Path | None = None,
+    symbol: str | None = None,
+    instruments: str | Path | None = None,
+    tiers: str | None = None,
+    cross_midnight: bool = False,
+    force: bool = False,
+    command: str | None = None,
     seeds: int = 1,
     baseline: str | None = None,
     feedback: bool = True,
@@ -110,10 +125,16 @@ def run_comparison(
     ``workers > 1`` runs the policy runs of a seed in that many processes (spawned, each rebuilding the
     same scene from the same inputs); results are identical to a serial run because every policy starts
     from the same seeded state and nothing is shared between them.
+
+    ``out`` is written by :func:`deleverage.outputs.atomic_output_dir` (``force``: write into a directory
+    deleverage did not write, keeping its files); it is checked before anything runs.
     """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
-                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest,
-                       feedback=bool(feedback))
+                       drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest, symbol=symbol,
+                       instruments=None if instruments is None else str(instruments), tiers=tiers,
+                       cross_midnight=cross_midnight, market=None if market is None else str(market),
+                       metrics=None if metrics_file is None else str(metrics_file),
+                       liquidations=None if liquidations is None else str(liquidations), feedback=bool(feedback))
     resolved = _check_config(config, list(policies))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("workers", workers, "must be a whole number >= 1")
@@ -123,19 +144,22 @@ def run_comparison(
     baseline = names[0] if baseline is None else baseline
     if baseline not in names:
         raise InvalidInput("baseline", baseline, f"is not one of the policies run: {', '.join(names)}")
+    check_output_dir(out, force=force, writes=OUTPUT_FILES)
     seed_list = [seed + i for i in range(seeds)]
     per_seed: dict[int, dict[str, PolicyRun]] = {}
     digests: dict[int, dict[str, str]] = {}
-    first_scene: Scene | None = None
-    with atomic_output_dir(out) as work:
+    first_scene = build_scene(config, population_path=population_path)
+    key, run_key = _run_key(config, first_scene, resolved, seed_list)
+    with atomic_output_dir(out, command=command or kind, run_key=run_key, force=force) as work:
         for s in seed_list:
             seed_config = replace(config, seed=s)
-            scene = build_scene(seed_config, population_path=population_path)
-            first_scene = first_scene or scene
+            scene = first_scene if s == seed else build_scene(seed_config, population_path=population_path)
             per_seed[s], digests[s] = _run_seed(resolved, scene, seed_config, population_path,
                                                 min(workers, 2 * len(resolved)), progress)
-        assert first_scene is not None
-        summary = _summary(config, first_scene, per_seed, digests, resolved, baseline)
+        summary = _summary(config, first_scene, per_seed, digests, resolved, baseline, key, run_key)
+        summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
+                                             first_scene.seed_report.open_interest_notional)
+        summary["population"] = first_scene.population_notes
         write_json(work / "summary.json", summary)
         runs = per_seed[seed_list[0]]
         _frames(per_seed, "records").write_parquet(work / "liquidations.parquet")
@@ -144,7 +168,7 @@ def run_comparison(
         write_report_files(
             work, title=title, subtitle=first_scene.subtitle(config) + _seeds_note(seed_list),
             runs=runs, summary=summary["policies"], notes=first_scene.notes, published=first_scene.published,
-            png=write_png,
+            png=write_png, realism=summary["realism"],
         )
     return ComparisonResult(Path(out), title, summary, runs)
 
@@ -207,14 +231,21 @@ def _run_parallel(tasks: list[Task], config: RunConfig, population_path: str | P
     groups: list[list[Task]] = [tasks[i::workers] for i in range(workers)]
     context = multiprocessing.get_context("spawn")  # fork is unsafe once polars' thread pool exists
     done: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with sigint_ignored_while_spawning():  # workers never see Ctrl-C: the parent stops them (lab/workers.py)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         futures = [pool.submit(_task_group, (group, config, population_path)) for group in groups if group]
-        reporter = _Progress(progress, len(tasks))
+    reporter = _Progress(progress, len(tasks))
+    try:
         for future in futures:
             for name, fb, run, digest in future.result():
                 done[(name, fb)] = (run, digest)
                 reporter.tick(every=1)
+    except BaseException:
+        stop_workers(pool)
+        raise
+    finally:
         reporter.close()
+        pool.shutdown(wait=True, cancel_futures=True)
     return done
 
 
@@ -272,7 +303,7 @@ def run_policy(
         audit=audit,
         on_before_execute=frontrunner.on_before_execute if frontrunner is not None else None,
     )
-    engine.track_all()
+    engine.track_all(extra_capacity=len(scene.entries) if scene.entries is not None else 0)
     start_marks = {symbol: market.mark_ticks()}
     code = instrument.settle.code
     backstop_before = {
@@ -291,6 +322,7 @@ def run_policy(
     settle_scale = instrument.settle.minor_per_unit
     last_oracle: list[Publication | None] = [None]
     reference_at: dict[int, int] = {}
+    entries = scene.entries.cursor() if scene.entries is not None else None
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns
@@ -298,6 +330,9 @@ def run_policy(
         reference = market.reference_mark_ticks()
         reference_at[ts] = tracker.reference_ticks = reference
         mark = market.mark_ticks()
+        if entries is not None:  # positions the population opens during the run, at the market price
+            for account_id in entries.open_due(ledger, ts, mark):
+                engine.on_position_changed(account_id)
         oracle.observe(ts, instrument.ticks_to_price(reference))
         published = oracle.latest(ts)
         if published is not None and published is not last_oracle[0]:
@@ -350,8 +385,8 @@ def run_policy(
     totals["adl_count"] = float(_adl_counterparties(audit))
     totals.update(_venue_fill(audit, policy))
     totals["fees"] = _fees_minor(audit) / settle_scale
-    totals["system_loss"] = float(_system_loss_minor(scene.ledger, ledger, instrument, end_reference, audit,
-                                                     market) / settle_scale)
+    totals["system_loss"] = float(_system_loss_minor(records, instrument, end_reference, audit, market)
+                                  / settle_scale)
     log_rows = audit.rows() if keep_events else None
     events = audit.to_frame(log_rows).with_columns(pl.lit(policy.name).alias("policy")) if log_rows is not None else None
     value = instrument.linear_value_per_tick_lot / settle_scale if instrument.contract == "linear" else None
@@ -421,24 +456,34 @@ def _fees_minor(audit: AuditLog, to: str | None = None) -> int:
                if to is None or e.data.get("to") == to)
 
 
-def _system_loss_minor(base: Ledger, ledger: Ledger, instrument: Instrument, end_reference: int,
-                       audit: AuditLog, market: Any) -> Fraction:
-    """What the venue's side lost to the outside market, every position valued at the end reference.
+def _system_loss_minor(records: pl.DataFrame, instrument: Instrument, end_reference: int, audit: AuditLog,
+                       market: Any) -> Fraction:
+    """What the venue's side lost to the outside market, every position valued at the end reference P.
 
-    Valued at one price P, the ledger's total is conserved and untouched accounts do not change, so the
-    loss of the liquidated accounts, the fund, the backstops and the accounts that ADL or socialisation
-    touched together equals the gain of the ``market`` account (everyone outside), less the fees it
-    received (fees are a transfer, reported apart as ``fees``), less what the market makers among it
-    (agents quoting in the simulated book, MarketMaker.pnl_tick_lots) gained — they are counted inside.
+    The liquidated accounts, the fund, the backstops, the accounts ADL or socialisation touched and the
+    market makers lose together what the outside (the ``market`` account: the book) gains from the
+    liquidation flow: its trades with the liquidation system (every record whose counterparty is the
+    market — liquidations sold to the book or a batch, the fund's and the backstops' offloads) valued
+    at P, s·(q·P − Σ price × lots), plus keeper coin the fund paid to it; less the P&L the market-maker
+    agents quoting in the simulated book made (they are counted inside). Fees are a transfer, apart.
+    Read from the records, not from the ledger, so the population's own entries during the run (trades
+    with the market that are not liquidations) do not count. Linear contracts (0 otherwise).
     """
-    marks = {instrument.symbol: end_reference}
-    code = instrument.settle.code
-    gain = ledger.equity_exact(MARKET, marks, asset_code=code) - base.equity_exact(MARKET, marks, asset_code=code)
+    if instrument.contract != "linear":
+        return Fraction(0)
+    trades = records.filter((pl.col("counterparty") == "market") & (pl.col("qty_lots") > 0)
+                            & pl.col("action").is_in([*EXIT_ACTIONS, "offload"]))
+    tick_lots = sum(((1 if side == "long" else -1) * (q * end_reference - ptl)
+                     for side, q, ptl in zip(trades["side"].to_list(), trades["qty_lots"].to_list(),
+                                             trades["price_tick_lots"].to_list(), strict=True)), 0)
+    value = instrument.linear_value_per_tick_lot
+    keeper = sum(int(e.data.get("keeper_coin_minor", 0)) for e in audit.of_kind(EventKind.DUTCH_KICKED, EventKind.DUTCH_RESET)
+                 if e.data.get("keeper") == MARKET)
     makers = Fraction(0)
-    if instrument.contract == "linear":
-        for mm in getattr(market, "market_makers", ()) or ():
-            makers += Fraction(mm.pnl_tick_lots(end_reference)) * instrument.linear_value_per_tick_lot
-    return gain - _fees_minor(audit, MARKET) - makers
+    desk = getattr(market, "makers", None)
+    for mm in getattr(market, "market_makers", None) or getattr(desk, "makers", None) or ():
+        makers += Fraction(mm.pnl_tick_lots(end_reference)) * value
+    return tick_lots * value + keeper - makers
 
 
 def _venue_fill(audit: AuditLog, policy: LiquidationPolicy) -> dict[str, float]:
@@ -628,25 +673,34 @@ def _aggregate(per_seed: dict[int, dict[str, PolicyRun]], names: list[str], base
     return policies, versus, {str(s): values[s] for s in seeds} if many else {}
 
 
-def _summary(config: RunConfig, scene: Scene, per_seed: dict[int, dict[str, PolicyRun]],
-             digests: dict[int, dict[str, str]], policies: Sequence[LiquidationPolicy],
-             baseline: str) -> dict[str, Any]:
-    seeds = sorted(per_seed)
+def _run_key(config: RunConfig, scene: Scene, policies: Sequence[LiquidationPolicy],
+             seeds: Sequence[int]) -> tuple[dict[str, Any], str]:
+    """The run's key (what decides its outputs) and its 16-hex digest; known before the run starts."""
     key: dict[str, Any] = {
         "config": asdict(config),
         "data_digest": scene.data_digest,
         "population_digest": scene.population_digest,
+        "market_digest": scene.market_digest,
+        "instrument": scene.instrument_info,
         "policy_digests": {
             p.name: hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:16] for p in policies
         },
     }
     if len(seeds) > 1:
-        key["seeds"] = seeds
-    run_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        key["seeds"] = list(seeds)
+    return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _summary(config: RunConfig, scene: Scene, per_seed: dict[int, dict[str, PolicyRun]],
+             digests: dict[int, dict[str, str]], policies: Sequence[LiquidationPolicy],
+             baseline: str, key: dict[str, Any], run_key: str) -> dict[str, Any]:
+    seeds = sorted(per_seed)
     names = [p.name for p in policies]
     by_policy, versus, detail = _aggregate(per_seed, names, baseline)
     out: dict[str, Any] = {
         "scenario": config.scenario,
+        "symbol": scene.instrument.symbol,
+        "instrument": scene.instrument_info,
         "seed": config.seed,
         "seeds": seeds,
         "accounts": scene.seed_report.accounts,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, SimulationError
@@ -33,6 +34,7 @@ from deleverage.lab.market import (
     ImpactBook,
     Ladder,
     PathMarket,
+    allocate_maker_fills,
     model_ladder,
     spread_from_model,
 )
@@ -97,7 +99,8 @@ class SyntheticMarket(PathMarket):
                                ask=Ladder(0.0, 1.0, 0), spread_ticks=1,
                                resilience_per_s=depth_model.resilience_per_s,
                                permanent_share=depth_model.permanent_share, ts_ns=0,
-                               feedback=impact_feedback)
+                               feedback=impact_feedback, permanent_floor=depth_model.permanent_floor,
+                               permanent_decay_per_s=depth_model.permanent_decay_per_s)
         self.book.listeners.append(self._on_take)
         self._requote()
 
@@ -127,24 +130,11 @@ class SyntheticMarket(PathMarket):
 
     def _on_take(self, side: str, walk: BookWalk) -> None:
         """Share the fill among market makers by their quoted lots on the walked levels (room-capped)."""
-        if not self.market_makers:
-            return
         book_side = "bid" if side == "sell" else "ask"
-        ladder = self.book.bid if book_side == "bid" else self.book.ask
-        # The book calls listeners only for walks that filled, so ``fills`` is not empty.
-        worst_price_ticks = walk.fills[-1][0]
-        worst = abs(worst_price_ticks - (walk.touch_price_ticks or worst_price_ticks))
-        total = int(ladder.cum(np.array([min(worst, ladder.max_level)]))[0])
-        if total <= 0:
-            return
-        vwap = round(walk.notional / walk.filled_lots)
-        for mm in self.market_makers:
-            quoted = mm.quotes(book_side, self.stress)
-            mine = int(quoted[: worst + 1].sum())
-            lots = min(mm.room_lots(book_side), walk.filled_lots * mine // total)
-            if lots > 0:
-                mm.on_fill(book_side, lots, vwap)
-        self._requote()
+        allocate_maker_fills(self.market_makers, self.book.bid if book_side == "bid" else self.book.ask, walk,
+                             book_side, self.stress)
+        if self.market_makers:
+            self._requote()
 
     # --- Market protocol ----------------------------------------------------------------------------
     def times(self) -> np.ndarray:
@@ -188,4 +178,76 @@ class SyntheticMarket(PathMarket):
         return lines
 
 
-__all__ = ["SyntheticMarket", "crash_path"]
+def crash_day_klines(*, seed: int, start_price: float = 60_000.0, crash_start_min: int = 1_200,
+                     crash_minutes: int = 30, drop: float = 0.15, rebound: float = 0.4,
+                     calm_sigma: float = 0.0008, calm_volume: float = 150.0, tick_size: float = 0.1,
+                     lot_size: float = 0.001, day_start_ns: int = 1_893_456_000_000_000_000,
+                     direction: str = "down") -> pl.DataFrame:
+    """A seeded day of Binance-style 1-minute klines with a crash the project has never seen.
+
+    ``direction="up"`` mirrors the move: a squeeze of the same size (the price rises by ``drop`` in log
+    terms, then gives back ``rebound`` of it).
+
+    Calm minutes: returns N(0, σ), volume lognormal around ``calm_volume``. From ``crash_start_min`` the
+    price falls by ``drop`` over ``crash_minutes`` (drift plus 4σ noise), then wins back ``rebound`` of the
+    fall over the next hour. Volume rises with |return|/σ; the taker split leans with the return
+    (imbalance ½·tanh(r/3σ_m)); highs and lows reach half a minute's σ beyond open and close. The frame has
+    the columns of :func:`deleverage.data.klines.read_klines`; :func:`write_klines_csv` writes the file.
+    """
+    if not 0 < drop < 0.9:
+        raise InvalidInput("drop", drop, "must be in (0, 0.9)")
+    if not 0 <= rebound <= 1:
+        raise InvalidInput("rebound", rebound, "must be in [0, 1]")
+    if direction not in ("down", "up"):
+        raise InvalidInput("direction", direction, "must be 'down' or 'up'")
+    if not 0 <= crash_start_min and crash_start_min + crash_minutes + 60 <= 1_440 and crash_minutes >= 1:
+        raise InvalidInput("crash_start_min", crash_start_min, "the crash and its hour of rebound must fit in the day")
+    rng = np.random.default_rng([seed, 20])
+    n = 1_440
+    sigma = np.full(n, calm_sigma)
+    drift = np.zeros(n)
+    crash = slice(crash_start_min, crash_start_min + crash_minutes)
+    after = slice(crash.stop, crash.stop + 60)
+    sigma[crash] = 4 * calm_sigma
+    sigma[after] = 2 * calm_sigma
+    sign = 1.0 if direction == "down" else -1.0
+    drift[crash] = sign * math.log1p(-drop) / crash_minutes
+    drift[after] = -sign * math.log1p(-drop) * rebound / 60
+    r = drift + sigma * rng.standard_normal(n)
+    closes = start_price * np.exp(np.cumsum(r))
+    opens = np.r_[start_price, closes[:-1]]
+    wick = np.abs(rng.normal(0, 0.5, (2, n))) * sigma
+    high = np.maximum(opens, closes) * np.exp(wick[0])
+    low = np.minimum(opens, closes) * np.exp(-wick[1])
+    decimals = max(0, -int(math.floor(math.log10(tick_size) + 1e-9)))
+    on_tick = [np.round(np.round(x / tick_size) * tick_size, decimals) for x in (opens, high, low, closes)]
+    opens, high, low, closes = on_tick
+    high = np.maximum.reduce([high, opens, closes])
+    low = np.minimum.reduce([low, opens, closes])
+    lot_decimals = max(0, -int(math.floor(math.log10(lot_size) + 1e-9)))
+    volume = np.round(calm_volume * rng.lognormal(-0.125, 0.5, n) * (1 + np.abs(r) / calm_sigma), lot_decimals)
+    volume = np.maximum(volume, lot_size)
+    imbalance = 0.5 * np.tanh(r / (3 * sigma))
+    buy = np.clip(np.round(volume * (1 + imbalance) / 2, lot_decimals), 0.0, volume)
+    vwap = (high + low + opens + closes) / 4
+    ts = day_start_ns + np.arange(n, dtype=np.int64) * 60_000_000_000
+    return pl.DataFrame({
+        "ts_ns": ts, "close_ts_ns": ts + 59_999_000_000, "open": opens, "high": high, "low": low,
+        "close": closes, "volume": volume, "quote_volume": volume * vwap,
+        "trade_count": np.maximum(1, (volume * 20).astype(np.int64)), "taker_buy_volume": buy,
+        "taker_buy_quote_volume": buy * vwap,
+    })
+
+
+def write_klines_csv(frame: pl.DataFrame, path: Any) -> None:
+    """Write a kline frame in the Binance public-data CSV layout (header row, ms times)."""
+    out = frame.select(
+        (pl.col("ts_ns") // 1_000_000).alias("open_time"), "open", "high", "low", "close", "volume",
+        (pl.col("close_ts_ns") // 1_000_000).alias("close_time"), "quote_volume",
+        pl.col("trade_count").alias("count"), "taker_buy_volume", "taker_buy_quote_volume",
+        pl.lit(0).alias("ignore"),
+    )
+    out.write_csv(path)
+
+
+__all__ = ["SyntheticMarket", "crash_day_klines", "crash_path", "write_klines_csv"]

@@ -1,26 +1,23 @@
-"""A self-contained one-page HTML report (plotly.js inlined once) and the run's output directory.
+"""A self-contained one-page HTML report (plotly.js inlined once) and the files of a run's output directory.
 
-Outputs are written into a temporary sibling directory and renamed into place at the end, so a failed run
-never leaves a directory that looks complete.
+The directory itself is written by :func:`deleverage.outputs.atomic_output_dir` (re-exported here): into a
+temporary sibling, put in place at the end, and never at the cost of a file deleverage did not write.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
-from deleverage.errors import InvalidInput
+from deleverage.outputs import atomic_output_dir
 from deleverage.report import plots
 from deleverage.report.metrics import COMPONENTS, METRICS, PolicyRun, rank_policies
+from deleverage.report.realism import realism_table_html
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
@@ -92,6 +89,7 @@ def render_report(
     notes: Sequence[str] = (),
     published: Mapping[str, float] | None = None,
     extra_figures: Sequence[go.Figure] = (),
+    realism: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole page as one HTML string (no external resources)."""
     figures: list[go.Figure] = [
@@ -113,32 +111,9 @@ def render_report(
         f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>"
         "<h2>Policies ranked</h2>" + policy_table_html(summary) + decomposition_table_html(summary)
         + (f"<div class='note'><b>What is recorded and what is modelled</b><ul>{notes_html}</ul></div>" if notes else "")
+        + (realism_table_html(realism) if realism else "")
         + "".join(parts) + "</body></html>"
     )
-
-
-@contextmanager
-def atomic_output_dir(out: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory beside ``out``; on success it replaces ``out``, on error it is removed."""
-    target = Path(out)
-    if target.exists() and not target.is_dir():
-        raise InvalidInput("out", str(target), "exists and is not a directory")
-    if target.exists() and not overwrite:
-        raise InvalidInput("out", str(target), "already exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -163,9 +138,11 @@ def write_report_files(
     published: Mapping[str, float] | None = None,
     png: bool = True,
     on_step: Callable[[str], None] | None = None,
+    realism: Mapping[str, Any] | None = None,
 ) -> None:
     """report.html (+ headline.png) inside ``directory``."""
-    page = render_report(title=title, subtitle=subtitle, runs=runs, summary=summary, notes=notes, published=published)
+    page = render_report(title=title, subtitle=subtitle, runs=runs, summary=summary, notes=notes, published=published,
+                         realism=realism)
     (directory / "report.html").write_text(page, encoding="utf-8")
     if on_step:
         on_step("report.html")
