@@ -2,15 +2,16 @@
 
 Baseline in the same run: ``python -m deleverage demo`` (every preset, 10,000 accounts, the counterfactual
 runs included). Then, per bundled kline day, ``python -m deleverage replay --scenario DAY`` with its
-defaults (binance and fba, 20,000 accounts) at the day's published Binance BTC open interest —
-2025-10-10: $16 B before the crash (CRASH_FACTS: $16 B → $12 B); 2021-05-19: $2.93 B after a 26 % fall,
-so ≈ $3.96 B before. Each runs in a child process (imports, data loading and the report count). The goal
-is a ratio ≤ 2 to the demo; nothing asserts a time. Usage: ``python benchmarks/bench_realistic.py
-[--skip-demo SECONDS]`` (reuse a demo time measured earlier in the same conditions).
+defaults (binance and fba, 20,000 accounts), whose population the scenario sizes to the day's published
+Binance BTC open interest (data/scenarios.py). Each runs in a child process (imports, data loading and
+the report count). The goal is a ratio ≤ 2 to the demo; nothing asserts a time. Usage:
+``python benchmarks/bench_realistic.py [--skip-demo SECONDS]`` (reuse a demo time measured earlier in the
+same conditions).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -18,9 +19,7 @@ import time
 from pathlib import Path
 
 GOAL_RATIO = 2.0
-# published open interest before each crash (quote units); passed explicitly until the scenarios ship
-# their own default open interest
-REALISTIC_OI = {"2025-10-10": 16e9, "2021-05-19": 2.93e9 / (1 - 0.26)}
+DAYS = ("2025-10-10", "2021-05-19")
 
 
 def timed(args: list[str]) -> tuple[float, int, str]:
@@ -41,11 +40,13 @@ def main(argv: list[str]) -> int:
             demo_s, rc, tail = timed([sys.executable, "-m", "deleverage", "demo", "--out", str(Path(tmp) / "demo")])
             print(f"demo: exit {rc}, wall {demo_s:.1f} s" + (f" — {tail}" if rc else ""))
         failures = rc != 0
-        for day, oi in REALISTIC_OI.items():
+        for day in DAYS:
+            out = Path(tmp) / day
             seconds, code, tail = timed([sys.executable, "-m", "deleverage", "replay", "--scenario", day,
-                                         "--open-interest", f"{oi:.6g}", "--out", str(Path(tmp) / day)])
+                                         "--out", str(out)])
             failures |= code != 0
-            print(f"replay {day} at open interest {oi:,.0f}: exit {code}, wall {seconds:.1f} s, "
+            oi = json.loads((out / "summary.json").read_text())["open_interest"] if code == 0 else float("nan")
+            print(f"replay {day} (open interest {oi:,.0f}): exit {code}, wall {seconds:.1f} s, "
                   f"ratio to the demo {seconds / demo_s:.2f} (goal <= {GOAL_RATIO})" + (f" — {tail}" if code else ""))
     return 1 if failures else 0
 
