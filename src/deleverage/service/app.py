@@ -366,7 +366,7 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
         token = token_of(ws.headers.get("authorization", "")) or params.get("key")
         outcome = check(keyring, token, "read")
         if not isinstance(outcome, Client):
-            await ws.close(code=1008, reason=outcome[1])
+            await _deny(ws, outcome[0], outcome[1], None)
             return
         client = outcome
         try:
@@ -375,9 +375,10 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
             if since is not None and since < 0:
                 raise ValueError("since must be >= 0")
         except ValueError as exc:
-            await ws.close(code=1008, reason=str(exc)[:120])
+            await _deny(ws, 422, str(exc)[:120], "channels" if "channel" in str(exc) else "since")
             return
         await ws.accept()
+        gone: asyncio.Future[None] | None = None
         sub = hub.subscribe(channels, client.accounts)
         metrics.subscribers.inc()
         live_from = service.read.view.seq
@@ -394,8 +395,14 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
                     for message in batch:
                         await ws.send_json(message)
             complete, current = live_from, None  # every input <= complete has been sent in full
+            gone = asyncio.ensure_future(_until_disconnect(ws))
             while True:
-                live = await sub.queue.get()
+                getting = asyncio.ensure_future(sub.queue.get())
+                await asyncio.wait([getting, gone], return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():  # the client left: stop waiting for the next group
+                    getting.cancel()
+                    return
+                live = getting.result()
                 if live is None or sub.overflowed:
                     await ws.close(code=1013, reason=f"too slow: resume with since={complete}")
                     return
@@ -409,6 +416,25 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
         finally:
             hub.unsubscribe(sub)
             metrics.subscribers.dec()
+            if gone is not None:
+                gone.cancel()
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Returns when the client closes (what it sends is ignored: the stream is one-way)."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _deny(ws: WebSocket, status: int, message: str, field: str | None) -> None:
+    """Refuse the handshake with the documented JSON error (or close 1008 where HTTP answers are not
+    supported by the server)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"error": message, "field": field}, status_code=status))
+    else:
+        await ws.close(code=1008, reason=message[:120])
 
 
 def _channels(text: str | None, known: tuple[str, ...]) -> frozenset[str]:
