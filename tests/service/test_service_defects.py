@@ -145,8 +145,9 @@ def test_a_100_mb_body_is_refused_from_its_headers_without_reading_it(tmp_path):
 
 
 def test_a_read_does_not_wait_for_a_commit_in_progress(tmp_path):
-    """The old /v1/state took the writers' lock (435 ms each, throughput 252 → 56 req/s)."""
-    c = client(config(tmp_path / "e.db"))
+    """The old /v1/state took the writers' lock (435 ms each, throughput 252 → 56 req/s). With the
+    commit on its thread, a read is answered while a commit is held, from the last committed state."""
+    c = client(config(tmp_path / "e.db", commit_thread=True))
     open_alice(c)
     service = c.app.state.service
     release, entered = threading.Event(), threading.Event()
@@ -170,6 +171,33 @@ def test_a_read_does_not_wait_for_a_commit_in_progress(tmp_path):
         assert not writing.done()  # ... and not answered before its commit
         release.set()
         assert writing.result(timeout=10).json()["seq"] == 4
+    assert get(c, "/v1/state")["marks"] == {"BTCUSDT": "59000.0"}
+    close(c)
+
+
+def test_reads_come_from_the_published_state_not_the_writers(tmp_path):
+    """With the commit on the event loop (the SQLite default), a read that runs while a group is
+    applied but not committed — here: from inside the commit — sees the committed state."""
+    from deleverage.service.app import state_view  # noqa: PLC0415
+    from deleverage.service.views import account_view  # noqa: PLC0415
+
+    c = client(config(tmp_path / "e.db"))
+    open_alice(c)
+    service = c.app.state.service
+    seen = {}
+    commit = service.store.commit_batch
+
+    def observing(batch):  # noqa: ANN001, ANN202
+        read = service.read
+        seen["state"] = state_view(service)
+        seen["alice"] = account_view(service.catalogue, read.accounts["alice"], read.view.marks)
+        seen["applied_seq"] = service.state.seq
+        return commit(batch)
+
+    service.store.commit_batch = observing
+    post(c, "/v1/marks", {"symbol": "BTCUSDT", "price": "59000", "ts_ns": 9})
+    assert seen["applied_seq"] == 4 and seen["state"]["last_seq"] == 3  # applied, not yet published
+    assert seen["state"]["marks"] == {} and seen["alice"]["positions"][0]["mark_price"] is None
     assert get(c, "/v1/state")["marks"] == {"BTCUSDT": "59000.0"}
     close(c)
 
@@ -212,8 +240,9 @@ def test_concurrent_duplicates_share_the_first_answer(tmp_path):
     close(c)
 
 
-def test_concurrent_inputs_share_one_commit_and_are_answered_after_it(tmp_path):
-    c = client(config(tmp_path / "e.db"))
+@pytest.mark.parametrize("commit_thread", [False, True])
+def test_concurrent_inputs_share_one_commit_and_are_answered_after_it(tmp_path, commit_thread):
+    c = client(config(tmp_path / "e.db", commit_thread=commit_thread))
     service = c.app.state.service
     groups, commit = [], service.store.commit_batch
 

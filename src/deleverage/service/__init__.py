@@ -15,16 +15,19 @@ FastAPI, uvicorn, websockets and prometheus-client are optional dependencies (``
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deleverage.service.config import ApiKey, ServiceConfig
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from deleverage.service.app import ServiceApp
+
+SWITCH_INTERVAL_S = 0.0002
 
 
-def create_app(config: ServiceConfig | str | Path | None = None, **kwargs: Any) -> FastAPI:
+def create_app(config: ServiceConfig | str | Path | None = None, **kwargs: Any) -> ServiceApp:
     """The FastAPI app over a replayed and verified store (see :func:`deleverage.service.app.create_app`)."""
     from deleverage.service.app import create_app as _create_app  # noqa: PLC0415 — fastapi is optional
 
@@ -42,6 +45,9 @@ def serve(config_path: str | Path | None, host: str = "127.0.0.1", port: int = 8
     except ImportError:
         raise SystemExit("deleverage serve needs uvicorn: pip install 'deleverage[service]'") from None
     app = create_app(ServiceConfig.load(config_path))
+    # The commit thread waits in fsync with the GIL released; when the fsync returns it must get the
+    # GIL back from the event loop quickly, or every group waits out the default 5 ms switch interval.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host=host, port=port, workers=1, **server_options())
 
 

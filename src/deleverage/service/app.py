@@ -30,6 +30,7 @@ Liquidity: the engine executes against an :class:`~deleverage.venues.l2.L2Book` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -116,7 +117,13 @@ class InputGate:
         if scope["method"] != "POST":
             await _send_json(send, 405, {"error": "Method Not Allowed", "field": None}, extra=[(b"allow", b"POST")])
             return
-        await self._write(kind, account, auth, key, receive, send)
+        try:
+            await self._write(kind, account, auth, key, receive, send)
+        except Exception as exc:  # the gate is outermost: it answers its own 500s, in the error format
+            log.exception("internal error on %s", scope["path"])
+            with contextlib.suppress(Exception):  # (unless the answer had started already)
+                await _send_json(send, 500, {"error": f"internal error ({type(exc).__name__}); nothing of "
+                                                      "this input was stored", "field": None})
 
     @staticmethod
     def _route(scope: Scope) -> tuple[str | None, str | None]:
@@ -227,7 +234,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 # --- the app -----------------------------------------------------------------------------------------------
 def create_app(config: ServiceConfig | str | Path | None = None, *,
-               clock_ns: Callable[[], int] | None = None) -> FastAPI:
+               clock_ns: Callable[[], int] | None = None) -> ServiceApp:
     """Open the store (lock, schema, genesis, head), load snapshot + replay the tail, serve.
 
     Raises :class:`~deleverage.service.store.StoreError` (one line: truncated, forked, locked by
@@ -243,6 +250,8 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if config.warm_up:
+            log.info("kernels warmed up in %.2f s", service.warm_up())
         service.writer.ensure_running()
         try:
             yield
@@ -259,8 +268,23 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
     _install_error_handlers(app)
     _read_routes(app, service, metrics)
     _stream_route(app, service, hub, keyring, metrics)
-    app.add_middleware(InputGate, service=service, keyring=keyring, metrics=metrics)
-    return app
+    return ServiceApp(app, InputGate(app, service, keyring, metrics))
+
+
+class ServiceApp:
+    """The ASGI application: :class:`InputGate` in front of the FastAPI app, whose attributes
+    (``state``, ``router``, ``openapi``...) it passes through. The gate is outermost so a write pays
+    for no FastAPI middleware; everything else is FastAPI's."""
+
+    def __init__(self, api: FastAPI, gate: InputGate) -> None:
+        self.api = api
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gate(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
 
 
 def state_view(service: Service) -> dict[str, Any]:
@@ -447,4 +471,4 @@ def _channels(text: str | None, known: tuple[str, ...]) -> frozenset[str]:
     return names
 
 
-__all__ = ["InputGate", "create_app", "fraction_text", "state_view"]
+__all__ = ["InputGate", "ServiceApp", "create_app", "fraction_text", "state_view"]

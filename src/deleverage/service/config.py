@@ -121,6 +121,10 @@ class ServiceConfig(BaseModel):
     idempotency_cache: int = Field(100_000, ge=0)
     stream_queue: int = Field(10_000, ge=16)
     store_retry_s: float = Field(0.25, gt=0, le=60)
+    warm_up: bool = True  # compile the engine's kernels at start, before the port opens
+    # SQLite commits on the event loop (no GIL hand-over to a thread per group; reads wait out an
+    # fsync); true: on a thread, so reads are served during a slow fsync. PostgreSQL: always a thread.
+    commit_thread: bool = False
 
     @field_validator("ts_window_ahead_s", "ts_window_behind_s")
     @classmethod

@@ -231,6 +231,16 @@ class Service:
         self.read = ReadModel(self.state, self.store.counts, snapshot or self.read.snapshot)
         self.recent.clear()
 
+    def warm_up(self) -> float:
+        """Run a throwaway scenario on a scratch state (never stored), so the engine's numba kernels
+        are compiled or loaded from their cache before the first real input; returns the seconds."""
+        started = time.perf_counter()
+        try:
+            _warm_up(ServiceState(self.config))
+        except Exception:  # noqa: BLE001 — warming is an optimisation: serving must not depend on it
+            log.exception("warm-up failed (the first inputs will compile the kernels)")
+        return time.perf_counter() - started
+
     # --- one group (sync; the writer calls it on the event loop) ------------------------------------------
     def prepare(self, requests: list[Request], found: Mapping[tuple[str, str], _Remembered]) -> Batch:
         """Validate and apply each request in order; nothing is stored yet (see :meth:`commit`)."""
@@ -419,6 +429,34 @@ class Service:
             self.store.close()
 
 
+def _warm_up(state: ServiceState) -> None:
+    """Two opposite positions on the first instrument, a book, marks that cross both (liquidations)."""
+    inst = next(iter(state.instruments.values()))
+    code = inst.settle.code
+    price = 100_000
+    lots = 10
+    notional = inst.notional(price, lots)
+    collateral = int(notional) // 20 + 1
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("deposit", {"account_id": "warm-long", "asset": code, "amount_minor": collateral}),
+        ("deposit", {"account_id": "warm-short", "asset": code, "amount_minor": collateral}),
+        ("fill", {"account_id": "warm-long", "symbol": inst.symbol, "side": "buy", "qty_lots": lots,
+                  "price_ticks": price}),
+        ("fill", {"account_id": "warm-short", "symbol": inst.symbol, "side": "sell", "qty_lots": lots,
+                  "price_ticks": price}),
+        ("book", {"symbol": inst.symbol, "bids": [[price - i, 1_000] for i in range(1, 20)],
+                  "asks": [[price + i, 1_000] for i in range(1, 20)]}),
+    ]
+    for p in (100_000, 99_000, 101_000, 90_000, 100_000, 110_000, 100_001):
+        steps.append(("mark", {"symbol": inst.symbol, "price_ticks": p}))
+    steps.append(("advance", {}))
+    for seq, (kind, payload) in enumerate(steps, start=1):
+        payload = {**payload, "ts_ns": seq}
+        with contextlib.suppress(DeleverageError):
+            state.check(seq, kind, payload)
+            state.apply(seq, kind, payload)
+
+
 def replay_store(store: EventStore, state: ServiceState, until: int) -> int:
     """Re-apply ``store``'s inputs after ``state.seq`` up to ``until`` onto ``state``, checking each
     one's regenerated outputs against the stored rows, its output digest and its chain digest."""
@@ -469,6 +507,7 @@ def _timed_commit(store: EventStore, batch: Batch) -> tuple[Head, dict[str, int]
     return result
 
 
+
 # --- the writer: group commit on an event loop -------------------------------------------------------------
 class GroupWriter:
     """Queues requests, prepares groups on the event loop, commits them on one thread, in order."""
@@ -487,6 +526,7 @@ class GroupWriter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshotting: ForkedWriter | None = None
         self.max_queue = 20 * service.config.max_batch
+        self.inline = service.store.local and not service.config.commit_thread
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def ensure_running(self) -> None:
@@ -576,15 +616,27 @@ class GroupWriter:
         missing = [ck for ck in dict.fromkeys(pairs) if ck not in service.recent]
         found: dict[tuple[str, str], _Remembered] = {}
         if missing:
-            try:
-                found = await self._read(service.lookup_keys, missing)
+            try:  # SQLite answers a point lookup in microseconds (WAL: never behind the writer)
+                found = (service.lookup_keys(missing) if service.store.local
+                         else await self._read(service.lookup_keys, missing))
             except StoreUnavailable as exc:
                 for req in requests:
                     self._resolve(req, Answer.error(503, str(exc), retry_after=1.0))
                 return
         batch = service.prepare(requests, found)
         assert self.loop is not None
-        future = self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
+        if self.inline:
+            # SQLite: the whole commit here, on the event loop. A commit thread would have to take the
+            # GIL back from the loop after every call into the database — on a busy machine that
+            # hand-over costs more than the fsync itself — and with one request in flight per
+            # connection nothing new arrives during the commit anyway.
+            future: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
+            try:
+                future.set_result(_timed_commit(service.store, batch))
+            except StoreUnavailable as exc:
+                future.set_exception(exc)
+        else:
+            future = self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
         self.inflight.append((batch, future))
         future.add_done_callback(functools.partial(self._on_commit, batch))
         if batch.poisoned:
@@ -628,6 +680,13 @@ class GroupWriter:
         while self.inflight:
             await asyncio.wait([self.inflight[-1][1]])
             await asyncio.sleep(0)
+
+    async def _store_call(self, fn: Callable[[], Any]) -> Any:
+        """A call on the writer connection: in-line for SQLite, on the commit thread for PostgreSQL."""
+        if self.inline:
+            return fn()
+        assert self.loop is not None
+        return await self.loop.run_in_executor(self.commit_pool, fn)
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         assert self.loop is not None
@@ -679,7 +738,7 @@ class GroupWriter:
                 await self._finish_snapshot()
                 continue
             try:
-                await self.loop.run_in_executor(self.commit_pool, service.store.ping)
+                await self._store_call(service.store.ping)
             except StoreUnavailable as exc:
                 service.unready = str(exc)
                 self._spawn(self._recover())
@@ -695,7 +754,7 @@ class GroupWriter:
         if self.loop is None:
             return None
         try:
-            await asyncio.wait_for(self.loop.run_in_executor(self.commit_pool, service.store.ping), 2.0)
+            await asyncio.wait_for(self._store_call(service.store.ping), 2.0)
         except StoreUnavailable as exc:
             service.unready = str(exc)
             self._spawn(self._recover())

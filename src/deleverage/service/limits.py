@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Rounded
 from typing import Any
 
 from deleverage.core.instruments import Instrument
@@ -79,7 +79,7 @@ def decimal_text(value: Any, field: str) -> Decimal:
 
 def price_ticks(instrument: Instrument, value: Any, field: str, limits: InstrumentLimits) -> int:
     """A positive price on the instrument's tick grid, at most ``limits.max_price_ticks``."""
-    ticks = _units(instrument.price_to_ticks, decimal_text(value, field), value, field)
+    ticks = _units(instrument.tick_size, decimal_text(value, field), value, field, "tick")
     if ticks <= 0:
         raise InvalidInput(field, value, "must be > 0")
     if ticks > limits.max_price_ticks:
@@ -91,7 +91,7 @@ def price_ticks(instrument: Instrument, value: Any, field: str, limits: Instrume
 def qty_lots(instrument: Instrument, value: Any, field: str, limits: InstrumentLimits, *,
              allow_zero: bool = False) -> int:
     """A size on the instrument's lot grid, > 0 (or >= 0), at most ``limits.max_lots``."""
-    lots = _units(instrument.qty_to_lots, decimal_text(value, field), value, field)
+    lots = _units(instrument.lot_size, decimal_text(value, field), value, field, "lot")
     if lots < 0 or (lots == 0 and not allow_zero):
         raise InvalidInput(field, value, "must be >= 0" if allow_zero else "must be > 0")
     if lots > limits.max_lots:
@@ -102,7 +102,7 @@ def qty_lots(instrument: Instrument, value: Any, field: str, limits: InstrumentL
 
 def amount_minor(asset: Asset, value: Any, field: str) -> int:
     """A positive amount in minor units of ``asset``, at most 2**63 − 1."""
-    minor = _units(asset.to_minor, decimal_text(value, field), value, field)
+    minor = _units(Decimal(1).scaleb(-asset.scale), decimal_text(value, field), value, field, "minor unit")
     if minor <= 0:
         raise InvalidInput(field, value, "must be > 0")
     if minor > INT64_MAX:
@@ -110,11 +110,19 @@ def amount_minor(asset: Asset, value: Any, field: str) -> int:
     return minor
 
 
-def _units(convert: Any, number: Decimal, raw: Any, field: str) -> int:
+_EXACT = Context(prec=2 * MAX_NUMBER_CHARS + 10, traps=[Inexact, Rounded, InvalidOperation])
+
+
+def _units(unit: Decimal, number: Decimal, raw: Any, field: str, name: str) -> int:
+    """``number`` / ``unit`` as an int, exactly (the grammar bounds the digits, so the context's
+    precision holds every quotient of a whole number of units)."""
     try:
-        return int(convert(number))
-    except InvalidInput as exc:
-        raise InvalidInput(field, raw, exc.problem) from None
+        quotient = _EXACT.divide(number, Decimal(unit))
+    except (Inexact, Rounded):  # a unit such as 0.3: no finite decimal quotient
+        quotient = None
+    if quotient is None or quotient != int(quotient):
+        raise InvalidInput(field, raw, f"is not a whole number of {name}s ({unit})")
+    return int(quotient)
 
 
 def account_id(value: Any, field: str = "account_id") -> str:

@@ -43,7 +43,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from deleverage.errors import DataError, DeleverageError, InvalidInput
 
@@ -127,6 +127,15 @@ class StoredInput:
 
 
 @dataclass(frozen=True, slots=True)
+class Staged:
+    """A group written but not yet committed (see :meth:`EventStore.stage`)."""
+
+    head: Head
+    counts: dict[str, int]
+    next_output_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Head:
     """The last committed input: its sequence number and the chain digest after it."""
 
@@ -145,8 +154,13 @@ class Head:
 GENESIS_HEAD = Head(0, GENESIS_CHAIN)
 
 
+_NO_OUTPUTS = hashlib.sha256().hexdigest()
+
+
 def outputs_digest(rows: Sequence[OutputRow]) -> str:
     """SHA-256 of an input's outputs in order."""
+    if not rows:
+        return _NO_OUTPUTS  # most inputs (a quiet mark) cause nothing
     h = hashlib.sha256()
     for row in rows:
         h.update(row.digest_line())
@@ -320,6 +334,7 @@ class EventStore:
                  create: bool = True, head_sync_s: float = 0.2) -> None:
         self.url = url
         self.where = redact(url)
+        self.local = url.startswith("sqlite:///")  # reads are local file reads, not round trips
         self._create = create
         self._lock_path = lock_path
         self._lock_fd: int | None = None
@@ -493,14 +508,17 @@ class EventStore:
         On any database error the transaction is rolled back, the store is marked broken (later
         batches are refused at once, so no sequence gap can be written) and StoreUnavailable raised.
         """
+        return self.finish(self.stage(batch))
+
+    def stage(self, batch: Sequence[StoredInput]) -> Staged | None:
+        """First half of :meth:`commit_batch`: BEGIN and every row, not yet committed (no fsync)."""
         if self.broken is not None:
             raise StoreUnavailable(f"store unavailable: {self.broken}")
         if not batch:
-            return self.head, self.counts
-        first_output = self._next_output_id
+            return None
         counts = dict(self.counts)
         input_rows, output_rows = [], []
-        next_id = first_output
+        next_id = self._next_output_id
         for item in batch:
             r = item.row
             input_rows.append((r.seq, r.ts_ns, r.kind, r.symbol, r.account_id, r.payload, r.client,
@@ -519,22 +537,34 @@ class EventStore:
                            input_rows)
             db.executemany("INSERT INTO outputs (id, input_seq, stream, kind, ts_ns, symbol, account_id, payload)"
                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", output_rows)
-            db.execute("UPDATE meta SET value = ? WHERE name = 'head'", (head.text(),))
-            db.execute("UPDATE meta SET value = ? WHERE name = 'counts'", (canonical_json(counts),))
-            db.execute("COMMIT")
+            db.execute("UPDATE meta SET value = CASE name WHEN 'head' THEN ? ELSE ? END"
+                       " WHERE name IN ('head', 'counts')", (head.text(), canonical_json(counts)))
         except self.db_errors as exc:
-            with contextlib.suppress(*self.db_errors):
-                db.execute("ROLLBACK")
-            self.broken = _first_line(exc)
-            raise StoreUnavailable(f"store unavailable: {self.broken}") from None
-        self._next_output_id, self.counts, self.head = next_id, counts, head
+            self._fail(exc)
+        return Staged(head, counts, next_id)
+
+    def finish(self, staged: Staged | None) -> tuple[Head, dict[str, int]]:
+        """Second half: COMMIT (the fsync) and the head file. Any thread; one at a time."""
+        if staged is None:
+            return self.head, self.counts
+        try:
+            self._db.execute("COMMIT")
+        except self.db_errors as exc:
+            self._fail(exc)
+        self._next_output_id, self.counts, self.head = staged.next_output_id, staged.counts, staged.head
         if self.head_file is not None:
             try:
-                self.head_file.write(head)
+                self.head_file.write(staged.head)
             except OSError as exc:  # committed, but the guard could not be updated: stop writing
                 self.broken = f"head file {self.head_file.path}: {exc}"
                 raise StoreUnavailable(f"store unavailable: {self.broken}") from None
-        return head, counts
+        return staged.head, staged.counts
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        with contextlib.suppress(*self.db_errors):
+            self._db.execute("ROLLBACK")
+        self.broken = _first_line(exc)
+        raise StoreUnavailable(f"store unavailable: {self.broken}") from None
 
     def ping(self) -> None:
         """A round trip on the writer connection (and a due head-file fsync); broken when it fails."""
