@@ -19,6 +19,9 @@ reads at most ``max_body_bytes``, parses, validates and hands the input to the g
 Every write takes an optional ``Idempotency-Key`` header (1–128 printable ASCII characters): a retry
 with the same key (and the same request) gets the first answer, with ``Idempotent-Replayed: true``,
 and is applied once — across restarts too; the same key on a different request is a 422.
+``POST /v1/inputs`` takes many inputs in one request (``{"inputs": [{"kind", "body", "account_id"?,
+"idempotency_key"?}, ...]}``, at most ``max_batch``) and answers each as its own request would be
+(``{"answers": [{"status", "body", "replayed"?}, ...]}``, in order) — a feed's way to share commits.
 
 **Reads** are FastAPI routes answered from the published read model or the store's read connections;
 they never wait for the writer. See docs/index.md "Running as a service" for the table.
@@ -63,6 +66,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 WRITE_ROUTES = {"/v1/marks": "mark", "/v1/oracle": "oracle", "/v1/advance": "advance", "/v1/book": "book"}
 ACCOUNT_ROUTES = {"deposit": "deposit", "withdraw": "withdraw", "fills": "fill"}
+BATCH_KINDS = frozenset({*WRITE_ROUTES.values(), *ACCOUNT_ROUTES.values()})
+ACCOUNT_KINDS = frozenset(ACCOUNT_ROUTES.values())
 
 
 def _reject_constant(name: str) -> Any:
@@ -111,6 +116,8 @@ class InputGate:
                                              "field": "body"}, close=True)
                 return
         kind, account = self._route(scope)
+        if kind is None and scope["path"] == "/v1/inputs" and scope["method"] == "POST":
+            kind = "batch"
         if kind is None:
             await self.app(scope, receive, send)
             return
@@ -154,6 +161,9 @@ class InputGate:
                              close=True)
             self.metrics.answered(kind, 413, False, started)
             return
+        if kind == "batch":
+            await self._batch(client, body, send, started)
+            return
         try:
             key = limits.idempotency_key(key)
             data = _json_body(body) if body else {}
@@ -172,6 +182,47 @@ class InputGate:
             extra.append((b"retry-after", str(max(1, math.ceil(answer.retry_after))).encode()))
         await _send_json(send, answer.status, answer.body, extra=extra)
         self.metrics.answered(kind, answer.status, answer.replayed, started)
+
+    async def _batch(self, client: Client, body: bytes, send: Send, started: float) -> None:
+        """``POST /v1/inputs``: many inputs in one request, each answered as its own request would
+        be (in order, one group commit when they fit in ``max_batch``)."""
+        try:
+            data = _json_body(body)
+            items = data.get("inputs") if isinstance(data, dict) else None
+            if not isinstance(items, list) or not items:
+                raise limits.InvalidInput("inputs", type(items).__name__, "must be a non-empty list of inputs")
+            if len(items) > self.service.config.max_batch:
+                raise limits.InvalidInput("inputs", len(items), f"more than max_batch={self.service.config.max_batch}")
+        except DeleverageError as exc:
+            status, message, fld = refusal(exc)
+            await _send_json(send, status, {"error": message, "field": fld})
+            return
+        waiting: list[Any] = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict) or set(item) - {"kind", "body", "account_id", "idempotency_key"}:
+                    raise limits.InvalidInput(f"inputs[{index}]", None, "expected {kind, body, account_id?, "
+                                                                        "idempotency_key?}")
+                kind = item.get("kind")
+                if kind not in BATCH_KINDS:
+                    raise limits.InvalidInput(f"inputs[{index}].kind", kind, f"must be one of {sorted(BATCH_KINDS)}")
+                account = item.get("account_id")
+                if (account is None) != (kind not in ACCOUNT_KINDS):
+                    raise limits.InvalidInput(f"inputs[{index}].account_id", account,
+                                              "required for deposit, withdraw and fill; not taken otherwise")
+                key = limits.idempotency_key(item.get("idempotency_key"))
+                req = self.service.parse(kind, item.get("body", {}), client.name, key, account)
+            except DeleverageError as exc:
+                status, message, fld = refusal(exc)
+                waiting.append(Answer.error(status, message, fld))
+            else:
+                waiting.append(asyncio.ensure_future(self.service.writer.submit(req)))
+        answers = [a if isinstance(a, Answer) else await a for a in waiting]
+        out = [{"status": a.status, "body": a.body, **({"replayed": True} if a.replayed else {})} for a in answers]
+        await _send_json(send, 200, {"answers": out})
+        for item, answer in zip(items, answers, strict=True):
+            kind = item.get("kind") if isinstance(item, dict) and item.get("kind") in BATCH_KINDS else "batch"
+            self.metrics.answered(str(kind), answer.status, answer.replayed, started)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0
