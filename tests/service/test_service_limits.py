@@ -68,3 +68,14 @@ def test_timestamps_are_int64_within_the_window():
         with pytest.raises(InvalidInput, match="ts_ns"):
             limits.timestamp_ns(bad, now, 60, 60)
     assert limits.timestamp_ns(2**63 - 1, now, float("inf"), float("inf")) == 2**63 - 1
+
+
+@given(st.text(max_size=30), st.integers(1, 2**62), st.text(max_size=60))
+def test_chain_digest_is_the_digest_of_the_canonical_json(kind, seq, payload):
+    import hashlib  # noqa: PLC0415
+
+    from deleverage.service.store import canonical_json, chain_digest  # noqa: PLC0415
+
+    previous, outputs = hashlib.sha256(b"p").hexdigest(), hashlib.sha256(b"o").hexdigest()
+    expected = hashlib.sha256(canonical_json([previous, seq, kind, payload, outputs]).encode()).hexdigest()
+    assert chain_digest(previous, seq, kind, payload, outputs) == expected

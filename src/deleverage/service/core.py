@@ -268,12 +268,9 @@ class Service:
                                              f"(seq {seen.seq})", "Idempotency-Key")
                 if seen.answer is not None:
                     return Answer(seen.answer.status, seen.answer.body, replayed=True)
-                if seen.batch is batch:
-                    batch.followers.append((req, index))
+                if seen.batch is not None:  # the first is still committing: answer with it
+                    seen.batch.followers.append((req, index if seen.batch is batch else -1))
                     return None
-                assert seen.batch is not None
-                seen.batch.followers.append((req, -1))
-                return None
         state = self.state
         payload = dict(req.payload)
         if payload["ts_ns"] is None:
@@ -334,14 +331,13 @@ class Service:
 
     def follower_answers(self, batch: Batch, ok: bool) -> list[tuple[Request, Answer]]:
         out = []
-        for req, index in batch.followers:
+        for req, _ in batch.followers:
             seen = self.recent.get((req.client, req.key)) if req.key is not None else None
             if ok and seen is not None and seen.answer is not None:
                 out.append((req, Answer(seen.answer.status, seen.answer.body, replayed=True)))
             else:
                 out.append((req, Answer.error(503, "the first request with this Idempotency-Key did not commit; "
                                                    "retry", retry_after=1.0)))
-            del index
         return out
 
     # --- idempotency lookups in the store ----------------------------------------------------------------

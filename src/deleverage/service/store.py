@@ -51,6 +51,7 @@ SCHEMA_VERSION = 2
 GENESIS_CHAIN = "0" * 64
 ADVISORY_LOCK_KEY = 0x64656C65766572  # "delever": one writer per PostgreSQL database
 STREAMS = ("audit", "liquidation", "posting")
+LOCK_GRACE_S = 2.0
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -168,8 +169,12 @@ def outputs_digest(rows: Sequence[OutputRow]) -> str:
 
 
 def chain_digest(previous: str, seq: int, kind: str, payload: str, output_digest: str) -> str:
-    """The running digest after input ``seq``: commits to every input and every output before it."""
-    text = canonical_json([previous, seq, kind, payload, output_digest])
+    """The running digest after input ``seq``: commits to every input and every output before it.
+
+    The text is ``canonical_json([previous, seq, kind, payload, output_digest])``, written out
+    directly (the two digests are hex, so they need no escaping): one JSON call instead of a list's.
+    """
+    text = f'["{previous}",{seq},{json.dumps(kind)},{json.dumps(payload)},"{output_digest}"]'
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -377,7 +382,13 @@ class EventStore:
     def _open_writer(self) -> _Connection:
         db = connect(self.url, create=self._create)
         if db.kind == "postgres":
-            got = db.execute("SELECT pg_try_advisory_lock(?)", (ADVISORY_LOCK_KEY,)).fetchone()[0]
+            # a session lock is released when its backend exits, a moment after its client closed:
+            # a server restarting in place may see its predecessor's lock for a few milliseconds
+            deadline = time.monotonic() + LOCK_GRACE_S
+            while not (got := db.execute("SELECT pg_try_advisory_lock(?)", (ADVISORY_LOCK_KEY,)).fetchone()[0]):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             if not got:
                 row = db.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND"
                                  " objid = ?", (ADVISORY_LOCK_KEY & 0xFFFFFFFF,)).fetchone()
@@ -443,6 +454,9 @@ class EventStore:
     def close(self) -> None:
         db = getattr(self, "_db", None)
         if db is not None:
+            if db.kind == "postgres" and self.lock_held and self.broken is None:
+                with contextlib.suppress(*self.db_errors):  # now, not when the backend exits
+                    db.execute("SELECT pg_advisory_unlock(?)", (ADVISORY_LOCK_KEY,))
             db.close()
         with self._reader_guard:
             for conn in self._reader_conns:
