@@ -529,6 +529,15 @@ def refusal(exc: DeleverageError) -> tuple[int, str, str | None]:
     return 422, str(exc), getattr(exc, "field", None)
 
 
+def __getattr__(name: str) -> Any:
+    """``Service`` lived here before the writer got its own module: the old import path still works."""
+    if name == "Service":
+        from deleverage.service.core import Service  # noqa: PLC0415 — core imports this module
+
+        return Service
+    raise AttributeError(name)
+
+
 __all__ = [
     "INPUT_KINDS",
     "SYSTEM_ACCOUNTS",
