@@ -70,6 +70,7 @@ from deleverage.service.views import Catalogue, answer_view
 
 log = logging.getLogger("deleverage.service")
 REPLAY_PAGE = 2_000
+SNAPSHOT_CHILD_TIMEOUT_S = 600.0  # a child stuck (say, on a lock another thread held at fork) is ended
 
 
 @dataclass(slots=True)
@@ -784,6 +785,9 @@ class GroupWriter:
         while done is None and wait:
             await asyncio.sleep(0.01)
             done = writer.poll()
+        if done is None and time.perf_counter() - writer.started > SNAPSHOT_CHILD_TIMEOUT_S:
+            log.warning("snapshot child %s still running after %.0f s: killed", writer.pid, SNAPSHOT_CHILD_TIMEOUT_S)
+            done = writer.kill()
         if done is None:
             return
         self._snapshotting = None

@@ -238,6 +238,17 @@ class ForkedWriter:
             finally:
                 os._exit(code)
 
+    def kill(self) -> bool:
+        """End the child (it never finished); False: no snapshot from it."""
+        import signal  # noqa: PLC0415
+
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        return False
+
     def poll(self) -> bool | None:
         """None while running; True when the snapshot was written; False when the child failed."""
         pid, status = os.waitpid(self.pid, os.WNOHANG)
