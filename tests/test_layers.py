@@ -2,6 +2,9 @@
 
 Imports are read with ``ast`` from every module of ``src/deleverage`` — top-level, inside functions and
 under ``TYPE_CHECKING`` alike: an import that only the type checker runs is still an arrow in the design.
+One exception: the body of a module-level ``__getattr__`` (PEP 562), the shim that keeps a moved name's old
+import path working (``service.state.Service`` → ``service.core``) — the module never runs it itself, so it
+is an alias for callers, not a dependency of the module.
 A package's ``__init__`` counts as the package; ``from deleverage.x import y`` is an arrow to ``x.y``
 when that is a module, else to ``x``.
 """
@@ -60,6 +63,7 @@ def _imports(path: Path, here: str, known: set[str]) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     out: set[str] = set()
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "__getattr__")]
     for node in ast.walk(tree):
         targets: list[str] = []
         if isinstance(node, ast.Import):

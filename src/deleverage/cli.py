@@ -627,6 +627,30 @@ def serve(
     run_service(config, host=host, port=port)
 
 
+store_app = typer.Typer(help="Check an event store of `deleverage serve`.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("verify")
+def store_verify(
+    config: Path | None = typer.Option(None, help="service TOML naming the store (database_url, state_dir)"),
+    database_url: str | None = typer.Option(None, help="the store, when there is no config file"),
+    replay: bool = typer.Option(False, help="also re-apply every input from the genesis (needs --config)"),
+) -> None:
+    """Check a stopped store offline: head, chain of digests, counts, snapshots (and a full replay)."""
+    from deleverage.service.config import ServiceConfig
+    from deleverage.service.verify import verify_store
+
+    if config is None and database_url is None:
+        raise typer.BadParameter("give --config or --database-url")
+    cfg = ServiceConfig.load(config, env={"DELEVERAGE_DATABASE_URL": database_url} if database_url else None)
+    report = verify_store(cfg, replay=replay)
+    for line in report.text():
+        console.print(line, soft_wrap=True, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""

@@ -203,3 +203,35 @@ def test_serve_runs_uvicorn_with_one_worker_on_the_configured_app(tmp_path, monk
     assert (seen["host"], seen["port"], seen["workers"]) == ("127.0.0.1", 8123, 1)
     assert seen["app"].state.service.config.database_url.endswith("e.db")
     seen["app"].state.service.close()
+
+
+def test_many_inputs_in_one_request_are_answered_each_and_committed_together(svc):
+    service = svc.app.state.service
+    sizes, stage = [], service.store.stage
+
+    def counting(batch):  # noqa: ANN001, ANN202
+        sizes.append(len(batch))
+        return stage(batch)
+
+    service.store.stage = counting
+    items = [{"kind": "deposit", "account_id": "alice", "body": {"asset": "USDT", "amount": "6000", "ts_ns": 1}},
+             {"kind": "fill", "account_id": "alice", "body": {"symbol": "BTCUSDT", "side": "buy", "qty": "1",
+                                                              "price": "60000", "ts_ns": 2}},
+             {"kind": "mark", "body": {"symbol": "BTCUSDT", "price": "1e9", "ts_ns": 3}},  # refused: grammar
+             {"kind": "mark", "body": {"symbol": "BTCUSDT", "price": "59000", "ts_ns": 3}, "idempotency_key": "m1"},
+             {"kind": "mark", "body": {"symbol": "BTCUSDT", "price": "59000", "ts_ns": 3}, "idempotency_key": "m1"},
+             {"kind": "withdraw", "account_id": "alice", "body": {"asset": "USDT", "amount": "9999", "ts_ns": 4}},
+             {"kind": "mark", "account_id": "alice", "body": {"symbol": "BTCUSDT", "price": "1"}}]
+    r = svc.post("/v1/inputs", json={"inputs": items}, headers=FEED)
+    assert r.status_code == 200, r.text
+    answers = r.json()["answers"]
+    assert [a["status"] for a in answers] == [200, 200, 422, 200, 200, 422, 422]
+    assert answers[2]["body"]["field"] == "price" and answers[5]["body"]["field"] == "amount"
+    assert answers[6]["body"]["field"] == "inputs[6].account_id"
+    assert answers[4] == {**answers[3], "replayed": True}  # the same key twice in one request: applied once
+    assert [a["body"]["seq"] for a in answers if a["status"] == 200] == [1, 2, 3, 3]
+    assert sizes == [3]  # one group, one commit
+    assert get(svc, "/v1/accounts/alice")["balances"]["USDT"] == "6000.00000000"
+    r = svc.post("/v1/inputs", json={"inputs": []}, headers=FEED)
+    assert r.status_code == 422 and r.json()["field"] == "inputs"
+    assert svc.post("/v1/inputs", json={"inputs": items}).status_code == 401

@@ -1,4 +1,9 @@
-"""Event store: restart reproduces state and digest, tampering is named by seq, no half-written inputs."""
+"""Event store: restart reproduces state and digest, tampering is named by seq, no half-written inputs.
+
+These stores run without snapshots (``snapshot_every = 0``): every start replays the whole store and
+compares each input's regenerated outputs with the stored ones. Snapshot restarts are in
+test_service_snapshots.py; truncation, lost WAL and second writers in test_service_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,24 @@ import sqlite3
 
 import pytest
 
-from deleverage.errors import DataError, InvalidInput
+from deleverage.errors import InvalidInput
 from deleverage.service.state import StoreDivergence
-from deleverage.service.store import EventStore
+from deleverage.service.store import EventStore, StoreError
 
 from .service_kit import FEED, MARKS, client, close, config, get, post, run_scenario
 
 
 def _snapshot(c):  # noqa: ANN001, ANN202
-    return (get(c, "/v1/state"), get(c, "/v1/accounts/alice"), get(c, "/v1/liquidations"),
-            get(c, "/v1/events"), get(c, "/v1/inputs"))
+    state = get(c, "/v1/state")
+    state.pop("snapshot")
+    return (state, get(c, "/v1/accounts/alice"), get(c, "/v1/liquidations"), get(c, "/v1/events"),
+            get(c, "/v1/inputs"))
 
 
 @pytest.fixture
 def stored(tmp_path):  # noqa: ANN001, ANN201
     """A store holding the whole scenario, closed; returns (config, db path, snapshot before closing)."""
-    cfg = config(tmp_path / "events.db")
+    cfg = config(tmp_path / "events.db", snapshot_every=0)
     c = client(cfg)
     run_scenario(c)
     snap = _snapshot(c)
@@ -41,6 +48,7 @@ def _tamper(db, sql, *params) -> None:  # noqa: ANN001
 def test_restart_reproduces_identical_state_and_digest(stored):
     cfg, _, before = stored
     c = client(cfg)
+    assert c.app.state.service.replayed == before[0]["last_seq"]  # no snapshot: a full replay
     after = _snapshot(c)
     assert after == before
     assert before[0]["digest"] != "0" * 64 and before[2]["items"]  # a real liquidation was replayed
@@ -81,7 +89,7 @@ def test_tampered_deposit_amount_is_caught_at_its_own_seq(stored):
     assert info.value.seq == 1  # its posting no longer matches, before any later consequence
 
 
-def test_deleted_input_is_a_gap(stored):
+def test_deleted_input_in_the_middle_is_a_gap(stored):
     cfg, db, _ = stored
     con = sqlite3.connect(db)
     with con:
@@ -95,14 +103,16 @@ def test_deleted_input_is_a_gap(stored):
 
 def test_other_configuration_refuses_the_store(stored):
     cfg, db, _ = stored
-    with pytest.raises(DataError, match="policy"):
-        client(config(db, policy="bybit"))
-    with pytest.raises(DataError, match="insurance_fund"):
-        client(config(db, insurance_fund={"USDT": "1"}))
+    with pytest.raises(StoreError, match="policy"):
+        client(config(db, policy="bybit", snapshot_every=0))
+    with pytest.raises(StoreError, match="insurance_fund"):
+        client(config(db, insurance_fund={"USDT": "1"}, snapshot_every=0))
 
 
-def test_failing_input_leaves_nothing_half_written(tmp_path):
-    cfg = config(tmp_path / "events.db")
+def test_failing_input_is_a_json_500_and_leaves_nothing_half_written(tmp_path):
+    """A bug mid-apply: the answer is the documented JSON error, nothing is stored, the state is
+    rebuilt from the store (it was never written, so nothing stored is undone)."""
+    cfg = config(tmp_path / "events.db", snapshot_every=0)
     c = client(cfg, raise_server_exceptions=False)
     post(c, "/v1/accounts/alice/deposit", {"asset": "USDT", "amount": "6000", "ts_ns": 1})
     service = c.app.state.service
@@ -116,11 +126,13 @@ def test_failing_input_leaves_nothing_half_written(tmp_path):
 
     engine.on_mark = broken_on_mark
     r = c.post("/v1/marks", json={"symbol": "BTCUSDT", "price": "60000", "ts_ns": 5}, headers=FEED)
-    assert r.status_code == 500
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert set(r.json()) == {"error", "field"} and "nothing of it was stored" in r.json()["error"]
     after = get(c, "/v1/state")
     assert after["rows"] == before["rows"]  # no input row, no output row
-    assert (after["ledger_digest"], after["digest"]) == (before["ledger_digest"], before["digest"])
+    assert after["digest"] == before["digest"]
     assert service.state.engine is not engine  # rebuilt from the store
+    assert service.state.ledger.balance("alice", "USDT") == 600_000_000_000
     assert get(c, "/v1/accounts/alice")["balances"]["USDT"] == "6000.00000000"
     post(c, "/v1/marks", {"symbol": "BTCUSDT", "price": "60000", "ts_ns": 5})  # the same input now applies
     close(c)
@@ -129,17 +141,26 @@ def test_failing_input_leaves_nothing_half_written(tmp_path):
     close(c)
 
 
-def test_refused_inputs_change_no_row_count(tmp_path):
-    c = client(config(tmp_path / "events.db"))
+def test_refused_inputs_change_no_row_and_replay_nothing(tmp_path):
+    """Issue 15: an input that failed after it was written replayed the whole store under the lock.
+    Now every refusal happens before writing: no row, no rebuild, the same state object."""
+    c = client(config(tmp_path / "events.db", snapshot_every=0))
     run_scenario(c)
+    service = c.app.state.service
+    state, replayed = service.state, service.replayed
     before = get(c, "/v1/state")
     bad = [("/v1/accounts/alice/withdraw", {"asset": "USDT", "amount": "1000000"}),
            ("/v1/marks", {"symbol": "BTCUSDT", "price": MARKS[0], "ts_ns": 1}),
-           ("/v1/book", {"symbol": "BTCUSDT", "bids": [["2", "1"]], "asks": [["1", "1"]]})]
+           ("/v1/book", {"symbol": "BTCUSDT", "bids": [["2", "1"]], "asks": [["1", "1"]]}),
+           ("/v1/book", {"symbol": "BTCUSDT", "bids": [["1", "1"]], "asks": [["900000", "1"]]}),  # too wide
+           ("/v1/book", {"symbol": "BTCUSDT", "bids": [["5", "1"], ["5", "2"]], "asks": []})]
     for url, body in bad:
-        assert c.post(url, json=body, headers=FEED).status_code in (409, 422)
+        r = c.post(url, json=body, headers=FEED)
+        assert r.status_code in (409, 422), (url, r.text)
+        assert r.json()["field"] is not None
     after = get(c, "/v1/state")
     assert after["rows"] == before["rows"] and after["digest"] == before["digest"]
+    assert service.state is state and service.replayed == replayed
     close(c)
 
 
@@ -149,12 +170,40 @@ def test_store_schema_and_wal_mode(tmp_path):
     store.close()
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0] == "1"
+    assert con.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0] == "2"
+    assert con.execute("SELECT value FROM meta WHERE name = 'head'").fetchone()[0] == "0 " + "0" * 64
     con.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(DataError, match="schema version 99"):
+    with pytest.raises(StoreError, match="schema version 99"):
         EventStore(f"sqlite:///{db}")
+
+
+def test_a_version_1_store_is_migrated_and_replays_to_the_same_digest(stored, tmp_path):
+    """Stores written before group commit (schema 1: no head, no idempotency keys) still open."""
+    cfg, db, before = stored
+    old = tmp_path / "v1.db"
+    con = sqlite3.connect(old)
+    con.executescript(
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE inputs (seq BIGINT PRIMARY KEY, ts_ns BIGINT NOT NULL, kind TEXT NOT NULL, symbol TEXT,"
+        " account_id TEXT, payload TEXT NOT NULL, client TEXT NOT NULL, output_digest TEXT, chain_digest TEXT);"
+        "CREATE TABLE outputs (id BIGINT PRIMARY KEY, input_seq BIGINT NOT NULL REFERENCES inputs(seq),"
+        " stream TEXT NOT NULL, kind TEXT NOT NULL, ts_ns BIGINT NOT NULL, symbol TEXT, account_id TEXT,"
+        " payload TEXT NOT NULL);")
+    con.execute(f"ATTACH DATABASE '{db}' AS new")
+    con.execute("INSERT INTO meta SELECT * FROM new.meta WHERE name = 'genesis'")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO inputs SELECT seq, ts_ns, kind, symbol, account_id, payload, client, output_digest,"
+                " chain_digest FROM new.inputs")
+    con.execute("INSERT INTO outputs SELECT * FROM new.outputs")
+    con.commit()
+    con.close()
+    c = client(config(old, snapshot_every=0))
+    state = get(c, "/v1/state")
+    assert (state["last_seq"], state["digest"]) == (before[0]["last_seq"], before[0]["digest"])
+    assert state["rows"] == before[0]["rows"]
+    close(c)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="psycopg is installed")

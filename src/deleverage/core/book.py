@@ -7,7 +7,9 @@ margin, plus the other positions' unrealised PnL for cross), other maintenance a
 mark-independent part of the equity, so one margin ratio costs a multiply, a bracket step and a
 divide. Slots are dense indices with holes (free slots have ``qty == 0`` and id −1); an
 open-addressing hash table (numpy arrays, numba) maps account ids to slots in ~24 bytes per account,
-where a Python dict would cost ~100.
+where a Python dict would cost ~100. ``capacity`` is only the initial size: a full book doubles its
+arrays and rehashes its map (amortised O(1) per account added), so accounts and positions grow with
+the ledger; listeners see the new size through :attr:`capacity`.
 
 Margin conventions are those of :mod:`deleverage.core.margin` with ``maintenance_basis="mark"``:
 margin ratio = maintenance / margin balance (+inf when the balance is ≤ 0), liquidatable when
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from deleverage.core import _kernels as k
 from deleverage.core.instruments import Instrument
@@ -29,6 +32,19 @@ from deleverage.errors import InvalidInput
 
 SlotListener = Callable[[int], None]
 _MAX_ID = int(np.iinfo(np.int64).max)
+
+
+@njit(cache=True, nogil=True)
+def _rehash(keys: np.ndarray, values: np.ndarray, account_ids: np.ndarray) -> None:
+    """File every used slot (id >= 0) of ``account_ids`` into an empty map: id -> slot."""
+    for slot in range(account_ids.shape[0]):
+        if account_ids[slot] >= 0:
+            k.map_put(keys, values, account_ids[slot], slot)
+
+
+def _map_size(capacity: int) -> int:
+    """Hash table size for ``capacity`` slots: a power of two, load ≤ 1/2."""
+    return 1 << max(4, (2 * capacity - 1).bit_length())
 
 
 class AccountRow(NamedTuple):
@@ -88,7 +104,7 @@ class AccountBook:
             raise InvalidInput("tiers", tiers, "expected a MarginTiers")
         self.instrument = instrument
         self.tiers = tiers
-        self.capacity = capacity
+        self.capacity = capacity  # slots allocated now; grows by doubling (see _grow)
         self.inverse = instrument.contract == "inverse"
         self.contract_size = float(instrument.contract_size)
         self._floors, self._rates, self._cums = tiers.arrays()
@@ -98,7 +114,7 @@ class AccountBook:
         self.other_maintenance = np.zeros(capacity, np.float64)
         self.eq0 = np.zeros(capacity, np.float64)
         self.account_ids = np.full(capacity, -1, np.int64)
-        table = 1 << max(4, (2 * capacity - 1).bit_length())
+        table = _map_size(capacity)
         self._map_keys = np.full(table, k.EMPTY_KEY, np.int64)
         self._map_slots = np.full(table, -1, np.int32)
         self._free = np.empty(capacity, np.int32)
@@ -163,7 +179,7 @@ class AccountBook:
         if k.map_get(self._map_keys, self._map_slots, key) >= 0:
             raise InvalidInput("account_id", account_id, "already in the book (use update)")
         if self._n_free == 0 and self._high == self.capacity:
-            raise InvalidInput("capacity", self.capacity, "book is full")
+            self._grow(self._high + 1)
         if self._n_free:
             self._n_free -= 1
             slot = int(self._free[self._n_free])
@@ -216,6 +232,33 @@ class AccountBook:
         for on_changed, _ in self._listeners:
             on_changed(slot)
 
+    def _grow(self, needed: int) -> None:
+        """Make room for ``needed`` slots: at least double every per-slot array and rehash the map.
+
+        Doubling keeps the cost amortised O(1) per account; existing slots keep their numbers, so
+        listeners indexed by slot (the liquidation-price index) only have to extend their arrays.
+        """
+        capacity = max(needed, 2 * self.capacity)
+        used = self._high
+        for name in ("qc", "entry_price", "balance", "other_maintenance", "eq0"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, np.float64)
+            new[:used] = old[:used]
+            setattr(self, name, new)
+        ids = np.full(capacity, -1, np.int64)
+        ids[:used] = self.account_ids[:used]
+        self.account_ids = ids
+        free = np.empty(capacity, np.int32)
+        free[:self._n_free] = self._free[:self._n_free]
+        self._free = free
+        self._ratios = np.empty(capacity, np.float64)
+        self._ids_out = np.empty(capacity, np.int64)
+        table = _map_size(capacity)
+        self._map_keys = np.full(table, k.EMPTY_KEY, np.int64)
+        self._map_slots = np.full(table, -1, np.int32)
+        _rehash(self._map_keys, self._map_slots, self.account_ids[:used])
+        self.capacity = capacity
+
     # --- bulk load --------------------------------------------------------------------------------
     def load(self, account_ids: np.ndarray, qty: np.ndarray, entry_price: np.ndarray,
              balance: np.ndarray, other_maintenance: np.ndarray | None = None) -> None:
@@ -242,11 +285,11 @@ class AccountBook:
         _check_array(entry, "entry_price", positive=True)
         _check_array(bal, "balance")
         _check_array(omm, "other_maintenance", non_negative=True)
-        if self._high + n > self.capacity:
-            raise InvalidInput("account_ids", n, f"would exceed capacity {self.capacity}")
         if np.unique(ids).shape[0] != n or k.map_count_present(self._map_keys, self._map_slots, ids):
             raise InvalidInput("account_ids", n, "contains duplicates or ids already in the book")
         start, stop = self._high, self._high + n
+        if stop > self.capacity:
+            self._grow(stop)
         k.map_put_many(self._map_keys, self._map_slots, ids, start)
         self.account_ids[start:stop] = ids
         self.qc[start:stop] = q * self.contract_size

@@ -24,6 +24,10 @@ cleared, and those still inside are re-checked. Candidates go through ``confirm(
 (the engine passes the exact ledger check); without ``confirm`` the buffered float test decides.
 An account that is updated is re-evaluated at the next tick; one already reported is not reported
 again until it is updated or the mark leaves it and comes back.
+
+Growth: nothing here is sized for good. The per-slot arrays follow the book's capacity (which doubles
+when full), and a pool with no free block either compacts (when at least half of its blocks' room is
+unused: a bulk re-file at 224 per block) or doubles; both are amortised O(1) per insert.
 """
 
 from __future__ import annotations
@@ -76,14 +80,59 @@ class LiquidationPriceIndex:
         self._rebuild()
         book.attach(self._on_slot_changed, self._on_slot_removed)
 
+    # --- growth -----------------------------------------------------------------------------------
+    def _ensure_slots(self) -> None:
+        """Extend the per-slot arrays to the book's capacity (the book doubles when it fills)."""
+        have, cap = self.keys.shape[0], self.book.capacity
+        if have >= cap:
+            return
+        self.keys = np.concatenate([self.keys, np.full(cap - have, np.nan, np.float64)])
+        self.sides = np.concatenate([self.sides, np.full(cap - have, -1, np.int8)])
+        self.flags = np.concatenate([self.flags, np.zeros(cap - have, np.uint8)])
+        self._cand_slots = np.empty(cap, np.int32)
+        self._cand_kind = np.empty(cap, np.uint8)
+
+    def _grow_pool(self, blocks: int) -> None:
+        """Give the pool ``blocks`` blocks in all (more than now); the new ones join the free list."""
+        old = self._counts.shape[0]
+        extra = blocks - old
+        self._pool_keys = np.concatenate([self._pool_keys, np.empty((extra, BLOCK_WIDTH), np.float64)])
+        self._pool_slots = np.concatenate([self._pool_slots, np.empty((extra, BLOCK_WIDTH), np.int32)])
+        self._counts = np.concatenate([self._counts, np.zeros(extra, np.int32)])
+        for name, dtype in (("_order", np.int32), ("_first_key", np.float64), ("_first_slot", np.int32)):
+            grown = np.empty((2, blocks), dtype)
+            grown[:, :old] = getattr(self, name)
+            setattr(self, name, grown)
+        free = np.empty(blocks, np.int32)
+        n_free = int(self._meta[2])
+        free[:n_free] = self._free[:n_free]
+        free[n_free:n_free + extra] = np.arange(blocks - 1, old - 1, -1, dtype=np.int32)
+        self._free = free
+        self._meta[2] = n_free + extra
+
+    def _make_room(self) -> None:
+        """No free block: compact when the pool is at most half full, else double it."""
+        n = self.book.high_water
+        filed = int(np.count_nonzero(self.sides[:n] >= 0))
+        blocks = self._counts.shape[0]
+        if filed <= blocks * BLOCK_WIDTH // 2:
+            self._rebuild()
+        else:
+            self._grow_pool(2 * blocks)
+
     # --- construction and compaction --------------------------------------------------------------
     def _rebuild(self) -> None:
-        """File every slot of the book (bulk, sorted once); also used when the pool runs out."""
+        """File every slot of the book (bulk, sorted once); also used to compact a fragmented pool."""
+        self._ensure_slots()
         n = self.book.high_water
         prices = self.book.liquidation_prices()
         active = self.book.qc[:n] != 0.0
         self.keys[:n] = np.where(active, prices, np.nan)
         self.sides[:n] = np.where(active, np.where(self.book.qc[:n] > 0, LONG, SHORT), -1)
+        filed = int(np.count_nonzero(active))
+        needed = filed // _BULK_FILL + 4  # both sides, each rounded up, plus room to insert
+        if self._counts.shape[0] < needed:
+            self._grow_pool(max(needed, 2 * self._counts.shape[0]))
         blocks = self._counts.shape[0]
         self._free[:] = np.arange(blocks - 1, -1, -1, dtype=np.int32)
         self._meta[:] = (0, 0, blocks)
@@ -103,13 +152,16 @@ class LiquidationPriceIndex:
 
     # --- incremental updates ----------------------------------------------------------------------
     def _on_slot_changed(self, slot: int) -> None:
+        if slot >= self.keys.shape[0]:
+            self._ensure_slots()
         self._unfile(slot)
         qc = self.book.qc[slot]
         side = LONG if qc > 0 else SHORT
         key = self.book.slot_liquidation_price(slot)
-        if k.sorted_insert(*self._args(), side, key, slot) < 0:
-            self.keys[slot], self.sides[slot] = key, side
-            self._rebuild()
+        while k.sorted_insert(*self._args(), side, key, slot) < 0:
+            self._make_room()
+            if self.sides[slot] >= 0:  # the compaction filed this slot from the book already
+                break
         self.keys[slot], self.sides[slot] = key, side
         self._mark_dirty(slot)
 

@@ -337,6 +337,9 @@ class SymbolDetector:
             quiet_hi = min(quiet_hi, above * (1 - b) / (1 + eps) * (1 - eps))
             if not inside:
                 continue
+            if self._band_slots.shape[0] < self.book.capacity:  # the book grew since load()
+                self._band_slots = np.empty(self.book.capacity, np.int32)
+                self._band_kind = np.empty(self.book.capacity, np.uint8)
             n = int(kernels.scan_range(*args, side, lo, hi, False, side == 0, price, b, index.flags,
                                        self._band_slots, self._band_kind, 0))
             for slot in self._band_slots[:n].tolist():

@@ -16,24 +16,39 @@ Example ``service.toml``::
     instruments = ["BTCUSDT"]
     insurance_fund = { USDT = "100000" }    # seeded at genesis, human units
     maintenance_tiers = { BTCUSDT = "flat:0.004" }   # optional: bundled table name or flat:<rate>
+    ts_window_ahead_s = 60                  # input timestamps at most this far ahead of the server clock
+    ts_window_behind_s = 86400              # ... and at most this far behind it (inf: no bound)
+    snapshot_every = 20000                  # inputs between snapshots (0: none)
 
     [[api_keys]]
     name = "feed-1"
     role = "feeder"
     sha256 = "<64 hex digits>"
+
+    [[api_keys]]
+    name = "desk-7"
+    role = "reader"
+    sha256 = "<64 hex digits>"
+    accounts = ["alice", "bob"]             # a scoped reader sees only these accounts
+
+Files beside a SQLite store ``events.db``: ``events.db.lock`` (the one-writer lock),
+``events.db.head`` (the last committed sequence and chain digest, outside the database, so a lost
+WAL or an older copy of the file is noticed) and ``events.db.snapshots/``. A PostgreSQL store keeps
+its lock in the database (an advisory lock) and its head file and snapshots under ``state_dir``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deleverage.core.instruments import Instrument, get_instrument
 from deleverage.core.money import to_decimal
@@ -53,6 +68,20 @@ class ApiKey(BaseModel):
     name: str = Field(min_length=1)
     role: Role
     sha256: str
+    accounts: tuple[str, ...] | None = None  # a reader scoped to these accounts (None: every account)
+
+    @field_validator("accounts")
+    @classmethod
+    def _scope(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("a scoped key names at least one account (omit 'accounts' for all)")
+        return value
+
+    @model_validator(mode="after")
+    def _readers_only(self) -> ApiKey:
+        if self.accounts is not None and self.role != "reader":
+            raise ValueError("only reader keys can be scoped to accounts")
+        return self
 
     @field_validator("sha256")
     @classmethod
@@ -76,6 +105,33 @@ class ServiceConfig(BaseModel):
     api_keys: tuple[ApiKey, ...] = ()
     market_account: str = "market"
     max_page: int = Field(1000, ge=1, le=100_000)
+    # --- what an input may be (checked before anything is written) ---------------------------------
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)
+    max_book_levels: int = Field(1000, ge=1, le=1023)
+    book_max_span_ticks: int = Field(1 << 20, ge=1024, le=1 << 25)
+    ts_window_ahead_s: float = Field(60.0, ge=0)
+    ts_window_behind_s: float = Field(86_400.0, ge=0)
+    # --- durability and speed ---------------------------------------------------------------------
+    max_batch: int = Field(512, ge=1, le=100_000)  # inputs per group commit
+    snapshot_every: int = Field(20_000, ge=0)  # inputs between snapshots; 0: never
+    snapshots_kept: int = Field(2, ge=1, le=100)
+    snapshot_fork: bool = True  # write snapshots from a forked child, so writers never wait
+    state_dir: str | None = None  # head file + snapshots; default: beside a SQLite file
+    head_sync_s: float = Field(0.2, ge=0, le=60)  # head file fsync at most this often (0: every commit)
+    idempotency_cache: int = Field(100_000, ge=0)
+    stream_queue: int = Field(10_000, ge=16)
+    store_retry_s: float = Field(0.25, gt=0, le=60)
+    warm_up: bool = True  # compile the engine's kernels at start, before the port opens
+    # SQLite commits on the event loop (no GIL hand-over to a thread per group; reads wait out an
+    # fsync); true: on a thread, so reads are served during a slow fsync. PostgreSQL: always a thread.
+    commit_thread: bool = False
+
+    @field_validator("ts_window_ahead_s", "ts_window_behind_s")
+    @classmethod
+    def _window(cls, value: float) -> float:
+        if math.isnan(value):
+            raise ValueError("must be a number of seconds (inf: no bound)")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -144,6 +200,20 @@ class ServiceConfig(BaseModel):
             return MarginTiers.flat(spec.removeprefix("flat:"))
         return MarginTiers.load(spec)
 
+    def store_paths(self) -> tuple[Path | None, Path, Path]:
+        """(lock file or None on PostgreSQL, head file, snapshot directory) of this store."""
+        if self.database_url.startswith("sqlite:///"):
+            db = self.database_url.removeprefix("sqlite:///")
+            if db == ":memory:":
+                raise InvalidInput("database_url", self.database_url, "needs a file: the store must survive")
+            base = Path(self.state_dir) if self.state_dir else None
+            lock = Path(db + ".lock")
+            head = base / "HEAD" if base else Path(db + ".head")
+            snaps = base / "snapshots" if base else Path(db + ".snapshots")
+            return lock, head, snaps
+        base = Path(self.state_dir or "deleverage-state")
+        return None, base / "HEAD", base / "snapshots"
+
     def genesis(self) -> dict[str, Any]:
         """What decides every replayed output besides the inputs: stored once, compared on restart."""
         policy = self.load_policy()
@@ -175,11 +245,15 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _parse_env_key(item: str, index: int) -> dict[str, str]:
+def _parse_env_key(item: str, index: int) -> dict[str, Any]:
     parts = item.strip().split(":")
-    if len(parts) != 3:
-        raise InvalidInput(f"{ENV_PREFIX}API_KEYS[{index}]", "<redacted>", "expected name:role:sha256hex")
-    return {"name": parts[0], "role": parts[1], "sha256": parts[2]}
+    if len(parts) not in (3, 4):
+        raise InvalidInput(f"{ENV_PREFIX}API_KEYS[{index}]", "<redacted>",
+                           "expected name:role:sha256hex[:account|account...]")
+    key: dict[str, Any] = {"name": parts[0], "role": parts[1], "sha256": parts[2]}
+    if len(parts) == 4:
+        key["accounts"] = [a for a in parts[3].split("|") if a]
+    return key
 
 
 __all__ = ["ENV_PREFIX", "ApiKey", "Role", "ServiceConfig"]
