@@ -1,20 +1,17 @@
-"""Insurance-fund sizing: the fund that keeps losses off ADL in a stated share of the stress scenarios.
+"""Insurance-fund sizing: the fund that keeps losses off traders in a stated share of the stress scenarios.
 
-For each run (a stress scenario × a seed) the policy runs with a fund so large it never runs out
-(``PROBE_FUND_SHARE`` of the open interest); the fund that run *needed* is its largest fall below its
-starting balance, ``need = max(0, start − min balance)`` — with a fund of at least that size, every
-deficit the run books is covered by the fund and nothing reaches auto-deleveraging or socialisation
-(bad debt stays with the fund: "bad debt at zero" for the traders). The fund that suffices in a share
-``q`` of the scenarios is the ``q``-quantile of the needs over the runs (Monte-Carlo over the scenario
-ranges and the seeds), stated both in quote units and as a share of the run's open interest; its 95 %
-interval is the distribution-free order-statistic interval ``[x_(l), x_(u)]`` with ranks from
-Binomial(n, q) (coverage ≥ 95 % whatever the distribution). When n is too small for the upper rank to
-exist (``n`` < about 300 for q = 0.99) the upper end is ``null`` and the result says so.
-
-Limits of the method: a policy whose behaviour depends on the fund's size before it runs out (the
-fund's position limit in ``takeover.fund_max_position_fraction``, ADL on ``fund_drawdown``) is measured
-with the large fund's behaviour; the balance is read once per mark (between marks it may dip lower, by
-at most one mark's deficits).
+For each run (a scenario × a seed) :func:`deleverage.lab.tune.runs.fund_need` finds the smallest
+insurance fund, as a share of the run's open interest, with which nothing is auto-deleveraged and no
+loss is socialised — every deficit stays with the fund ("bad debt at zero" for the traders) — by
+re-running the run with different funds (bisection to 1 % relative, assuming a larger fund never causes
+ADL). This sees what the fund's size changes before it runs out too (Binance's fund takes over positions
+only up to its balance in notional). The fund that suffices in a share ``q`` of the scenarios is the
+``q``-quantile of the needs over the runs (Monte Carlo over the scenario ranges and the seeds), as a share
+of open interest and in quote units; its 95 % interval is the distribution-free order-statistic interval
+``[x_(l), x_(u)]`` with ranks from Binomial(n, q) (coverage ≥ 95 % whatever the distribution). When n is
+too small for the upper rank to exist (``n`` < 299 for q = 0.99) the upper end is ``null`` and the
+result says how many runs it needs. A run that no fund up to 100 % of open interest protects counts as
+an infinite need.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,6 @@ from deleverage.lab.config import RunConfig
 from deleverage.lab.tune.runs import RunTask, run_tasks, task_pool
 from deleverage.lab.tune.scenarios import TuneScenario
 
-PROBE_FUND_SHARE = 1.0  # of the seeded open interest: more than any run here loses
 OUTPUT_FILES = ("fund.json", "fund_runs.parquet")
 LEVEL = 0.95
 
@@ -91,8 +87,7 @@ class FundSetup:
     quantile: float = 0.99
 
     def tasks(self) -> list[RunTask]:
-        return [RunTask(self.policy, replace(s.config(self.config, seed), insurance_fund_share=PROBE_FUND_SHARE),
-                        s.shape, cascade=False, fund=True)
+        return [RunTask(self.policy, s.config(self.config, seed), s.shape, cascade=False, fund=True)
                 for s in self.scenarios for seed in self.seeds]
 
 
@@ -103,11 +98,10 @@ def fund_needs(setup: FundSetup, workers: int = 1) -> list[dict[str, Any]]:
     rows = []
     units = [(s, seed) for s in setup.scenarios for seed in setup.seeds]
     for (scenario, seed), m in zip(units, results, strict=True):
-        need = max(0.0, m["fund_start"] - m["fund_min"])
-        oi = m["open_interest"]
-        rows.append({"scenario": scenario.label, "seed": seed, "open_interest": oi, "need": need,
-                     "need_share_of_oi": need / oi if oi > 0 else 0.0, "bad_debt": m["bad_debt"],
-                     "adl_notional": m["adl_notional"], "socialized_loss": m["socialized_loss"],
+        rows.append({"scenario": scenario.label, "seed": seed, "open_interest": m["open_interest"],
+                     "need": m["need"], "need_share_of_oi": m["need_share"], "probe_runs": int(m["probe_runs"]),
+                     "bad_debt": m["bad_debt"], "adl_notional_without_fund": m["adl_notional_without_fund"],
+                     "fund_drawdown_with_ample_fund": m["fund_drawdown_at_ceiling"],
                      **({k: v for k, v in scenario.as_json().items() if k not in ("label", "kind", "scenario")})})
     return rows
 
@@ -134,7 +128,12 @@ def size_fund(setup: FundSetup, *, out: str | Path, workers: int = 1, force: boo
     return summary
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
 def fund_summary(rows: Sequence[dict[str, Any]], setup: FundSetup, key: str = "") -> dict[str, Any]:
+    """fund.json: the quantile of the needs (share of OI and quote) with its interval; null = unbounded."""
     q = setup.quantile
     share, share_low, share_high = quantile_interval([r["need_share_of_oi"] for r in rows], q)
     quote, quote_low, quote_high = quantile_interval([r["need"] for r in rows], q)
@@ -146,18 +145,20 @@ def fund_summary(rows: Sequence[dict[str, Any]], setup: FundSetup, key: str = ""
                 f"interval needs at least {need_n} runs")
     return {
         "policy": setup.policy.name, "quantile": q, "runs": n, "seeds": list(setup.seeds),
-        "fund_share_of_open_interest": share,
-        "fund_share_of_open_interest_ci": [share_low, share_high],
-        "fund_quote": quote, "fund_quote_ci": [quote_low, quote_high],
+        "fund_share_of_open_interest": _finite(share),
+        "fund_share_of_open_interest_ci": [_finite(share_low), _finite(share_high)],
+        "fund_quote": _finite(quote), "fund_quote_ci": [_finite(quote_low), _finite(quote_high)],
+        "runs_no_fund_protects": sum(1 for r in rows if not math.isfinite(r["need"])),
         "runs_needing_a_fund": sum(1 for r in rows if r["need"] > 0),
-        "largest_need_share_of_oi": max(r["need_share_of_oi"] for r in rows),
+        "largest_need_share_of_oi": _finite(max(r["need_share_of_oi"] for r in rows)),
         "assumed_fund_share_of_oi": RunConfig().insurance_fund_share,
         "runs_covered_by_assumed_fund": sum(1 for r in rows if r["need_share_of_oi"] <= RunConfig().insurance_fund_share),
-        "method": "need = start − lowest balance with a fund that never runs out; q-quantile over runs, "
+        "method": "need = the smallest fund (share of open interest, bisection to 1%) with which the run "
+                  "auto-deleverages and socialises nothing; q-quantile over runs, "
                   f"{LEVEL:.0%} distribution-free order-statistic interval (Binomial(n, q) ranks)",
         "note": note, "run_key": key,
     }
 
 
-__all__ = ["OUTPUT_FILES", "PROBE_FUND_SHARE", "FundSetup", "fund_needs", "fund_summary", "quantile_interval",
+__all__ = ["OUTPUT_FILES", "FundSetup", "fund_needs", "fund_summary", "quantile_interval",
            "size_fund"]

@@ -27,7 +27,7 @@ from deleverage.report.metrics import METRIC_NAMES, METRICS
 
 DEFAULT_ADL_WEIGHT = 0.1
 DEFAULT_CASCADE_WEIGHT = 0.01
-_TERM = re.compile(r"^\s*(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?([a-z_][a-z0-9_]*)\s*$")
+_TERM = re.compile(r"\s*([-+]?)\s*(?:((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?([a-z_][a-z0-9_]*)\s*")
 _CONSTRAINT = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(<=|>=|==|=)\s*(\S+)\s*$")
 
 
@@ -131,18 +131,19 @@ def parse_objective(expression: str | None = None, *, adl_weight: float | None =
         text = expression.strip()
         if not text:
             raise InvalidInput("objective", expression, "is empty")
-        pieces = re.split(r"(?<=[a-z0-9_])\s*([+-])\s*(?=[0-9.a-z_])", text)
-        signed = [("+", pieces[0])] + list(zip(pieces[1::2], pieces[2::2], strict=True))
         terms: list[tuple[float, str]] = []
-        for sign, body in signed:
-            match = _TERM.match(body)
-            if match is None:
-                raise InvalidInput("objective", expression, f"cannot read the term {body.strip()!r}: "
-                                   "write a sum of [WEIGHT*]METRIC, e.g. system_loss + 0.1*adl_notional")
-            weight = float(match.group(1)) if match.group(1) else 1.0
-            name = match.group(2)
+        position = 0
+        while position < len(text):
+            match = _TERM.match(text, position)
+            if match is None or (terms and not match.group(1)):
+                rest = text[position:].strip()
+                raise InvalidInput("objective", expression, f"cannot read {rest!r}: write a sum of "
+                                   "[WEIGHT*]METRIC, e.g. system_loss + 0.1*adl_notional")
+            sign, number, name = match.groups()
             _check_metric(name, "objective", expression)
+            weight = float(number) if number else 1.0
             terms.append((-weight if sign == "-" else weight, name))
+            position = match.end()
         names = [n for _, n in terms]
         if len(set(names)) != len(names):
             raise InvalidInput("objective", expression, "names a metric twice")

@@ -28,7 +28,8 @@ class RunTask:
     """One run: ``policy`` on the scene of ``config`` (and ``shape`` for a shaped stress).
 
     ``cascade``: also run the feedback-off counterfactual (``cascade_notional``, ``induced_notional``);
-    ``fund``: also report the insurance fund's start balance and its lowest balance over the run.
+    ``fund``: instead of one run, find the smallest insurance fund (share of the seeded open interest) with
+    which the run sends nothing to ADL or socialisation (:func:`fund_need`).
     """
 
     policy: LiquidationPolicy
@@ -55,22 +56,76 @@ def _scene(config: RunConfig, shape: StressShape | None) -> Any:
     return scene
 
 
-def run_task(task: RunTask) -> dict[str, float]:
-    """The metrics of one run (``report.metrics.METRIC_NAMES``) plus ``open_interest`` (and the fund's)."""
+def _metrics(task: RunTask, config: RunConfig) -> dict[str, float]:
     from deleverage.lab.runner import run_policy
     from deleverage.report.metrics import compute_metrics
 
-    scene = _scene(task.config, task.shape)
-    run, _ = run_policy(task.policy, scene, task.config, keep_events=False)
+    scene = _scene(config, task.shape)
+    run, _ = run_policy(task.policy, scene, config, keep_events=False)
     if task.cascade:
-        run.counterfactual = run_policy(task.policy, scene, task.config, feedback=False, keep_events=False)[0]
+        run.counterfactual = run_policy(task.policy, scene, config, feedback=False, keep_events=False)[0]
     metrics = compute_metrics(run)
     metrics["open_interest"] = float(scene.seed_report.open_interest_notional)
-    if task.fund:
-        balance = run.series["insurance_fund"]
-        metrics["fund_start"] = float(balance[0])
-        metrics["fund_min"] = float(balance.min())  # type: ignore[arg-type]
+    balance = run.series["insurance_fund"]
+    metrics["fund_start"] = float(balance[0])
+    metrics["fund_min"] = float(balance.min())  # type: ignore[arg-type]
     return metrics
+
+
+def run_task(task: RunTask) -> dict[str, float]:
+    """The metrics of one run (``report.metrics.METRIC_NAMES``) plus ``open_interest`` and the fund's start
+    and lowest balance — or, for a ``fund`` task, :func:`fund_need`'s answer."""
+    return fund_need(task) if task.fund else _metrics(task, task.config)
+
+
+def traders_harmed(metrics: dict[str, float]) -> bool:
+    """Losses reached traders: something was auto-deleveraged or socialised."""
+    return metrics["adl_notional"] > 0 or metrics["socialized_loss"] > 0
+
+
+#: The largest fund :func:`fund_need` tries (share of open interest), and its relative precision.
+FUND_CEILING_SHARE = 1.0
+FUND_PRECISION = 0.01
+
+
+def fund_need(task: RunTask) -> dict[str, float]:
+    """The smallest fund share of the open interest with which the run harms no trader (:func:`traders_harmed`).
+
+    Assumes a larger fund never causes ADL (monotone). Bracket: the run with no fund; the run with the fund's
+    measured drawdown as a first guess, doubled until it suffices (up to ``FUND_CEILING_SHARE``); then
+    bisection to ``FUND_PRECISION`` (relative). ``need_share`` is ``inf`` when even the ceiling does not
+    suffice (a policy whose ADL does not wait for the fund, e.g. ``adl.trigger = "fund_drawdown"``).
+    """
+    from dataclasses import replace
+
+    count = [0]
+
+    def probe(share: float) -> dict[str, float]:
+        count[0] += 1
+        return _metrics(task, replace(task.config, insurance_fund_share=share))
+
+    ceiling = probe(FUND_CEILING_SHARE)
+    oi = ceiling["open_interest"]
+    answer = {"open_interest": oi, "fund_drawdown_at_ceiling": ceiling["fund_start"] - ceiling["fund_min"],
+              "bad_debt": ceiling["bad_debt"], "adl_notional_without_fund": 0.0}
+    if traders_harmed(ceiling):
+        return {**answer, "need_share": float("inf"), "need": float("inf"), "probe_runs": float(count[0])}
+    empty = probe(0.0)
+    answer["adl_notional_without_fund"] = empty["adl_notional"]
+    if not traders_harmed(empty) or oi <= 0:
+        return {**answer, "need_share": 0.0, "need": 0.0, "probe_runs": float(count[0])}
+    low = 0.0
+    high = min(max(answer["fund_drawdown_at_ceiling"] / oi, 1e-5), FUND_CEILING_SHARE)
+    while high < FUND_CEILING_SHARE and traders_harmed(probe(high)):
+        low, high = high, min(2 * high, FUND_CEILING_SHARE)
+    while high - low > FUND_PRECISION * high:
+        middle = (low + high) / 2
+        if traders_harmed(probe(middle)):
+            low = middle
+        else:
+            high = middle
+    runs = count[0]
+    return {**answer, "need_share": high, "need": high * oi, "probe_runs": float(runs)}
 
 
 def _run_chunk(tasks: Sequence[RunTask]) -> list[dict[str, float]]:
@@ -141,4 +196,5 @@ def run_tasks(pool: TaskPool, tasks: Sequence[RunTask]) -> list[dict[str, float]
     return pool.map(tasks)
 
 
-__all__ = ["RunTask", "TaskPool", "run_task", "run_tasks", "task_pool"]
+__all__ = ["FUND_CEILING_SHARE", "FUND_PRECISION", "RunTask", "TaskPool", "fund_need", "run_task", "run_tasks",
+           "task_pool", "traders_harmed"]
