@@ -530,7 +530,8 @@ def format_fund(summary: Mapping[str, Any]) -> list[str]:
         f"= {quote(summary['fund_quote'])} [{quote(qlow)}, {quote(qhigh)}] quote",
         f"runs that needed a fund at all: {summary['runs_needing_a_fund']} of {summary['runs']}; the largest need "
         f"{pct(summary['largest_need_share_of_oi'])} of OI; the lab's assumed fund "
-        f"({pct(summary['assumed_fund_share_of_oi'])} of OI) covers {summary['runs_covered_by_assumed_fund']} of them",
+        f"({pct(summary['assumed_fund_share_of_oi'])} of OI) suffices in {summary['runs_covered_by_assumed_fund']} of "
+        f"{summary['runs']} runs",
     ]
     if summary.get("note"):
         lines.append(f"note: {summary['note']}")

@@ -9,7 +9,7 @@ only up to its balance in notional). The fund that suffices in a share ``q`` of 
 ``q``-quantile of the needs over the runs (Monte Carlo over the scenario ranges and the seeds), as a share
 of open interest and in quote units; its 95 % interval is the distribution-free order-statistic interval
 ``[x_(l), x_(u)]`` with ranks from Binomial(n, q) (coverage ≥ 95 % whatever the distribution). When n is
-too small for the upper rank to exist (``n`` < 299 for q = 0.99) the upper end is ``null`` and the
+too small for the upper rank to exist (``n`` < 368 for q = 0.99) the upper end is ``null`` and the
 result says how many runs it needs. A run that no fund up to 100 % of open interest protects counts as
 an infinite need.
 """
