@@ -341,6 +341,203 @@ def sweep(
     )
 
 
+TUNE_PARAM_HELP = ("FIELD=LOW..HIGH[:log|:step=S] or FIELD=A,B,... (repeatable), e.g. "
+                   "execution.batch_interval_ms=250..5000, partial.target_ratio=0.5..1.0, execution.band_bps=50..800:log")
+TUNE_SCENARIO_HELP = ("bundled day or kline file, optionally NAME@HH:MM-HH:MM, or stress:N (N synthetic crashes drawn "
+                      "from --stress-range); repeatable or comma-separated")
+
+
+def _specs(values: Sequence[str] | None) -> list[str]:
+    return [part for value in values or () for part in _split(value)]
+
+
+def _tune_inputs(*, policy: str, scenario: Sequence[str], holdout: Sequence[str], seed: int, seeds: int,
+                 accounts: int, step_ms: int, workers: int, open_interest: float | None, window: str | None,
+                 tiers: str | None, stress_range: Sequence[str]) -> tuple[Any, list[Any], list[Any], Any]:
+    """The policy, training and held-out scenarios and base run configuration, refused by name when wrong."""
+    from deleverage.errors import InvalidInput
+
+    _check_policies([policy])
+    _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
+                    window=window, tiers=tiers)
+    if not 1 <= seeds <= 100:
+        raise InvalidInput("seeds", seeds, "must be a whole number from 1 to 100")
+    from deleverage.config.policy import get_policy
+    from deleverage.lab.config import RunConfig
+    from deleverage.lab.tune.scenarios import parse_scenarios, parse_stress_ranges, stress_count
+
+    ranges = parse_stress_ranges(stress_range)
+    train = parse_scenarios(_specs(scenario), what="scenario", window=window, draw_seed=seed, stress_ranges=ranges)
+    held = parse_scenarios(_specs(holdout), what="holdout", window=window, draw_seed=seed, stress_ranges=ranges,
+                           first_stress_index=stress_count(train))
+    if not train:
+        raise InvalidInput("scenario", "", "name at least one training scenario")
+    overlap = sorted({s.label for s in train} & {s.label for s in held})
+    if overlap:
+        raise InvalidInput("holdout", ",".join(overlap), "is also a training scenario: a held-out scenario must be unseen")
+    config = RunConfig(accounts=accounts, seed=seed, step_ms=step_ms, open_interest=open_interest, tiers=tiers)
+    return get_policy(policy), train, held, config
+
+
+@app.command()
+def tune(
+    policy: str = typer.Option("fba", help="the preset or .toml policy whose parameters are searched"),
+    param: list[str] = typer.Option(..., help=TUNE_PARAM_HELP),
+    scenario: list[str] = typer.Option(["2025-10-10"], help="training scenarios: " + TUNE_SCENARIO_HELP),
+    holdout: list[str] = typer.Option([], help="held-out scenarios (never searched on), same forms as --scenario"),
+    trials: int = typer.Option(30, help="trials to add to the study (a resumed study continues its numbering)"),
+    seeds: int = typer.Option(2, help="seeds SEED … SEED+K−1 per scenario (intervals are over seeds)"),
+    seed: int = typer.Option(7, help="first seed of the populations and modelled markets (and of the stress draws)"),
+    sampler_seed: int = typer.Option(0, help="seed of the TPE sampler"),
+    study: str | None = typer.Option(None, help="study name, also the tuned policy's name in best.toml [default: <policy>-tuned]"),
+    objective: str | None = typer.Option(None, help="minimise this weighted sum of metrics instead, e.g. "
+                                         "'shortfall_quote + 0.5*adl_notional'"),
+    adl_weight: float | None = typer.Option(None, help="λ of the default objective system_loss + λ·adl_notional + "
+                                            "μ·cascade_notional [default: 0.1]"),
+    cascade_weight: float | None = typer.Option(None, help="μ of the default objective [default: 0.01]"),
+    constraint: list[str] = typer.Option([], help="hard limit in every training run: METRIC<=X, METRIC>=X or "
+                                         "METRIC=X, e.g. bad_debt=0 (repeatable)"),
+    accounts: int = typer.Option(1_000, help="accounts per generated population"),
+    window: str | None = typer.Option(None, help="UTC window HH:MM-HH:MM for replay scenarios without @window"),
+    step_ms: int = typer.Option(1_000, help="mark clock in ms"),
+    open_interest: float | None = typer.Option(None, help="scale every population to this open interest (quote)"),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP),
+    stress_range: list[str] = typer.Option([], help="NAME=LOW..HIGH or NAME=VALUE for stress:N draws (drop, minutes, "
+                                           "jump_mean, jump_intensity, depth_vol_elasticity, leverage_tilt)"),
+    workers: int = typer.Option(2, help="processes running the runs of a trial (results do not depend on it)"),
+    out: Path = typer.Option(Path("out/tune"), help="output directory; one holding a study.db of the same study resumes it"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Search a policy's parameters on training crashes (optuna), then test it on held-out ones."""
+    from deleverage.errors import InvalidInput
+    from deleverage.lab.tune.search import MAX_TRIALS, OUTPUT_FILES
+
+    if not 1 <= trials <= MAX_TRIALS:
+        raise InvalidInput("trials", trials, f"must be a whole number from 1 to {MAX_TRIALS}")
+    base, train, held, config = _tune_inputs(
+        policy=policy, scenario=scenario, holdout=holdout, seed=seed, seeds=seeds, accounts=accounts,
+        step_ms=step_ms, workers=workers, open_interest=open_interest, window=window, tiers=tiers,
+        stress_range=stress_range)
+    from deleverage.config.policy import PRESETS
+    from deleverage.lab.tune.objective import parse_objective
+    from deleverage.lab.tune.space import parse_space
+
+    space = parse_space(list(param), base)
+    goal = parse_objective(objective, adl_weight=adl_weight, cascade_weight=cascade_weight, constraints=constraint)
+    name = study if study is not None else f"{base.name}-tuned"
+    if not name.strip() or name in PRESETS or name == base.name:
+        raise InvalidInput("study", name, "must be a new name (it names the tuned policy; a preset's name is taken)")
+    plan = _check_out(out, force, OUTPUT_FILES)
+    from deleverage.lab.tune.search import TuneSetup, run_tune
+    from deleverage.outputs import describe_plan
+
+    setup = TuneSetup(policy=base, space=tuple(space), objective=goal, train=tuple(train), holdout=tuple(held),
+                      seeds=tuple(seed + i for i in range(seeds)), config=config, study_name=name,
+                      sampler_seed=sampler_seed)
+    with _interrupts_reported():
+        result = run_tune(setup, trials=trials, out=out, workers=workers, force=force, progress=True)
+    for line in format_tune(result.summary):
+        console.print(line)
+    if (note := describe_plan(plan)) is not None:
+        console.print(note)
+    console.print(f"wrote {result.out}/ ({', '.join(OUTPUT_FILES)})")
+
+
+def format_tune(summary: Mapping[str, Any]) -> list[Any]:
+    """The tune result: objective of the preset and the tuned policy on training and held-out runs."""
+    from rich.markup import escape
+
+    def num(v: float | None) -> str:
+        return "—" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.4g}"
+
+    def cell(block: Mapping[str, Any], key: str) -> str:
+        ci = block.get(f"{key}_ci")
+        return num(block[key]) + (f" [{num(ci[0])}, {num(ci[1])}]" if ci else "")
+
+    trials = summary["trials"]
+    table = Table(title=f"objective: {summary['objective']['expression']} (mean per run; 95% t interval over seeds)",
+                  header_style="bold")
+    for column in ("scenarios", "preset", "tuned", "tuned − preset"):
+        table.add_column(column, justify="left" if column == "scenarios" else "right")
+    for name in ("train", "holdout"):
+        block = summary.get(name)
+        if block:
+            label = (f"{name} ({'in sample' if block['in_sample'] else 'held out'}): {block['scenarios']} scenario(s) × "
+                     f"{len(block['per_seed']['seeds'])} seed(s)")
+            table.add_row(escape(label), cell(block, "preset"), cell(block, "tuned"), cell(block, "tuned_minus_preset"))
+    limits = ", ".join(c["text"] for c in summary["objective"]["constraints"])
+    best = ", ".join(f"{k}={v!r}" for k, v in summary["best_params"].items())
+    lines: list[Any] = [
+        escape(f"study {summary['study']}: {trials['total']} trials ({trials['before_this_run']} before this run, "
+               f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['feasible']} feasible)"
+               + (f"; limits: {limits}" if limits else "")),
+        table,
+        escape(f"best trial {summary['best_trial']}: {best}" + ("" if summary["best_feasible"] else
+                                                                  " (no trial met the limits: least broken)")),
+    ]
+    return lines
+
+
+@app.command("fund-size")
+def fund_size(
+    policy: str = typer.Option("fba", help="the preset or .toml policy"),
+    scenario: list[str] = typer.Option(["stress:200"], help="scenarios: " + TUNE_SCENARIO_HELP),
+    quantile: float = typer.Option(0.99, help="share of the runs in which the fund must keep losses off ADL"),
+    seeds: int = typer.Option(1, help="seeds per scenario"),
+    seed: int = typer.Option(7, help="first seed (populations, markets, stress draws)"),
+    accounts: int = typer.Option(500, help="accounts per generated population"),
+    window: str | None = typer.Option(None, help="UTC window for replay scenarios without @window"),
+    step_ms: int = typer.Option(1_000, help="mark clock in ms"),
+    open_interest: float | None = typer.Option(None, help="scale every population to this open interest (quote)"),
+    tiers: str | None = typer.Option(None, help=TIERS_HELP),
+    stress_range: list[str] = typer.Option([], help="NAME=LOW..HIGH or NAME=VALUE for stress:N draws"),
+    workers: int = typer.Option(2, help="processes"),
+    out: Path = typer.Option(Path("out/fund"), help="output directory (fund.json, fund_runs.parquet)"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+) -> None:
+    """Size the insurance fund: the fund that keeps losses off ADL in a share of the stress scenarios."""
+    from deleverage.errors import InvalidInput
+
+    if not 0 < quantile < 1:
+        raise InvalidInput("quantile", quantile, "must be between 0 and 1 (e.g. 0.99)")
+    base, runs, _, config = _tune_inputs(
+        policy=policy, scenario=scenario, holdout=[], seed=seed, seeds=seeds, accounts=accounts, step_ms=step_ms,
+        workers=workers, open_interest=open_interest, window=window, tiers=tiers, stress_range=stress_range)
+    from deleverage.lab.tune.fund import OUTPUT_FILES, FundSetup, size_fund
+
+    _check_out(out, force, OUTPUT_FILES)
+    setup = FundSetup(policy=base, scenarios=tuple(runs), seeds=tuple(seed + i for i in range(seeds)), config=config,
+                      quantile=quantile)
+    with _interrupts_reported():
+        summary = size_fund(setup, out=out, workers=workers, force=force)
+    for line in format_fund(summary):
+        console.print(line, soft_wrap=True)
+    console.print(f"wrote {out}/ ({', '.join(OUTPUT_FILES)})")
+
+
+def format_fund(summary: Mapping[str, Any]) -> list[str]:
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.3g}%"
+
+    def quote(v: float | None) -> str:
+        return "—" if v is None else f"{v:,.0f}"
+
+    low, high = summary["fund_share_of_open_interest_ci"]
+    qlow, qhigh = summary["fund_quote_ci"]
+    lines = [
+        f"{summary['policy']}: the fund that keeps losses off ADL in {summary['quantile']:.0%} of {summary['runs']} "
+        f"runs: {pct(summary['fund_share_of_open_interest'])} of open interest [95% interval {pct(low)}, {pct(high)}] "
+        f"= {quote(summary['fund_quote'])} [{quote(qlow)}, {quote(qhigh)}] quote",
+        f"runs that needed a fund at all: {summary['runs_needing_a_fund']} of {summary['runs']}; the largest need "
+        f"{pct(summary['largest_need_share_of_oi'])} of OI; the lab's assumed fund "
+        f"({pct(summary['assumed_fund_share_of_oi'])} of OI) suffices in {summary['runs_covered_by_assumed_fund']} of "
+        f"{summary['runs']} runs",
+    ]
+    if summary.get("note"):
+        lines.append(f"note: {summary['note']}")
+    return lines
+
+
 @app.command()
 def compare(dirs: list[Path] = typer.Argument(..., help="output directories of earlier runs")) -> None:
     """Put the policy tables of several runs side by side."""

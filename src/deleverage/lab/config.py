@@ -43,4 +43,17 @@ class RunConfig:
     feedback: bool = True  # the simulated flow's impact moves the mark (False: the cascade counterfactual)
 
 
-__all__ = ["RunConfig"]
+@dataclass(frozen=True)
+class StressShape:
+    """The shape of a synthetic crash beyond its drop and length: what ``deleverage tune`` draws from ranges
+    to make many stress scenarios (``build_scene(config, shape=...)``). Not part of ``RunConfig`` (a stress
+    run without a shape keeps its key); a shape enters the scene's data digest. Defaults are the stress
+    market's and the population's own."""
+
+    jump_mean: float = -0.01  # mean log size of a Merton jump of the reference path
+    jump_intensity: float = 0.05  # jumps per minute
+    depth_vol_elasticity: float = 1.0  # the book thins as (realised σ / calm σ)^−this
+    leverage_tilt: float = 1.0  # γ of the population's leverage weights w·L^−γ (data/population.py)
+
+
+__all__ = ["RunConfig", "StressShape"]

@@ -30,7 +30,7 @@ from deleverage.data.population import (
     population_digest,
 )
 from deleverage.errors import InvalidInput
-from deleverage.lab.config import RunConfig
+from deleverage.lab.config import RunConfig, StressShape
 from deleverage.lab.seeding import DeferredEntries, SeedReport, deferred_entries, seed_ledger
 from deleverage.lab.window import NS_PER_DAY
 from deleverage.lab.window import parse_window as _parse_window
@@ -165,7 +165,7 @@ def _leverage_cap(tiers: MarginTiers) -> Any:
 def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument,
                 population_path: str | Path | None, *, plan: PopulationPlan | None = None,
                 run_bars: pl.DataFrame | None = None, tiers: MarginTiers | None = None,
-                target: float | None = None) -> pl.DataFrame:
+                target: float | None = None, shape: StressShape | None = None) -> pl.DataFrame:
     if population_path is not None:
         if config.open_interest is not None:
             raise InvalidInput("open_interest", config.open_interest,
@@ -176,6 +176,8 @@ def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument
         return load_population(population_path)
     plan = plan or PopulationPlan(config.open_interest, "", None, 1)
     extra: dict[str, Any] = {} if plan.long_share is None else {"long_share": plan.long_share}
+    if shape is not None:
+        extra["leverage_tilt"] = shape.leverage_tilt
     pop_config = PopulationConfig(
         n_accounts=config.accounts, seed=config.seed, tick_size=float(instrument.tick_size),
         lot_size=float(instrument.lot_size), target_open_interest_usd=target or plan.open_interest, **extra,
@@ -184,10 +186,14 @@ def _population(config: RunConfig, history: pl.DataFrame, instrument: Instrument
     return generate_population(pop_config, price_history=history, run_bars=run_bars, leverage_cap=cap)
 
 
-def build_scene(config: RunConfig, *, population_path: str | Path | None = None) -> Scene:
-    """The scene for ``config.kind`` ("replay" of a bundled name or a file, or "stress")."""
+def build_scene(config: RunConfig, *, population_path: str | Path | None = None,
+                shape: StressShape | None = None) -> Scene:
+    """The scene for ``config.kind`` ("replay" of a bundled name or a file, or "stress"; a stress may be
+    given a :class:`StressShape`: jump size and rate, depth thinning, leverage mix)."""
     if config.kind == "stress":
-        return _stress_scene(config, population_path)
+        return _stress_scene(config, population_path, shape)
+    if shape is not None:
+        raise InvalidInput("shape", shape, "shapes a synthetic stress; a replay's path and book are the data's")
     from deleverage.data.scenarios import get_scenario
 
     scenario = get_scenario(config.scenario)
@@ -380,7 +386,7 @@ def _capture_grid(capture: Any, step_ms: int) -> np.ndarray:
     return np.arange(t0, t0 + duration, step, dtype=np.int64)
 
 
-def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scene:
+def _stress_scene(config: RunConfig, population_path: str | Path | None, shape: StressShape | None = None) -> Scene:
     from deleverage.lab.synthetic_market import SyntheticMarket
 
     if not 0 < config.drop < 0.9:
@@ -413,9 +419,12 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
             MarketMaker(name="mm-small", levels=4, size_lots=300, first_level_ticks=2,
                         inventory_limit_lots=5_000, widen_elasticity=1.5, pull_stress=3.0),
         ]
+        shaped: dict[str, Any] = {} if shape is None else dict(
+            jump_mean=shape.jump_mean, jump_intensity=shape.jump_intensity,
+            depth_vol_elasticity=shape.depth_vol_elasticity)
         return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
                                minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
-                               market_makers=makers, depth_model=model, impact_feedback=feedback)
+                               market_makers=makers, depth_model=model, impact_feedback=feedback, **shaped)
 
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
@@ -426,9 +435,11 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None) -> Scen
         "high": closes * 1.001, "low": closes * 0.999, "volume": rng.lognormal(3, 0.5, 720),
     })
     notes = [*_instrument_notes(choice, tiers), *probe.description()]
-    digest = hashlib.sha256(f"synthetic:{config.seed}:{config.minutes}:{config.drop}".encode()).hexdigest()
+    digest = hashlib.sha256((f"synthetic:{config.seed}:{config.minutes}:{config.drop}"
+                             + ("" if shape is None else f":{shape!r}")).encode()).hexdigest()
     scene = _finish(config, f"synthetic crash −{config.drop:.0%} over {config.minutes} min", instrument, tiers,
-                    probe, make_market, history, population_path, digest, notes, None, market_digest=market_digest)
+                    probe, make_market, history, population_path, digest, notes, None, market_digest=market_digest,
+                    shape=shape)
     scene.instrument_info = _instrument_info(choice, tiers)
     return scene
 
@@ -497,7 +508,7 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
             make_market: Callable[..., Any], history: pl.DataFrame, population_path: str | Path | None,
             data_digest: str, notes: list[str], published: dict[str, float] | None, *,
             run_bars: pl.DataFrame | None = None, default_oi: float | None = None, oi_source: str = "",
-            facts: dict[str, Any] | None = None, market_digest: str = "") -> Scene:
+            facts: dict[str, Any] | None = None, market_digest: str = "", shape: StressShape | None = None) -> Scene:
     times = probe.times()
     start_ns = int(times[0])
     start_ticks = probe.reference_mark_ticks()
@@ -507,12 +518,12 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     if plan is not None:
         tiers = scale_tiers(tiers, plan.multiplicity)
     population = _population(config, history, instrument, population_path, plan=plan, run_bars=run_bars,
-                             tiers=tiers)
+                             tiers=tiers, shape=shape)
     underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
     if plan is not None and plan.open_interest is not None and kept_oi > 0:
         # aim the *seeded* open interest at the target: redraw (same seed) scaled by what the screen kept
         population = _population(config, history, instrument, None, plan=plan, run_bars=run_bars, tiers=tiers,
-                                 target=plan.open_interest * plan.open_interest / kept_oi)
+                                 target=plan.open_interest * plan.open_interest / kept_oi, shape=shape)
         underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
     fund = config.insurance_fund_share * kept_oi
     backstop_capital = config.backstop_share * kept_oi / max(config.backstops, 1)
