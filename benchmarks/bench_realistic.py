@@ -5,12 +5,14 @@ runs included). Then, per bundled kline day, ``python -m deleverage replay --sce
 defaults (binance and fba, 20,000 accounts), whose population the scenario sizes to the day's published
 Binance BTC open interest (data/scenarios.py). Each runs in a child process (imports, data loading and
 the report count). The goal is a ratio ≤ 2 to the demo; nothing asserts a time. Usage:
-``python benchmarks/bench_realistic.py [--skip-demo SECONDS]`` (reuse a demo time measured earlier in the
-same conditions).
+``python benchmarks/bench_realistic.py [--skip-demo SECONDS] [--keep DIR]`` (``--skip-demo``: reuse a
+demo time measured earlier in the same conditions; ``--keep``: write the runs' outputs into DIR/demo and
+DIR/DAY instead of a temporary folder, so their tables can be read afterwards).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -32,9 +34,14 @@ def timed(args: list[str]) -> tuple[float, int, str]:
 
 
 def main(argv: list[str]) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        if len(argv) == 2 and argv[0] == "--skip-demo":
-            demo_s, rc = float(argv[1]), 0
+    parser = argparse.ArgumentParser(prog="bench_realistic")
+    parser.add_argument("--skip-demo", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep if args.keep is not None else Path(scratch)
+        if args.skip_demo is not None:
+            demo_s, rc = args.skip_demo, 0
             print(f"demo (given): {demo_s:.1f} s")
         else:
             demo_s, rc, tail = timed([sys.executable, "-m", "deleverage", "demo", "--out", str(Path(tmp) / "demo")])

@@ -12,6 +12,12 @@ liquidations × the feeds' undercount (CoinGlass: true ≈ 1.82 × recorded) ÷ 
 The check is a proxy (no engine, no impact, positions opened during the run left out); the replay's own
 figures are in its realism panel. Reproduce the shipped :data:`~deleverage.data.population.DEFAULT_LEVERAGE_TILT`
 with ``python -m deleverage.lab.population_fit``.
+
+``--sides`` prints the same screen by side, with the positions opened during the run included (each
+checked against the path after its opening minute): the long share of what the *recorded* path alone
+liquidates, over the replay's window and over the rest of the day — the ceiling on short liquidations
+that the population gives before any simulated impact (which only deepens the fall and damps the
+rebound). docs/lab.md quotes it beside the realism panel's long share.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from deleverage.data.population import (
+    DEFAULT_LEVERAGE_TILT,
     PopulationConfig,
     approx_liquidation_price,
     generate_population,
@@ -96,6 +103,57 @@ def reach_share(day: DayTarget, tilt: float, *, n_accounts: int = 50_000, seed: 
     return float(notional[reached].sum()) / total if total > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class SideReach:
+    """Notional (quote) whose float liquidation price the recorded path reaches, by side."""
+
+    long_quote: float
+    short_quote: float
+
+    @property
+    def long_share(self) -> float:
+        total = self.long_quote + self.short_quote
+        return self.long_quote / total if total > 0 else math.nan
+
+
+def side_reach(day: DayTarget, tilt: float = 1.0, *, n_accounts: int = 50_000, seed: int = 0,
+               to_end_of_day: bool = False) -> SideReach:
+    """Long and short notional the recorded path reaches (module docstring, ``--sides``).
+
+    The population is drawn as :func:`reach_share` draws it, now with the run's own entries (placed at
+    their minute's open, as the generator does); :func:`path_reach` screens it. ``to_end_of_day`` runs the window on to the file's last minute (and opens positions through it).
+    """
+    run = day.run
+    if to_end_of_day:
+        frame = get_scenario(day.name).load().frame
+        run = frame.filter(pl.col("ts_ns") >= int(day.run["ts_ns"][0]))
+    config = PopulationConfig(n_accounts=n_accounts, seed=seed, target_open_interest_usd=day.open_interest,
+                              leverage_tilt=tilt)
+    return path_reach(generate_population(config, price_history=day.history, run_bars=run), run)
+
+
+def path_reach(frame: pl.DataFrame, run: pl.DataFrame) -> SideReach:
+    """What the bars of ``run`` reach of a population frame with ``opened_ns`` (float screen, 0.4 %).
+
+    A position opened before the first bar meets every bar; one opened inside a bar meets only the bars
+    after it (where in its own bar the high or low fell is not known); a liquidation price already on the
+    wrong side of the entry (opened liquidatable) is not counted.
+    """
+    ts = run["ts_ns"].to_numpy()
+    # running extremes from each bar on, with a sentinel after the last bar (nothing left to meet)
+    later_high = np.append(np.maximum.accumulate(run["high"].to_numpy()[::-1])[::-1], -np.inf)
+    later_low = np.append(np.minimum.accumulate(run["low"].to_numpy()[::-1])[::-1], np.inf)
+    opened = frame["opened_ns"].to_numpy()
+    first = np.where(opened < ts[0], 0, np.searchsorted(ts, opened, side="right"))
+    long = (frame["side"] == "long").to_numpy()
+    liquidation = approx_liquidation_price(frame, 0.004)
+    entry = frame["entry_price"].to_numpy()
+    reached = np.where(long, liquidation >= later_low[first], liquidation <= later_high[first])
+    reached &= np.where(long, liquidation < entry, liquidation > entry)
+    notional = frame["qty"].to_numpy() * entry
+    return SideReach(float(notional[reached & long].sum()), float(notional[reached & ~long].sum()))
+
+
 def calibrate_tilt(grid: tuple[float, ...] = TILT_GRID, *, n_accounts: int = 50_000) -> tuple[float, dict[float, list[float]]]:
     """γ on ``grid`` minimising Σ_days (log reach − log target)²; also every γ's reach shares."""
     days = day_targets()
@@ -114,7 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deleverage.lab.population_fit",
                                      description="Calibrate the leverage tilt on the bundled days.")
     parser.add_argument("--accounts", type=int, default=50_000)
+    parser.add_argument("--sides", action="store_true",
+                        help="the long share of what the recorded path alone reaches, window and rest of the day")
     args = parser.parse_args(argv)
+    if args.sides:
+        for day in day_targets():
+            for whole in (False, True):
+                reach = side_reach(day, DEFAULT_LEVERAGE_TILT, n_accounts=args.accounts, to_end_of_day=whole)
+                print(f"{day.name} {'to the end of the day' if whole else 'replay window'}: long "
+                      f"{reach.long_quote / 1e9:.2f} B, short {reach.short_quote / 1e9:.2f} B, "
+                      f"long share {reach.long_share:.3f}")
+        return 0
     best, table = calibrate_tilt(n_accounts=args.accounts)
     targets = {d.name: round(d.target, 4) for d in day_targets()}
     print(f"targets {targets}")
@@ -128,4 +196,5 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["DAYS", "TILT_GRID", "DayTarget", "calibrate_tilt", "central_share", "day_targets", "main", "reach_share"]
+__all__ = ["DAYS", "TILT_GRID", "DayTarget", "SideReach", "calibrate_tilt", "central_share", "day_targets", "main",
+           "path_reach", "reach_share", "side_reach"]
