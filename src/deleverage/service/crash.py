@@ -59,6 +59,7 @@ class CrashReplay:
     level_ticks: int = 50
     level_qty: str = "2"
     mark_interval_ms: int = 1_000
+    oracle_every_ms: int | None = None  # post the feed's index price as the oracle (None: no oracle)
     maintenance_rate: float = 0.004  # for the 1 % screen only (the service's tiers decide liquidations)
 
 
@@ -122,6 +123,7 @@ async def replay_crash(service_url: str, api_key: str, replay: CrashReplay | Non
         opened = await post_inputs(client, service_url, api_key, items)
         connector = BinanceFeedConnector(inst, service_url, api_key, mark_interval_ms=replay.mark_interval_ms,
                                          book_interval_ms=replay.book_every_ms, book_levels=replay.book_levels,
+                                         oracle_interval_ms=replay.oracle_every_ms,
                                          key_prefix=f"crash-{replay.scenario}-{replay.seed}", http=client)
         async with server.serving() as url:
             stats: FeedStats = await connector.run(url)
@@ -129,7 +131,7 @@ async def replay_crash(service_url: str, api_key: str, replay: CrashReplay | Non
         if own:
             await client.aclose()
     return {"accounts": population.height, "population_inputs": opened, "marks_posted": stats.marks_posted,
-            "books_posted": stats.books_posted, "replayed": stats.replayed, "refused": stats.refused[:5],
+            "oracles_posted": stats.oracles_posted, "books_posted": stats.books_posted, "replayed": stats.replayed, "refused": stats.refused[:5],
             "liquidations": stats.liquidations, "klines": stats.klines, "messages": stats.messages,
             "start": datetime.fromtimestamp(start / 1e9, tz=UTC).isoformat()}
 
@@ -145,13 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--open-interest", type=float, default=defaults.open_interest)
     parser.add_argument("--speed", type=float, default=defaults.speed, help="event seconds per wall second")
+    parser.add_argument("--oracle-every-ms", type=int, default=None,
+                        help="also post the feed's index price as the oracle, at most this often")
     args = parser.parse_args(argv)
     key = os.environ.get(args.key_env)
     if not key:
         print(f"Error: set {args.key_env} to a feeder key (kept out of the command line)", file=sys.stderr)
         return 1
     replay = CrashReplay(scenario=args.scenario, window=args.window, accounts=args.accounts, seed=args.seed,
-                         open_interest=args.open_interest, speed=args.speed)
+                         open_interest=args.open_interest, speed=args.speed,
+                         oracle_every_ms=args.oracle_every_ms)
     try:
         result = asyncio.run(replay_crash(args.service, key, replay))
     except (DeleverageError, httpx.HTTPError) as exc:

@@ -6,6 +6,9 @@ messages (combined streams ``{"stream": ..., "data": ...}`` or raw ones) and pos
 * **marks** — from ``markPriceUpdate`` when the feed has it (``p``), else from ``bookTicker`` as the
   mid of best bid and ask rounded *down* to the tick; posted when the mark changed and at least
   ``mark_interval_ms`` of event time passed since the last posted mark;
+* **oracle prints** — with ``oracle_interval_ms`` set, ``markPriceUpdate``'s index price (``i``, the
+  venue's composite of spot prices, what an oracle reports) goes to ``POST /v1/oracle`` at most every
+  ``oracle_interval_ms`` of event time (and when it changed), so the policy's oracle checks see it;
 * **book snapshots** — the connector keeps an :class:`~deleverage.venues.l2.L2Book` from the REST
   depth snapshot (the one message without ``stream``) and the ``depthUpdate`` diffs (Binance's
   procedure: events before the snapshot are buffered, then those with ``u`` ≥ ``lastUpdateId``
@@ -50,6 +53,7 @@ class FeedStats:
     messages: int = 0
     klines: int = 0  # closed kline events seen (kline mode)
     marks_posted: int = 0
+    oracles_posted: int = 0
     books_posted: int = 0
     replayed: int = 0  # answered as retries of earlier posts (Idempotent-Replayed)
     refused: list[dict[str, Any]] = field(default_factory=list)
@@ -64,9 +68,12 @@ class BinanceFeedConnector:
 
     def __init__(self, instrument: Instrument, service_url: str, api_key: str, *,
                  mark_interval_ms: int = 1_000, book_interval_ms: int = 1_000, book_levels: int = 20,
-                 key_prefix: str = "binance", http: httpx.AsyncClient | None = None) -> None:
+                 oracle_interval_ms: int | None = None, key_prefix: str = "binance",
+                 http: httpx.AsyncClient | None = None) -> None:
         if book_levels < 1:
             raise InvalidInput("book_levels", book_levels, "must be >= 1")
+        if oracle_interval_ms is not None and oracle_interval_ms < 1:
+            raise InvalidInput("oracle_interval_ms", oracle_interval_ms, "must be >= 1 (or None: no oracle prints)")
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.service_url = service_url.rstrip("/")
@@ -74,6 +81,9 @@ class BinanceFeedConnector:
         self.mark_interval_ns = mark_interval_ms * NS_PER_MS
         self.book_interval_ns = book_interval_ms * NS_PER_MS
         self.book_levels = book_levels
+        self.oracle_interval_ns = None if oracle_interval_ms is None else oracle_interval_ms * NS_PER_MS
+        self._last_oracle: int | None = None
+        self._last_oracle_ns: int | None = None
         self.key_prefix = key_prefix
         self._http = http
         self.stats = FeedStats()
@@ -123,6 +133,8 @@ class BinanceFeedConnector:
         elif kind == "markPriceUpdate":
             self._has_mark_stream = True
             await self._maybe_mark(http, int(Decimal(d["p"]) / self._tick), int(d["E"]), "markPrice")
+            if self.oracle_interval_ns is not None and d.get("i") is not None:
+                await self._maybe_oracle(http, int(Decimal(d["i"]) / self._tick), int(d["E"]))
         elif kind == "bookTicker" or {"b", "a", "u"} <= set(d) and "e" not in d:
             if not self._has_mark_stream:
                 bid, ask = _units(d["b"], self._tick, "price"), _units(d["a"], self._tick, "price")
@@ -146,6 +158,19 @@ class BinanceFeedConnector:
                 "ts_ns": self._ts(event_ns)}
         await self._post(http, "/v1/marks", body, f"{self.key_prefix}:{self.symbol}:mark:{event_ms}:{ident}")
         self.stats.marks_posted += 1
+
+    async def _maybe_oracle(self, http: httpx.AsyncClient, ticks: int, event_ms: int) -> None:
+        event_ns = event_ms * NS_PER_MS
+        assert self.oracle_interval_ns is not None
+        if ticks == self._last_oracle and self._last_oracle_ns is not None \
+                and event_ns - self._last_oracle_ns < 10 * self.oracle_interval_ns:
+            return  # unchanged: re-sent only every ten intervals, a heartbeat for the staleness check
+        if self._last_oracle_ns is not None and event_ns - self._last_oracle_ns < self.oracle_interval_ns:
+            return
+        self._last_oracle, self._last_oracle_ns = ticks, event_ns
+        body = {"symbol": self.symbol, "price": str(self.instrument.ticks_to_price(ticks)), "ts_ns": self._ts(event_ns)}
+        await self._post(http, "/v1/oracle", body, f"{self.key_prefix}:{self.symbol}:oracle:{event_ms}")
+        self.stats.oracles_posted += 1
 
     # --- the book ---------------------------------------------------------------------------------------
     def _levels(self, pairs: list[list[str]]) -> list[tuple[int, int]]:
@@ -264,7 +289,9 @@ class CaptureServer:
         """Listen on ``host:port`` (0: a free port); yields the ``ws://`` URL."""
         from websockets.asyncio.server import serve  # noqa: PLC0415 — optional dependency
 
-        async with serve(self._handler, host, port, max_size=2**24, compression=None) as server:
+        # no keepalive pings: a client that posts slower than the feed runs stops reading, and would miss
+        # the pong deadline (websockets closes 1011 after ping_interval + ping_timeout); a replay just waits
+        async with serve(self._handler, host, port, max_size=2**24, compression=None, ping_interval=None) as server:
             sock = next(iter(server.sockets))
             yield f"ws://{host}:{sock.getsockname()[1]}"
 
@@ -281,19 +308,20 @@ def intraminute_path(bars: Any, instrument: Instrument, *, step_ms: int = 1_000,
     """
     import numpy as np  # noqa: PLC0415
 
-    if 60_000 % step_ms:
+    if step_ms < 1 or 60_000 % step_ms:
         raise InvalidInput("step_ms", step_ms, "must divide a minute (60000 ms)")
     rng = np.random.default_rng(seed)
     steps = 60_000 // step_ms
+    if steps < 4:
+        raise InvalidInput("step_ms", step_ms, "must leave 4 points a minute (<= 15000) for open, high, low, close")
     times: list[int] = []
     prices: list[int] = []
     tick = float(instrument.tick_size)
     for row in bars.iter_rows(named=True):
         o, h, lo, c = (round(float(row[k]) / tick) for k in ("open", "high", "low", "close"))
         first, second = (h, lo) if c < o else (lo, h)
-        a, b = sorted(int(x) for x in rng.integers(1, max(2, steps - 1), size=2))
-        b = max(b, a + 1)
-        knots = [(0, o), (a, first), (min(b, steps - 1), second), (steps - 1, c)]
+        a, b = sorted(int(x) for x in rng.choice(np.arange(1, steps - 1), size=2, replace=False))
+        knots = [(0, o), (a, first), (b, second), (steps - 1, c)]  # four distinct points of the minute
         start_ms = int(row["ts_ns"]) // NS_PER_MS
         noise = rng.normal(0.0, max(1.0, (h - lo) / 12), steps)
         for i in range(steps):
@@ -410,7 +438,9 @@ class KlineFeedServer:
         """Listen on ``host:port`` (0: a free port); yields the ``ws://`` URL."""
         from websockets.asyncio.server import serve  # noqa: PLC0415 — optional dependency
 
-        async with serve(self._handler, host, port, max_size=2**24, compression=None) as server:
+        # no keepalive pings: a client that posts slower than the feed runs stops reading, and would miss
+        # the pong deadline (websockets closes 1011 after ping_interval + ping_timeout); a replay just waits
+        async with serve(self._handler, host, port, max_size=2**24, compression=None, ping_interval=None) as server:
             sock = next(iter(server.sockets))
             yield f"ws://{host}:{sock.getsockname()[1]}"
 
