@@ -86,15 +86,16 @@ const Charts = (() => {
     const { ctx, w, h } = setup(canvas);
     const fmt = opts.format || ((v) => compact(v));
     const pts = points.filter((p) => p.v !== null && p.v !== undefined && Number.isFinite(p.v));
-    const left = 62, right = 6, top = 6, bottom = 14;
+    const right = 6, top = 6, bottom = 14;
     ctx.fillStyle = C.faint;
     if (pts.length < 2) {
-      ctx.fillText(opts.empty || "waiting for samples", left, h / 2);
+      ctx.fillText(opts.empty || "waiting for samples", 8, h / 2);
       return;
     }
     let lo = Math.min(...pts.map((p) => p.v)), hi = Math.max(...pts.map((p) => p.v));
     if (opts.zero) lo = Math.min(0, lo);
     if (hi === lo) { hi += Math.abs(hi) * 0.01 || 1; lo -= Math.abs(lo) * 0.01 || 1; }
+    const left = 8 + Math.max(ctx.measureText(fmt(lo)).width, ctx.measureText(fmt(hi)).width);
     const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
     const X = (t) => left + (w - left - right) * (t1 > t0 ? (t - t0) / (t1 - t0) : 1);
     const Y = (v) => top + (h - top - bottom) * (1 - (v - lo) / (hi - lo));
@@ -172,15 +173,14 @@ const Charts = (() => {
     ctx.strokeStyle = C.mark; ctx.setLineDash([4, 3]); ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(X(mark), top - 4); ctx.lineTo(X(mark), h - bottom); ctx.stroke(); ctx.setLineDash([]);
     ctx.fillStyle = C.mark; ctx.textAlign = "center"; ctx.fillText("mark " + num(mark, 1), X(mark), top - 8 + 2);
-    ctx.textAlign = "left"; ctx.fillStyle = C.faint;
-    ctx.fillText(`bars: ${unit} per ${num(map.bin_ticks * map.tick_size, 1)} bin · lines: cumulative ${unit}`, left, top + 4);
+    void unit;
   }
 
   // --- the heatmap: columns of samples, rows of price bins, colour = notional -------------------------------
   function heatmap(canvas, cols, opts = {}) {
     const { ctx, w, h } = setup(canvas);
     const unit = opts.unit || "";
-    const left = 62, right = 74, top = 6, bottom = 16;
+    const left = 66, right = 74, top = 6, bottom = 16;
     const withMap = cols.filter((c) => c.map);
     if (withMap.length === 0) {
       ctx.fillStyle = C.faint; ctx.fillText("waiting for samples with a liquidation map", left, h / 2);
@@ -202,17 +202,23 @@ const Charts = (() => {
     const X = (t) => left + plotW * (t - t0) / span;
     const Y = (p) => top + plotH * (1 - (p - pmin) / (pmax - pmin));
     ctx.fillStyle = C.bg; ctx.fillRect(left, top, plotW, plotH);
-    const colW = Math.max(1, plotW / Math.max(1, cols.length - 1));
+    // a sample's column reaches halfway to its neighbours' (samples need not be evenly spaced in event time)
+    const half = Math.max(0.5, plotW / Math.max(1, cols.length - 1) / 2);
     const lv = Math.log1p(vmax);
-    for (const c of withMap) {
-      const x = X(c.t) - colW / 2;
+    ctx.save(); ctx.beginPath(); ctx.rect(left, top, plotW, plotH); ctx.clip();
+    cols.forEach((c, i) => {
+      if (!c.map) return;
+      const x = X(c.t);
+      const x0 = i > 0 ? (X(cols[i - 1].t) + x) / 2 : x - half;
+      const x1 = i < cols.length - 1 ? (x + X(cols[i + 1].t)) / 2 : x + half;
       for (const b of c.bars) {
         if (b.v <= 0) continue;
         ctx.fillStyle = color(Math.log1p(b.v) / lv);
         const y0 = Y(b.hi), y1 = Y(b.lo);
-        ctx.fillRect(x, y0, colW + 0.5, Math.max(1, y1 - y0));
+        ctx.fillRect(x0, y0, Math.max(1, x1 - x0) + 0.5, Math.max(1, y1 - y0));
       }
-    }
+    });
+    ctx.restore();
     ctx.strokeStyle = C.mark; ctx.lineWidth = 1.5; ctx.beginPath();
     cols.forEach((c, i) => (i ? ctx.lineTo(X(c.t), Y(c.mark)) : ctx.moveTo(X(c.t), Y(c.mark)))); ctx.stroke();
     ctx.textAlign = "right"; ctx.fillStyle = C.dim;
@@ -231,8 +237,8 @@ const Charts = (() => {
     ctx.fillText("0", sx + 13, top + sh - 4);
     ctx.save(); ctx.translate(sx + 20, top + sh / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
     ctx.fillStyle = C.faint; ctx.fillText(`${unit} per bin (log)`, 0, 12); ctx.restore();
-    ctx.fillStyle = C.faint; ctx.textAlign = "left";
-    ctx.fillText(`price, ${opts.priceUnit || ""}`, left + 4, top + 8);
+    ctx.save(); ctx.translate(10, top + plotH / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
+    ctx.fillStyle = C.faint; ctx.fillText(`price, ${opts.priceUnit || ""}`, 0, 0); ctx.restore();
   }
 
   return { C, setup, num, compact, pct, utcTime, utcFull, ticks, color, spark, liqMap, heatmap, mapBars };

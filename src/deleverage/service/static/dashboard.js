@@ -119,8 +119,11 @@
     renderFund(snap, risk, u);
     renderRisk(risk, u);
     renderGuards(risk, u);
-    const mapCanvas = $("map-chart");
-    Charts.liqMap(mapCanvas, risk.liquidation_map, { unit: u.settle, priceUnit: u.price });
+    const map = risk.liquidation_map;
+    set("map-legend", map ? `bars: ${u.settle} first liquidatable per ${Charts.num(map.bin_ticks * map.tick_size, 1)} ` +
+      `${u.price} bin (left axis), longs below the mark in red, shorts above in green; lines: cumulative ` +
+      `${u.settle} from the mark (right axis); x: price, ${u.price}` : "no map yet");
+    Charts.liqMap($("map-chart"), map, { unit: u.settle, priceUnit: u.price });
     const now = performance.now();
     if (now - S.lastHeat > 250) { // the heatmap is the costly one: at most four times a second
       S.lastHeat = now;
@@ -135,8 +138,8 @@
     set("oi-value", money(oi.notional, u.settle), oi.notional);
     const bigger = oi.long.lots >= oi.short.lots ? oi.long : oi.short;
     set("oi-qty", Charts.num(bigger.qty, 3) + " " + u.qty, bigger.qty);
-    set("oi-long", money(oi.long.notional, u.settle) + ` (${oi.long.accounts} accts)`, oi.long.notional);
-    set("oi-short", money(oi.short.notional, u.settle) + ` (${oi.short.accounts} accts)`, oi.short.notional);
+    set("oi-long", Charts.compact(oi.long.notional) + ` (${oi.long.accounts} accts)`, oi.long.notional);
+    set("oi-short", Charts.compact(oi.short.notional) + ` (${oi.short.accounts} accts)`, oi.short.notional);
     set("oi-side-note", "the larger side, screened accounts");
     const windows = S.latest.snapshot.windows;
     fill("oi-change", windows.map((w) => {
@@ -193,10 +196,10 @@
     if (!risk.at_risk) { fill("at-risk", [row(["no mark yet", "—", "—", "—", "—"])]); set("liq-now", "—"); return; }
     fill("at-risk", bands.map((b) => {
       const r = risk.at_risk[b];
-      return row([b + " of the mark", { text: `${r.accounts} accts`, value: r.accounts, id: `risk-accounts-${b}` },
+      return row([b, { text: `${r.accounts} accts`, value: r.accounts, id: `risk-accounts-${b}` },
         { text: money(r.notional, u.settle), value: r.notional, id: `risk-notional-${b}` },
-        { text: `${r.long.accounts} · ${money(r.long.notional, u.settle)}`, value: r.long.notional, cls: "long" },
-        { text: `${r.short.accounts} · ${money(r.short.notional, u.settle)}`, value: r.short.notional, cls: "short" }]);
+        { text: money(r.long.notional, u.settle), value: r.long.notional, cls: "long" },
+        { text: money(r.short.notional, u.settle), value: r.short.notional, cls: "short" }]);
     }));
     const now = risk.liquidatable_now;
     const n = now.long.notional + now.short.notional;
@@ -206,9 +209,10 @@
   function renderGuards(risk, u) {
     const q = risk.adl_queue;
     if (q) {
+      set("adl-ranking", "ranked by " + q.ranking);
       fill("adl", ["long", "short"].map((side) => {
         const s = q[side];
-        return row([{ text: side + " (" + q.ranking + ")", cls: side },
+        return row([{ text: side + " side", cls: side },
           { text: `${s.accounts} accts`, value: s.accounts, id: `adl-accounts-${side}` },
           { text: Charts.num(s.lots, 0) + " lots", value: s.lots },
           { text: money(s.notional, u.settle), value: s.notional, id: `adl-notional-${side}` },
@@ -222,9 +226,15 @@
     cls("band-state", "badge " + (g.price_band_halted ? "bad" : "good"));
     set("fund-halt", g.fund_halted ? "fund halt: ON" : "fund halt: off", g.fund_halted ? 1 : 0);
     cls("fund-halt", "badge " + (g.fund_halted ? "bad" : "good"));
-    const oracle = g.oracle_ticks === null ? "no print" : Charts.num(g.oracle_ticks * (risk.liquidation_map?.tick_size || 0), 1) + " " + u.price;
-    set("oracle-state", g.oracle_valid ? `oracle valid (${oracle})` : `oracle INVALID: ${g.oracle_invalid_reason}`, g.oracle_valid ? 1 : 0);
-    cls("oracle-state", "badge " + (g.oracle_valid ? "good" : "bad"));
+    if (g.oracle_ticks === null) {
+      set("oracle-state", "oracle: no print yet", "");
+      cls("oracle-state", "badge");
+    } else {
+      const oracle = Charts.num(g.oracle_ticks * (risk.liquidation_map?.tick_size || 0), 1) + " " + u.price;
+      set("oracle-state", g.oracle_valid ? `oracle valid: ${oracle}` : `oracle INVALID: ${g.oracle_invalid_reason}`,
+        g.oracle_valid ? 1 : 0);
+      cls("oracle-state", "badge " + (g.oracle_valid ? "good" : "bad"));
+    }
     const parts = [];
     if (g.range_bps !== null && g.range_bps !== undefined) parts.push(`price range ${Charts.num(g.range_bps, 1)} bps of band ${Charts.num(g.band_bps, 1)} bps`);
     if (g.halted_since_ns) parts.push(`halted since ${Charts.utcFull(g.halted_since_ns)}`);
@@ -236,20 +246,40 @@
     const counts = {};
     for (const r of S.alerts.values()) counts[r.kind] = (counts[r.kind] || 0) + 1;
     set("alert-counts", `fired ${counts.alert_fired || 0} · cleared ${counts.alert_cleared || 0} · undelivered ` +
-      `${counts.alert_undelivered || 0}`);
+      `${counts.alert_undelivered || 0}`, counts.alert_fired || 0);
     fill("alert-log", rows.map((r) => {
       const p = r.payload || {};
-      const labels = Object.entries(p.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
-      const kind = r.kind.replace("alert_", "");
-      const what = r.kind === "alert_undelivered" ? `${p.event ? p.event.replace("alert_", "") : ""} ${r.rule}: not delivered` : `${kind} ${r.rule}`;
-      const delivery = r.kind === "alert_undelivered" ? `${r.sink} · ${p.attempts} tries · ${p.error || ""}` :
-        `${r.delivery || ""}${r.attempts ? " · " + r.attempts + " tries" : ""}`;
-      const value = p.value === undefined ? "—" : fmtMetric(p.metric, p.value);
-      const threshold = p.threshold === undefined ? "—" : `${p.op} ${fmtMetric(p.metric, p.threshold)}`;
-      return row([{ text: Charts.utcFull(r.ts_ns), value: r.ts_ns }, { text: what, value: r.kind },
-        labels || (p.sink ? p.sink : "—"), { text: value, value: p.value }, threshold, delivery],
+      const undelivered = r.kind === "alert_undelivered";
+      const series = undelivered ? r.sink || "" : Object.values(p.labels || {}).join(" ");
+      const what = document.createElement("td");
+      what.className = "what";
+      what.dataset.value = r.kind;
+      what.append(undelivered ? `undelivered ${(r.event || "").replace("alert_", "")} ${r.rule}` :
+        `${r.kind.replace("alert_", "")} ${r.rule}`);
+      if (series) { const s = document.createElement("span"); s.className = "series"; s.textContent = series; what.append(s); }
+      const delivery = undelivered ? `${p.attempts} tries, ${p.error || "HTTP " + p.status}` :
+        `${r.delivery || ""}${r.attempts > 1 ? ", " + r.attempts + " tries" : ""}`;
+      const tr = row([{ text: Charts.utcTime(r.ts_ns), value: r.ts_ns }, "",
+        { text: undelivered ? "—" : fmtAlert(p, p.value), value: p.value },
+        undelivered ? "—" : condition(r.kind, p), { text: delivery, value: r.delivery || "" }],
         `${r.kind} ${r.severity || ""} alert-row`);
+      tr.replaceChild(what, tr.children[1]);
+      tr.dataset.alertId = r.alert_id;
+      return tr;
     }));
+  }
+
+  // fired: the rule's comparison held; cleared: the same comparison against the clear threshold did not
+  const NOT = { ">": "≤", ">=": "<", "<": "≥", "<=": ">" };
+  function condition(kind, p) {
+    const cleared = kind === "alert_cleared";
+    const limit = cleared && p.clear_threshold !== null && p.clear_threshold !== undefined ? p.clear_threshold : p.threshold;
+    const over = p.change_over ? ` over ${p.change_over}` : "";
+    return `${cleared ? NOT[p.op] || "not " + p.op : p.op} ${fmtAlert(p, limit)}${over}`;
+  }
+  function fmtAlert(p, v) {
+    if (p.change_over && p.change === "relative") return Charts.pct(v, 2);
+    return fmtMetric(p.metric, v);
   }
 
   function fmtMetric(metric, v) {
@@ -302,8 +332,10 @@
       else if (m.error) { set("monitor-state", "error: " + m.error); cls("monitor-state", "bad"); }
       else if (!m.up) { set("monitor-state", "restarting"); cls("monitor-state", "warn"); }
       else {
-        set("monitor-state", m.behind ? `catching up (${m.behind} inputs behind)` : `up · every ${m.sample_every_ms} ms`, m.behind);
-        cls("monitor-state", m.behind > 1000 ? "warn" : "good");
+        const lagging = m.behind > 100;
+        set("monitor-state", lagging ? `catching up, ${m.behind} inputs behind` :
+          `up, a sample every ${Charts.num(m.sample_every_ms / 1000, m.sample_every_ms % 1000 ? 1 : 0)} s`, m.behind);
+        cls("monitor-state", lagging ? "warn" : "good");
       }
     } else if (r && r.status === 401) location.reload();
     setTimeout(poll, 3000);
