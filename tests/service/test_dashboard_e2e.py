@@ -6,10 +6,11 @@ What runs: ``python -m deleverage serve`` in its own process (the monitor follow
 webhook receiver in a thread, :func:`deleverage.service.crash.replay_crash` in another thread (the
 bundled 2025-10-10 klines, 20:50–21:30 UTC, served by :class:`KlineFeedServer` over a real local
 websocket and posted by :class:`BinanceFeedConnector`), and Debian's chromium driven by Playwright
-(``executable_path``: no downloaded browser). The page is checked against independent truth: the
-population's own long size before the crash, the service's ``/v1/monitor`` sample after it (the
-JSON the page is drawn from, read over a separate bearer-key connection), the webhook receiver's
-bodies for the alerts. Screenshots land in ``artifacts/dashboard-e2e/`` of the checkout (ignored by
+(``executable_path``: no downloaded browser). Checked against independent truth: the service's
+first sample with a mark holds the population's long and short lots as posted (and no liquidation);
+the page shows the numbers of the service's last sample (``/v1/monitor``, read over a separate
+bearer-key connection) in every panel; a price-band halt in the store's audit was on the badges; the
+fired alerts on the page are the alert log's and the webhook receiver's. Screenshots land in ``artifacts/dashboard-e2e/`` of the checkout (ignored by
 git; ``DELEVERAGE_ARTIFACTS`` moves them); their path is printed in the test summary.
 
     .venv/bin/python -m pytest -q tests/service/test_dashboard_e2e.py -rA
@@ -23,6 +24,7 @@ import os
 import shutil
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -185,17 +187,34 @@ def overflowing(page: Any) -> list[str]:
         return out; }"""))
 
 
-def long_qty_of_population() -> float:
-    """Base quantity of the population's long positions, from the inputs the replay posts."""
-    population, _, _, start = prepare(REPLAY)
-    items = population_inputs(population, _instrument(), ts_ns=start - 1)
-    return sum(float(i["body"]["qty"]) for i in items if i["kind"] == "fill" and i["body"]["side"] == "buy")
+def population_lots() -> dict[str, int]:
+    """Lots of the population's long and short positions, from the inputs the replay posts."""
+    population, _, server, start = prepare(REPLAY)
+    inst = server.instrument
+    lots = {"long": 0, "short": 0}
+    for item in population_inputs(population, inst, ts_ns=start - 1):
+        if item["kind"] == "fill":
+            side = "long" if item["body"]["side"] == "buy" else "short"
+            lots[side] += inst.qty_to_lots(Decimal(item["body"]["qty"]))
+    return lots
 
 
-def _instrument() -> Any:
-    from deleverage.core.instruments import get_instrument  # noqa: PLC0415
+def kept_samples(url: str, last_sample: int) -> list[dict[str, Any]]:
+    """Every sample the service keeps, from its stream (``since=0``: resumed from the start)."""
 
-    return get_instrument("BTCUSDT")
+    async def read() -> list[dict[str, Any]]:
+        from websockets.asyncio.client import connect  # noqa: PLC0415
+
+        out: list[dict[str, Any]] = []
+        ws_url = url.replace("http://", "ws://") + "/v1/stream?channels=monitor&since=0"
+        async with connect(ws_url, additional_headers={"Authorization": f"Bearer {READER}"}, max_size=2**26) as ws:
+            while not out or out[-1]["sample"] < last_sample:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if message["channel"] == "monitor":
+                    out.append(message)
+        return out
+
+    return asyncio.run(read())
 
 
 @pytest.fixture
@@ -247,12 +266,9 @@ def test_the_dashboard_follows_a_crash_replay_and_shows_the_alert(browser: Any, 
         replay = Replay(server.url)
         replay.start()
         page.wait_for_function("() => +document.getElementById('oi-value').dataset.value > 0", timeout=40_000)
-        before = values(page, "mark-value", "sample-no", "liquidations", "oi-long")
+        before = values(page, "mark-value", "sample-no")
         mark_before, sample_before = before["mark-value"], before["sample-no"]
-        assert before["liquidations"] == 0, "the population opens safe (the 1 % start buffer)"
         assert mark_before is not None and sample_before is not None
-        # open interest of the longs = the population's long size at the mark (system accounts aside)
-        assert before["oi-long"] == pytest.approx(long_qty_of_population() * mark_before, rel=2e-6)
         page.screenshot(path=str(shots / "2-before-the-crash.png"))
 
         page.wait_for_function("""() => [...document.querySelectorAll('#alert-log tr.alert_fired td.what')]
@@ -279,6 +295,15 @@ def test_the_dashboard_follows_a_crash_replay_and_shows_the_alert(browser: Any, 
             time.sleep(0.2)
         page.wait_for_timeout(400)  # the heatmap redraws at most four times a second
         page.screenshot(path=str(shots / "4-after-the-replay.png"))
+
+        # --- the service's samples: the first one with a mark holds the population as posted ------------------
+        samples = kept_samples(server.url, body["latest"]["sample"])
+        first = next(m["snapshot"] for m in samples if m["snapshot"]["symbols"]["BTCUSDT"]["mark"] is not None)
+        lots = population_lots()
+        oi = first["symbols"]["BTCUSDT"]["open_interest"]
+        assert (oi["long"]["lots"], oi["short"]["lots"]) == (lots["long"], lots["short"])
+        assert first["engine"]["liquidations"] == 0  # the population opens safe (the 1 % start buffer)
+        assert [m["sample"] for m in samples] == list(range(samples[0]["sample"], body["latest"]["sample"] + 1))
 
         # --- every panel shows what the service computed -----------------------------------------------------
         risk = body["latest"]["snapshot"]["symbols"]["BTCUSDT"]

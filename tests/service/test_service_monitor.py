@@ -69,7 +69,7 @@ def run(c: Any, steps: list[tuple[str, str | None, dict[str, Any]]] = STEPS) -> 
         kit.post(c, ROUTES[kind].format(a=account), body)
 
 
-def caught_up(c: Any, seq: int, timeout: float = 60.0) -> dict[str, Any]:
+def caught_up(c: Any, seq: int, timeout: float = 180.0) -> dict[str, Any]:
     """/v1/monitor once the follower applied ``seq`` and reported a sample after it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +104,7 @@ def alert_rows(cfg: ServiceConfig) -> list[dict[str, Any]]:
         db.close()
 
 
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+def wait_for(predicate: Any, timeout: float = 90.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -189,11 +189,11 @@ def test_stream_channel_resumes_without_gaps_or_repeats(tmp_path: Path) -> None:
     try:
         run(c, STEPS[:5])
         caught_up(c, 5)
-        with c.websocket_connect("/v1/stream?channels=monitor&since=0", headers=kit.READ) as ws:
+        with c.websocket_connect("/v1/stream?channels=monitor&since=0", headers={**kit.READ}) as ws:
             assert ws.receive_json()["channel"] == "hello"
             first = [ws.receive_json() for _ in range(5)]
             assert [m["seq"] for m in first] == [1, 2, 3, 4, 5]
-        with c.websocket_connect("/v1/stream?channels=monitor&since=3", headers=kit.READ) as ws:
+        with c.websocket_connect("/v1/stream?channels=monitor&since=3", headers={**kit.READ}) as ws:
             ws.receive_json()
             resumed = [ws.receive_json() for _ in range(2)]
             run(c, STEPS[5:])
@@ -201,11 +201,11 @@ def test_stream_channel_resumes_without_gaps_or_repeats(tmp_path: Path) -> None:
         assert [m["seq"] for m in resumed] == list(range(4, len(STEPS) + 1))
         assert [m["sample"] for m in resumed] == list(range(3, len(STEPS)))
         assert resumed[:2] == first[3:]
-        with c.websocket_connect("/v1/stream?channels=monitor", headers=kit.READ) as ws:  # no since: the latest
+        with c.websocket_connect("/v1/stream?channels=monitor", headers={**kit.READ}) as ws:  # no since: the latest
             ws.receive_json()
             assert ws.receive_json()["seq"] == len(STEPS)
         with pytest.raises(Exception):  # noqa: B017 — a scoped key: venue-wide channels refused
-            with c.websocket_connect("/v1/stream?channels=monitor", headers=kit.ALICE) as ws:
+            with c.websocket_connect("/v1/stream?channels=monitor", headers={**kit.ALICE}) as ws:
                 ws.receive_json()
     finally:
         kit.close(c)
