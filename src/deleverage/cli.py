@@ -38,10 +38,12 @@ app.add_typer(data_app, name="data")
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 TABLE_COLUMNS = (
+    ("shortfall_bps", "shortfall bps", "{:.1f}"),
+    ("system_loss", "system loss", "{:,.0f}"),
+    ("cascade_notional", "cascade", "{:,.0f}"),
+    ("netted_notional", "netted", "{:,.0f}"),
     ("liquidations", "liqs", "{:,.0f}"),
     ("liquidated_notional", "notional", "{:,.0f}"),
-    ("avg_slippage_bps", "avg slip bps", "{:.1f}"),
-    ("p99_slippage_bps", "p99 slip bps", "{:.1f}"),
     ("bad_debt", "bad debt", "{:,.0f}"),
     ("insurance_fund_drawdown", "fund drawdown", "{:,.0f}"),
     ("adl_count", "ADL", "{:,.0f}"),
@@ -62,7 +64,33 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
 
     for name, _score in rank_policies(summary):
         row = summary[name]
-        table.add_row(escape(name), *(fmt.format(row.get(key, 0.0)) for key, _, fmt in TABLE_COLUMNS))
+        table.add_row(escape(name), *(_cell(row, key, fmt, interval=i < 3)
+                                      for i, (key, _, fmt) in enumerate(TABLE_COLUMNS)))
+    return table
+
+
+def _cell(row: Mapping[str, Any], key: str, fmt: str, *, interval: bool = True) -> str:
+    """A metric, with its 95 % interval over seeds when the run has one (``<metric>_ci``)."""
+    text = fmt.format(row.get(key, 0.0))
+    ci = row.get(f"{key}_ci") if interval else None
+    if isinstance(ci, list | tuple) and len(ci) == 2:
+        text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+    return text
+
+
+def format_baseline_table(summary: Mapping[str, Any]) -> Table:
+    """Paired mean differences against the baseline policy (seed by seed), with their 95 % intervals."""
+    base = summary.get("baseline", "")
+    table = Table(title=f"difference to {base}, paired by seed (mean [95% t interval])", header_style="bold")
+    table.add_column("policy")
+    lead = TABLE_COLUMNS[:4]
+    for _, header, _ in lead:
+        table.add_column(header, justify="right")
+    from rich.markup import escape
+
+    for name, row in summary.get("vs_baseline", {}).items():
+        if name != base:
+            table.add_row(escape(name), *(_cell(row, key, fmt) for key, _, fmt in lead))
     return table
 
 
@@ -164,6 +192,8 @@ def _run_comparison(kind: str, *, force: bool = False, command: str | None = Non
         console.print(line)
     if (note := describe_plan(plan)) is not None:
         console.print(note)
+    if len(result.summary.get("seeds", [])) > 1:
+        console.print(format_baseline_table(result.summary))
     console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)")
 
 
@@ -215,6 +245,9 @@ def replay(
     liquidations: Path | None = typer.Option(
         None, help="liquidation prints of the day (liquidationSnapshot or Tardis liquidations) whose footprint "
         "is taken out of the reference path; default: an estimate from the published totals"),
+    seeds: int = typer.Option(1, help="run seeds SEED … SEED+K−1: each metric's mean, 95% t interval, paired "
+                              "difference to the baseline"),
+    baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """Replay a real market day (or capture) against a population under each policy."""
     from deleverage.errors import InvalidInput
@@ -232,6 +265,7 @@ def replay(
         population_path=population, window=window, workers=workers, open_interest=open_interest,
         step_ms=step_ms, symbol=symbol, instruments=instruments, tiers=tiers, cross_midnight=cross_midnight,
         force=force, market=market, metrics_file=metrics, liquidations=liquidations,
+        seeds=seeds, baseline=baseline,
     )
 
 
@@ -249,6 +283,8 @@ def stress(
     step_ms: int = typer.Option(1_000, help="mark clock in ms"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
     market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
+    seeds: int = typer.Option(1, help="run K seeds: means, 95% t intervals, paired differences"),
+    baseline: str | None = typer.Option(None, help="policy the others are compared with (default: the first)"),
 ) -> None:
     """A synthetic crash with jumps, thinning depth and a closed impact loop (cascades can happen)."""
     from deleverage.errors import InvalidInput
@@ -265,6 +301,7 @@ def stress(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=policies,
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
         step_ms=step_ms, open_interest=open_interest, tiers=tiers, force=force, market=market,
+        seeds=seeds, baseline=baseline,
     )
 
 

@@ -13,7 +13,11 @@ A digest alone only says "unchanged", not "right", so each stands beside an inde
 * summary.json — the instrument it names is checked against the raw file's decimals, and its totals
   per policy (liquidations, liquidated accounts and notional, ADL notional, bad debt) are recomputed
   from the rows of liquidations.parquet, one row per action (ADL closes of counterparties are rows
-  with action ``adl``, counted apart).
+  with action ``adl``, counted apart; the fund's and backstops' resales ``offload`` and the lots still in
+  liquidation at the end ``unfinished``), and each policy's ``shortfall_quote`` is derived again from
+  those rows in human units (floats: quantity × price differences, the fund's and the backstops'
+  inventories valued at the end reference) — it must agree with the exact figure, whose decomposition
+  must add up to it exactly.
 """
 
 from __future__ import annotations
@@ -30,13 +34,17 @@ from deleverage.report.metrics import LIQUIDATION_ACTIONS
 from tests.conftest import ROOT
 
 PINNED_AUDIT = {
-    "binance": "fa70b97a356b508b3036b316db15a226e7dacc71d2efe73a433cd7f13b7d85d1",
-    "fba": "5d0a17ae18d124eb84e7cf8f972e391dc623efea919bc72f9e0de0d844cdbe9d",
+    "binance": "5a6607073d61651cfc4d11843d6ed839b3ca5cd33e438e281456f5d1db587fa8",
+    "fba": "881514341cc7093e91f856f9cc97326c9db257c313fb367f573c6345885608e9",
     "maker": "af68e07eb21ebfcdd13b69058934d15de468fb0dfe215ebc773b7c6e8b77a263",
 }
 # Re-pinned when summary.json gained "symbol" and "instrument" (and the run key the instrument), and again
 # when it gained "realism" and "population" (and the run key market_digest and the new RunConfig fields).
-PINNED_SUMMARY = "d1f288a7a3f80a5b693f465f7807e0452fcea486d51cd6d8b76a8317e1e4a01d"
+# Re-pinned with issue 11's yardstick (branch econ): binance and fba audit logs moved (no backstop offers
+# under a fund policy; the uniform-price batch over the band's whole depth, one posting per counterparty),
+# summary.json gained the yardstick's metrics, baseline, vs_baseline, seeds (and the run key feedback and
+# backstop_offload_half_life_s); maker's audit log is unchanged.
+PINNED_SUMMARY = "3b47a4f8a6f84d9777a4c73a07a5681d7131d66f9fa622ddece001632b888a65"
 POLICIES = ["binance", "fba", "maker"]
 RUN = dict(kind="replay", scenario="2021-05-19", accounts=300, seed=21, window="12:55-13:15", write_png=False)
 
@@ -72,7 +80,38 @@ def test_three_runs_give_one_digest_equal_to_the_pinned_one(tmp_path) -> None:
             instrument["contract_size"], instrument["tiers"]) == ("linear", "USDT", "0.01", "0.001", "1",
                                                                    "binance-btcusdt")
     _summary_totals_are_the_records(tmp_path / "run0")
+    end_reference = result.runs["binance"].series["reference_mark"][-1]
+    for name, metrics in result.summary["policies"].items():
+        assert sum(metrics["decomposition"].values()) == metrics["shortfall_quote"], name
+        derived = _shortfall_from_parquet(records.filter(pl.col("policy") == name), end_reference)
+        assert derived == pytest.approx(metrics["shortfall_quote"], rel=1e-9, abs=1e-5), name
+    assert any(m["shortfall_quote"] for m in result.summary["policies"].values())
     _brute_force_detection_makes_the_same_decisions(tmp_path / "run0", tmp_path / "wide")
+
+
+def _shortfall_from_parquet(records: pl.DataFrame, end_reference: float) -> float:
+    """Σ over lots of s·qty·(arrival reference − the price the lot finally left at), in quote units."""
+    tick = 0.01  # BTCUSDT in 2021
+    total = 0.0
+    inventory = {"fund": [0.0, 0.0], "backstop": [0.0, 0.0]}  # [position BTC, cash USDT]
+    for row in records.iter_rows(named=True):
+        s = 1.0 if row["side"] == "long" else -1.0
+        if row["action"] == "offload":  # the holder sells; a backstop bid in a batch may be the buyer
+            pos, cash = inventory[row["holder"]]
+            inventory[row["holder"]] = [pos - s * row["qty"], cash + s * row["qty"] * row["fill_price"]]
+            if row["counterparty"] in inventory:
+                pos, cash = inventory[row["counterparty"]]
+                inventory[row["counterparty"]] = [pos + s * row["qty"], cash - s * row["qty"] * row["fill_price"]]
+            continue
+        if row["action"] not in ("partial", "full", "takeover", "adl", "unfinished") or not row["qty"]:
+            continue
+        total += s * row["qty"] * (row["arrival_reference_ticks"] * tick - row["fill_price"])
+        if row["counterparty"] in inventory:
+            pos, cash = inventory[row["counterparty"]]
+            inventory[row["counterparty"]] = [pos + s * row["qty"], cash - s * row["qty"] * row["fill_price"]]
+    for pos, cash in inventory.values():
+        total -= cash + pos * end_reference
+    return total
 
 
 def _summary_totals_are_the_records(out) -> None:  # noqa: ANN001
@@ -81,7 +120,8 @@ def _summary_totals_are_the_records(out) -> None:  # noqa: ANN001
     assert records.filter(pl.col("action") != "adl").height > 0  # not vacuous: this window liquidates
     for policy in POLICIES:
         rows = records.filter(pl.col("policy") == policy)
-        closes, adl = rows.filter(pl.col("action") != "adl"), rows.filter(pl.col("action") == "adl")
+        closes = rows.filter(~pl.col("action").is_in(["adl", "offload", "unfinished"]))
+        adl = rows.filter(pl.col("action") == "adl")
         metrics = summary["policies"][policy]
         assert metrics["liquidations"] == closes.height, policy
         assert metrics["liquidated_accounts"] == closes["account_id"].n_unique(), policy

@@ -36,7 +36,8 @@ def test_every_preset_runs_and_balances_on_both_days(day: str, tmp_path) -> None
     assert set(summary["policies"]) == set(PRESETS)
     for name, metrics in summary["policies"].items():
         assert set(REQUIRED) <= set(metrics), name
-        assert list(metrics) == sorted(METRIC_NAMES) or set(metrics) == set(METRIC_NAMES)
+        assert set(metrics) == {*METRIC_NAMES, "decomposition"}, name
+        assert sum(metrics["decomposition"].values()) == metrics["shortfall_quote"], name
     # Something happened: a crash day liquidates accounts under every venue-style policy.
     assert summary["policies"]["binance"]["liquidations"] > 0
     records = pl.read_parquet(tmp_path / "run" / "liquidations.parquet")

@@ -193,7 +193,12 @@ def test_maker_dutch_price_falls_until_the_book_takes():
 
 
 def test_fba_nets_opposite_flow_and_auctions_the_residual():
-    """BCS 2015: net opposite liquidations at one price, the residual clears at one uniform price."""
+    """BCS 2015: one uniform price per batch — opposite liquidations cross at it, the residual meets the book.
+
+    Alice sells 1,000 lots, carol buys 400: 400 cross, the residual 600 lots meet bids of 20 lots per
+    tick from 541,499 down, so the 30th level, 541,470, is the one price of the whole batch — carol
+    buys at it too. The backstop's bid (mark − 25 bps = 540,146) is below it and does not trade.
+    """
     ledger = ledger_with([ALICE_LONG, ("carol", "short", "0.4", "49000", "1960")], backstops=("lp",))
     lp = provider("lp", discount_bps=50)
     d = Driver(engine_for("fba", ledger, backstops=[lp], liquidity=book(depth_lots=20)))
@@ -201,12 +206,14 @@ def test_fba_nets_opposite_flow_and_auctions_the_residual():
     assert d.qty("alice") == 1000  # nothing executes before the batch closes
     d.advance(1.5)
     netted = d.engine.audit.of_kind(EventKind.BATCH_NETTED)[0].data
-    assert netted["lots"] == 400 and netted["price_ticks"] == ticks(54_150)
+    assert netted["lots"] == 400 and netted["price_ticks"] == 541_499 - 29
     cleared = d.engine.audit.of_kind(EventKind.AUCTION_CLEARED)[0].data
-    # residual 600 lots sold into bids of 20 lots per tick from 541,499 down: the 30th level clears
-    assert cleared["volume_lots"] == 600 and cleared["price_ticks"] == 541_499 - 29
-    auction = [r for r in d.engine.records if r.venue == "auction"]
-    assert auction and {r.fill_vwap_ticks for r in auction} == {541_470.0}
+    assert cleared["price_ticks"] == 541_470 and cleared["book_lots"] == 600 and cleared["netted_lots"] == 400
+    assert cleared["backstop_lots"] == 0
+    by_venue = {(r.account_id, r.venue, r.counterparty): (r.qty_lots, r.fill_vwap_ticks) for r in d.engine.records
+                if r.qty_lots}
+    assert by_venue == {("alice", "netting", "peer"): (400, 541_470.0), ("carol", "netting", "peer"): (400, 541_470.0),
+                        ("alice", "auction", "market"): (600, 541_470.0)}
     assert d.qty("alice") == 0 and d.qty("carol") == 0
     assert d.engine.audit.of_kind(EventKind.FUND_DRAWN)  # carol was past bankruptcy: the fund covers
 

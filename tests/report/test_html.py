@@ -61,3 +61,14 @@ def test_realism_panel_is_on_the_page_when_given() -> None:
     assert "Realism beside published figures" in page and "liquidated_oi_share" in page
     assert "Realism beside published figures" not in render_report(title="T", subtitle="S", runs=runs,
                                                                      summary=summary)
+
+
+def test_the_report_shows_where_the_shortfall_went() -> None:
+    from deleverage.report.html import decomposition_table_html
+
+    summary = {"a": {"shortfall_quote": 3.5, "shortfall_bps": 1.25,
+                     "decomposition": {"waiting_drift": 1.0, "book_walk": 2.5, "takeover": 0.0}}}
+    page = decomposition_table_html(summary)
+    assert "Where the shortfall went" in page and "waiting_drift" in page and "book_walk" in page
+    assert "takeover" not in page  # a component no policy used is left out
+    assert decomposition_table_html({"a": {"shortfall_bps": 1.0}}) == ""

@@ -6,12 +6,20 @@ better and sells to a short at ``mark × (1 + discount)`` or better. It declines
 the asked price is worse than its quote (``price``), when its position would exceed
 ``max_position_lots`` (``max_position``) or when the notional it has committed is used up
 (``capacity``). Partial acceptance is allowed: the lots that fit are taken.
+
+The discount may be set by the policy (``takeover.backstop_discount_bps``: the venue decides what its
+backstops are paid) instead of by the provider; a protocol vault that takes over at the bankruptcy
+price (Hyperliquid) is asked with ``check_price=False``. What a provider takes it holds as inventory
+and works back into the book over time: each step it sells (buys back) the share
+``1 − 2^(−Δt / offload_half_life_s)`` of its position (:meth:`offload_lots`), and the capacity that
+inventory held is freed as it goes (:meth:`release`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput
@@ -36,6 +44,8 @@ class BackstopProvider:
     discount_bps: float
     max_position_lots: int
     used_minor: int = 0
+    offload_half_life_s: float | None = 60.0  # None: holds what it takes until the end
+    last_offload_ns: dict[str, int] = field(default_factory=dict)  # per symbol
 
     def __post_init__(self) -> None:
         if not isinstance(self.account_id, str) or not self.account_id:
@@ -48,17 +58,23 @@ class BackstopProvider:
         if isinstance(self.max_position_lots, bool) or not isinstance(self.max_position_lots, int) \
                 or self.max_position_lots < 0:
             raise InvalidInput("max_position_lots", self.max_position_lots, "must be an int >= 0")
+        h = self.offload_half_life_s
+        if h is not None and not (isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h)
+                                  and h > 0):
+            raise InvalidInput("offload_half_life_s", h, "must be a finite number of seconds > 0, or None")
 
     @property
     def remaining_minor(self) -> int:
         return max(0, self.capacity_minor - self.used_minor)
 
-    def quote_ticks(self, taker_side: str, mark_ticks: int) -> int:
+    def quote_ticks(self, taker_side: str, mark_ticks: int, discount_bps: float | None = None) -> int:
         """The worst price the provider accepts: buying below the mark, selling above it.
 
-        ``taker_side`` is the provider's side of the trade ("buy" takes over a long).
+        ``taker_side`` is the provider's side of the trade ("buy" takes over a long); ``discount_bps``
+        (the policy's) replaces the provider's own discount when given.
         """
-        factor = self.discount_bps / 10_000
+        bps = self.discount_bps if discount_bps is None else discount_bps
+        factor = Fraction(str(bps)) / 10_000
         if taker_side == "buy":
             return max(1, math.floor(mark_ticks * (1 - factor)))
         if taker_side == "sell":
@@ -76,12 +92,18 @@ class BackstopProvider:
         return int(self.remaining_minor // per_lot) if per_lot > 0 else 0
 
     def decide(self, *, instrument: Instrument, taker_side: str, qty_lots: int, price_ticks: int,
-               mark_ticks: int, position_lots: int) -> BackstopDecision:
-        """Accept up to ``qty_lots`` at ``price_ticks`` by the three rules, or decline with the reason."""
-        quote = self.quote_ticks(taker_side, mark_ticks)
-        worse = price_ticks > quote if taker_side == "buy" else price_ticks < quote
-        if worse:
-            return BackstopDecision(self.account_id, 0, price_ticks, "price")
+               mark_ticks: int, position_lots: int, discount_bps: float | None = None,
+               check_price: bool = True) -> BackstopDecision:
+        """Accept up to ``qty_lots`` at ``price_ticks`` by the three rules, or decline with the reason.
+
+        ``check_price=False``: a protocol vault that must take at the asked price (only the position
+        and capacity rules apply).
+        """
+        if check_price:
+            quote = self.quote_ticks(taker_side, mark_ticks, discount_bps)
+            worse = price_ticks > quote if taker_side == "buy" else price_ticks < quote
+            if worse:
+                return BackstopDecision(self.account_id, 0, price_ticks, "price")
         room = self.room_lots(taker_side, position_lots)
         if room <= 0:
             return BackstopDecision(self.account_id, 0, price_ticks, "max_position")
@@ -99,11 +121,34 @@ class BackstopProvider:
         self.used_minor += math.ceil(abs(instrument.notional(price_ticks, lots)))
 
     def standing_bid(self, instrument: Instrument, taker_side: str, mark_ticks: int,
-                     position_lots: int) -> tuple[int, int]:
+                     position_lots: int, discount_bps: float | None = None) -> tuple[int, int]:
         """(price_ticks, lots) this provider offers into a batch auction on ``taker_side``."""
-        price = self.quote_ticks(taker_side, mark_ticks)
+        price = self.quote_ticks(taker_side, mark_ticks, discount_bps)
         lots = min(self.room_lots(taker_side, position_lots), self.capacity_lots(instrument, price))
         return price, lots
+
+    # --- inventory ----------------------------------------------------------------------------------
+    def offload_lots(self, symbol: str, position_lots: int, ts_ns: int) -> int:
+        """Lots to work back into the book now: ``⌈|position| × (1 − 2^(−Δt/h))⌉``, Δt since the last call.
+
+        The first call on a position starts its clock (nothing is sold in the step it was taken).
+        """
+        if position_lots == 0 or self.offload_half_life_s is None:
+            self.last_offload_ns.pop(symbol, None)
+            return 0
+        last = self.last_offload_ns.get(symbol)
+        self.last_offload_ns[symbol] = ts_ns
+        if last is None or ts_ns <= last:
+            return 0
+        share = 1.0 - 2.0 ** (-(ts_ns - last) / 1e9 / self.offload_half_life_s)
+        return min(abs(position_lots), math.ceil(abs(position_lots) * share - 1e-12))
+
+    def release(self, position_lots_before: int, lots: int) -> None:
+        """Free the capacity of ``lots`` sold out of an inventory of ``position_lots_before`` (pro rata)."""
+        held = abs(position_lots_before)
+        if held <= 0 or lots <= 0:
+            return
+        self.used_minor -= self.used_minor * min(lots, held) // held
 
 
 __all__ = ["BackstopDecision", "BackstopProvider"]

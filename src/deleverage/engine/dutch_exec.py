@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from deleverage.config.events import EventKind
+from deleverage.config.policy import DutchConfig
 from deleverage.core.instruments import Instrument
-from deleverage.engine.events import EventKind
-from deleverage.engine.policy import DutchConfig
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.venues.dutch import (
     AuctionStatus,
@@ -88,8 +88,9 @@ class DutchExecutor:
     """Every running sale of the engine, over one :class:`DutchAuctionHouse`."""
 
     def __init__(self, cfg: DutchConfig, settler: Settler, instruments: Mapping[str, Instrument], *,
-                 keeper: str, fund: str) -> None:
+                 keeper: str, fund: str, backstop_discount_bps: float | None = None) -> None:
         self.cfg = cfg
+        self.backstop_discount_bps = backstop_discount_bps
         self.settler = settler
         self.audit = settler.audit
         self.instruments = instruments
@@ -167,8 +168,9 @@ class DutchExecutor:
 
     # --- a tick ---------------------------------------------------------------------------------
     def step(self, symbol: str, book: Any, mark_ticks: int, ts_ns: int,
-             on_take: Callable[[str, FillSummary], None]) -> None:
-        """Reset stale sales, then let keepers take where it pays; ``on_take`` records each fill.
+             on_take: Callable[[str, list[tuple[str, FillSummary]]], None]) -> None:
+        """Reset stale sales, then let keepers take where it pays; ``on_take`` records each take
+        as its fills per counterparty ("backstop", "market").
 
         The best price any keeper pays is read once per side and tick (book top, best backstop quote)
         and re-read only after a take: a sale nobody wants costs a cached-price comparison.
@@ -187,10 +189,10 @@ class DutchExecutor:
             edge = best[side]
             if edge is None or sale.price_ticks <= 0 or (edge < sale.price_ticks if side == "long" else edge > sale.price_ticks):
                 continue
-            got = self._take(sale, book, ts_ns)
-            if got.lots:
+            parts = self._take(sale, book, ts_ns)
+            if parts:
                 best[side] = None
-                on_take(sale.account_id, got)
+                on_take(sale.account_id, parts)
 
     def _best_keeper_ticks(self, symbol: str, side: str, book: Any, mark_ticks: int) -> int:
         """Best price a keeper pays now: the book's best bid (ask for a short) or a backstop's quote."""
@@ -201,7 +203,7 @@ class DutchExecutor:
         taker = "buy" if side == "long" else "sell"
         for p in settler.backstops:
             position = settler.ledger.position(p.account_id, symbol).qty_lots
-            quote = p.quote_ticks(taker, mark_ticks)
+            quote = p.quote_ticks(taker, mark_ticks, self.backstop_discount_bps)
             if p.room_lots(taker, position) > 0 and p.capacity_lots(inst, quote) > 0:
                 prices.append(quote)
         if not prices:
@@ -220,32 +222,40 @@ class DutchExecutor:
                           top_ticks=result.top, mark_ticks=mark_ticks, resets=sale.resets,
                           keeper=self.keeper, keeper_coin_minor=paid)
 
-    def _take(self, sale: RunningSale, book: Any, ts_ns: int) -> FillSummary:
-        """Keepers buy (sell, for a short) at the sale price: backstops first, then the book."""
+    def _take(self, sale: RunningSale, book: Any, ts_ns: int) -> list[tuple[str, FillSummary]]:
+        """Keepers buy (sell, for a short) at the sale price: backstops first, then the book.
+
+        Returns the fills per counterparty ("backstop", "market"); the chop penalty is on the first.
+        """
         settler, symbol, side = self.settler, sale.symbol, sale.side
         ticks = sale.price_ticks
         house_sale = self.house.sales[sale.auction_id]
         position = abs(settler.ledger.position(sale.account_id, symbol).qty_lots)
         remaining = min(house_sale.lot_minor, position)
-        out = FillSummary()
+        parts: list[tuple[str, FillSummary]] = []
         if remaining and settler.backstops:
-            got = settler.backstop_takeover(sale.account_id, symbol, side, remaining, ticks, ts_ns)
-            out.add(got.lots, ticks, got.fee_minor)
+            got = settler.backstop_takeover(sale.account_id, symbol, side, remaining, ticks, ts_ns,
+                                            discount_bps=self.backstop_discount_bps)
+            if got.lots:
+                parts.append(("backstop", got))
             remaining -= got.lots
         if remaining:
             filled = fill_of(book.take("sell" if side == "long" else "buy", remaining, ticks)).filled_lots
             if filled:
                 fee = settler.fill(sale.account_id, symbol, side, settler.market, ticks, filled, ts_ns,
                                    "liquidation: dutch keeper")
-                out.add(filled, ticks, fee)
-        if out.lots:
-            out.fee_minor += self._penalty(sale, out.lots, ts_ns)
-            left = self._release(sale, out.lots)
+                market = FillSummary()
+                market.add(filled, ticks, fee)
+                parts.append(("market", market))
+        lots = sum(got.lots for _, got in parts)
+        if lots:
+            parts[0][1].fee_minor += self._penalty(sale, lots, ts_ns)
+            left = self._release(sale, lots)
             self.audit.record(EventKind.DUTCH_TAKEN, ts_ns, symbol=symbol, account_id=sale.account_id,
-                              lots=out.lots, price_ticks=ticks, auction_lots_left=left,
+                              lots=lots, price_ticks=ticks, auction_lots_left=left,
                               position_lots_left=abs(settler.ledger.position(sale.account_id, symbol).qty_lots),
                               dirt_minor=self.house.dirt_minor)
-        return out
+        return parts
 
     def _penalty(self, sale: RunningSale, lots: int, ts_ns: int) -> int:
         """``chop``: (chop − 1) × debt pro rata to the lots sold, to the fund, capped by equity."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.tiers import MarginTiers
@@ -37,13 +39,12 @@ from deleverage.engine.detect import (
     float_row,
 )
 from deleverage.engine.dutch_exec import DutchExecutor
-from deleverage.engine.events import AuditLog, EventKind
 from deleverage.engine.execute import ExecutionMixin
 from deleverage.engine.guarded import GuardedMixin
-from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult
 from deleverage.engine.waterfall import FillSummary, Settler
 from deleverage.errors import InvalidInput, SimulationError
+from deleverage.safeguards import Safeguards
 from deleverage.venues.liquidity import EmptyBook
 
 NS_PER_MS = 1_000_000
@@ -79,8 +80,6 @@ def _default_safeguards(policy: LiquidationPolicy) -> Any:
     configured = any(v is not None for v in (sg.price_band_bps, sg.oracle_max_age_ms, sg.oracle_max_divergence_bps,
                                              sg.max_notional_in_liquidation, sg.fund_drawdown_halt))
     if configured or policy.dynamic_margin.enabled:
-        from deleverage.safeguards import Safeguards  # noqa: PLC0415 — optional layer
-
         return Safeguards(policy)
     return BasicSafeguards(sg)
 
@@ -110,8 +109,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                  tiers_for: Callable[[Instrument], MarginTiers] | None = None,
                  backstops: Iterable[BackstopProvider] = (), insurance_fund: str = "insurance_fund",
                  fee_pool: str = "fee_pool", market: str = "market", audit: AuditLog | None = None,
-                 on_before_execute: Callable[..., None] | None = None, safeguards: Any = None,
-                 depth_levels: int = 50) -> None:
+                 on_before_execute: Callable[..., None] | None = None, safeguards: Any = None) -> None:
         self.ledger = ledger
         self.policy = policy
         self._instruments = {i.symbol: i for i in instruments}
@@ -129,7 +127,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self.audit = audit if audit is not None else AuditLog()
         self.on_before_execute = on_before_execute
         self._safeguards = safeguards if safeguards is not None else _default_safeguards(policy)
-        self._depth_levels = depth_levels
+        self._holding: dict[str, bool] = dict.fromkeys(self._instruments, False)  # a backstop holds inventory
         self._base_tiers = dict(self._tiers)  # dynamic margin scales these; ``_tiers`` holds the ones in force
         sg_cfg, sg_obj = policy.safeguards, self._safeguards
         self._watch_fund = sg_cfg.fund_drawdown_halt is not None and hasattr(sg_obj, "fund_drawdown_fired")
@@ -165,7 +163,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         if policy.execution.venue == "dutch" and policy.execution.dutch is not None:
             keeper = self.backstops[0].account_id if self.backstops else market
             self._dutch = DutchExecutor(policy.execution.dutch, self._settler, self._instruments,
-                                        keeper=keeper, fund=insurance_fund)
+                                        keeper=keeper, fund=insurance_fund,
+                                        backstop_discount_bps=policy.takeover.backstop_discount_bps)
 
     # --- set-up ---------------------------------------------------------------------------------------
     def track_all(self, extra_capacity: int = 0) -> None:
@@ -248,7 +247,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
             self._first_mark(symbol)
         found = self._detectors[symbol].on_price(mark) if self._source != "oracle" else []
         if not found and not self._cases[symbol] and self._batch_close[symbol] is None \
-                and not self._settler.changed and (self._dutch is None or not self._dutch.sales):
+                and not self._settler.changed and (self._dutch is None or not self._dutch.sales) \
+                and not self._holding[symbol]:
             return StepResult(_NO_ACTIONS, start, start)
         return self._step(symbol, ts_ns, found, start)
 
@@ -272,7 +272,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         if symbol not in self._marks and self._source != "oracle":
             return StepResult(_NO_ACTIONS, start, len(self.audit))
         found = self._detectors[symbol].on_price(oracle) if self._source == "oracle" else []
-        return self._step(symbol, ts_ns, found, start)
+        # batches close on a mark (the tick's own), never on an oracle print between two marks
+        return self._step(symbol, ts_ns, found, start, close_batches=False)
 
     def advance(self, ts_ns: int) -> StepResult:
         """Time passes: close due batches, expire confirmations, cooldowns, ramps, Dutch prices."""
@@ -365,13 +366,14 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         return account_id in self._cases[symbol]
 
     # --- the step -------------------------------------------------------------------------------------
-    def _step(self, symbol: str, ts_ns: int, found: list[str], start: int) -> StepResult:
+    def _step(self, symbol: str, ts_ns: int, found: list[str], start: int, *,
+              close_batches: bool = True) -> StepResult:
         before = len(self.records)
         if self._watch_fund:
             self._report_fund(ts_ns)
         self._open_cases(symbol, found, ts_ns)
         for _ in range(4):  # re-detect accounts whose balances changed (ADL, haircuts) in this step
-            self._work(symbol, ts_ns)
+            self._work(symbol, ts_ns, close_batches)
             changed = sorted(self._settler.changed)
             self._settler.changed.clear()
             for aid in changed:
@@ -419,13 +421,15 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                                   deadline_ns=case.confirm_deadline_ns)
         self._confirmed.clear()
 
-    def _work(self, symbol: str, ts_ns: int) -> None:
-        """Re-evaluate every live case, then the due batch, the Dutch sales and the fund's offload.
+    def _work(self, symbol: str, ts_ns: int, close_batches: bool = True) -> None:
+        """Re-evaluate every live case, then the due batch, the Dutch sales and the inventories' offload.
 
         A halt (``execution_allowed`` false) stops every kind of execution — book orders, the batch
-        close, keeper takes, the fund's offload — while detection and re-evaluation go on; a due batch
-        then closes on the first call after the halt lifts. Without a mark for the symbol (an oracle
-        policy before the first mark) cases are found but wait: settlement values positions at the mark.
+        close, keeper takes, the fund's and the backstops' offloads — while detection and re-evaluation
+        go on; a due batch then closes on the first mark after the halt lifts (a batch closes at the
+        mark of the call that closes it: ``on_mark`` or ``advance``, never ``on_oracle``). Without a
+        mark for the symbol (an oracle policy before the first mark) cases are found but wait:
+        settlement values positions at the mark.
         """
         cases = self._cases[symbol]
         dutch = self._dutch
@@ -438,7 +442,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         if not allowed or symbol not in self._marks:
             return
         close_ns = self._batch_close[symbol]
-        if close_ns is not None and ts_ns >= close_ns:
+        if close_batches and close_ns is not None and ts_ns >= close_ns:
             self._close_batch(symbol, ts_ns)
             if self._watch_fund and self._report_fund(ts_ns):
                 allowed = self._safeguards.execution_allowed(symbol, ts_ns)
@@ -447,7 +451,9 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
             dutch.step(symbol, self._liquidity[symbol], self._trigger_ticks(symbol), ts_ns, self._on_dutch_take)
             self._release_ended_sales()
         if allowed and self.ledger.position(self._settler.fund, symbol).qty_lots:
-            self._settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+            self._offload_fund(symbol, ts_ns)
+        if allowed and self._holding[symbol]:
+            self._offload_backstops(symbol, ts_ns)
 
     def _work_live(self, symbol: str, live: list[LiquidationCase], ts_ns: int, allowed: bool) -> bool:
         """Refresh the sort keys of the live cases at the trigger price, then work each in order.
@@ -482,10 +488,13 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                 self._halted = not allowed
         return allowed
 
-    def _on_dutch_take(self, account_id: str, got: FillSummary) -> None:
+    def _on_dutch_take(self, account_id: str, parts: list[tuple[str, FillSummary]]) -> None:
         symbol_cases = [(s, c[account_id]) for s, c in self._cases.items() if account_id in c]
-        for _symbol, case in symbol_cases:
-            self._record(case, got, "dutch", "full", self._last_ts)
+        for symbol, case in symbol_cases:
+            for counterparty, got in parts:
+                self._record(case, got, "dutch", "full", self._last_ts, counterparty)  # type: ignore[arg-type]
+                if counterparty == "backstop" and got.lots:
+                    self._holding[symbol] = True
             self._after_action(case, self._last_ts)
 
     def _drop(self, case: LiquidationCase, ts_ns: int, reason: str, m: AccountMargin | None = None) -> None:
@@ -578,6 +587,11 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         return False
 
     # --- reporting --------------------------------------------------------------------------------------
+    @property
+    def halted(self) -> bool:
+        """Whether execution was halted by a safeguard at the last call (cheap: no totals computed)."""
+        return self._halted
+
     def active_accounts(self, symbol: str) -> list[str]:
         """Accounts with an open liquidation case on ``symbol``."""
         return sorted(self._cases[symbol])

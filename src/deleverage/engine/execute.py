@@ -12,11 +12,17 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from deleverage.engine.batching import BatchOrder, auction_residual, net_orders
+from deleverage.config.events import EventKind
+from deleverage.engine.batching import BatchOrder, clear_batch, net_orders
 from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
-from deleverage.engine.events import EventKind
 from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
-from deleverage.engine.records import LiquidationCase, LiquidationRecord, slippage_bps
+from deleverage.engine.records import (
+    Counterparty,
+    LiquidationCase,
+    LiquidationRecord,
+    Venue,
+    slippage_bps,
+)
 from deleverage.engine.waterfall import FillSummary
 
 NS_PER_MS = 1_000_000
@@ -28,12 +34,12 @@ class ExecutionMixin:
     _settler: Any
     _cases: dict[str, dict[str, LiquidationCase]]
     if TYPE_CHECKING:  # the engine's state and helpers this mixin reads (engine.py owns them)
+        from deleverage.config.events import AuditLog
+        from deleverage.config.policy import LiquidationPolicy
         from deleverage.core.instruments import Instrument
         from deleverage.core.ledger import Ledger
         from deleverage.core.tiers import MarginTiers
         from deleverage.engine.backstop import BackstopProvider
-        from deleverage.engine.events import AuditLog
-        from deleverage.engine.policy import LiquidationPolicy
 
         ledger: Ledger
         policy: LiquidationPolicy
@@ -48,7 +54,8 @@ class ExecutionMixin:
         _prev_marks: dict[str, int]
         _batch_close: dict[str, int | None]
         _batch_members: dict[str, list[str]]
-        _depth_levels: int
+        _marks: dict[str, int]
+        _holding: dict[str, bool]
 
         _safeguards: Any
         _cap_on: bool
@@ -96,7 +103,7 @@ class ExecutionMixin:
             self._absorb(case, lots, ts_ns, force=True)
             return
         got = self._book_order(case, m, lots, bankrupt, ts_ns)
-        self._record(case, got, "book", action, ts_ns)
+        self._record(case, got, "book", action, ts_ns, "market")
         left = lots - got.lots
         if left > 0:
             self._absorb(case, left, ts_ns)
@@ -151,9 +158,14 @@ class ExecutionMixin:
         code = inst.settle.code
         bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, mark))
         price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
-        if tk.by != "none" and self.backstops:
-            got = settler.backstop_takeover(case.account_id, symbol, case.side, lots, price, ts_ns)
-            self._record(case, got, "backstop", "takeover", ts_ns)
+        if tk.by == "backstop" and self.backstops:
+            got = settler.backstop_takeover(case.account_id, symbol, case.side, lots,
+                                            None if tk.price == "backstop_quote" else price, ts_ns,
+                                            check_price=tk.price != "bankruptcy",
+                                            discount_bps=tk.backstop_discount_bps)
+            self._record(case, got, "backstop", "takeover", ts_ns, "backstop")
+            if got.lots:
+                self._holding[symbol] = True
             lots -= got.lots
         adl = self.policy.adl
         adl_possible = adl.trigger != "never" and adl.ranking != "none"
@@ -166,14 +178,14 @@ class ExecutionMixin:
             beyond_fund = take < lots
             if take:
                 got = settler.fund_takeover(case.account_id, symbol, case.side, take, fund_price, ts_ns)
-                self._record(case, got, "takeover", "takeover", ts_ns)
+                self._record(case, got, "takeover", "takeover", ts_ns, "fund")
                 lots -= got.lots
-                settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+                self._offload_fund(symbol, ts_ns)
                 settler.credit_remaining_margin(case.account_id, symbol, ts_ns)
         if lots and adl_possible and (settler.adl_mode(code) or bankrupt_now or force or beyond_fund):
             adl_price = self._adl_price_ticks(symbol, bankrupt, mark)
             got = settler.adl_close(case.account_id, symbol, case.side, lots, adl_price, ts_ns)
-            self._record(case, got, "adl", "adl", ts_ns)
+            self._record(case, got, "adl", "adl", ts_ns, "peer")
             lots -= got.lots
         if lots:
             self._skip(case, ts_ns, "no_liquidity", unfilled_lots=lots, takeover_by=tk.by)
@@ -202,7 +214,8 @@ class ExecutionMixin:
                 "takeover", self.policy.name, "full", bad_debt_minor=bad,
                 liquidation_price_ticks=case.liquidation_price_ticks))
 
-    def _record(self, case: LiquidationCase, got: FillSummary, venue: str, action: str, ts_ns: int) -> None:
+    def _record(self, case: LiquidationCase, got: FillSummary, venue: Venue, action: str, ts_ns: int,
+                counterparty: Counterparty) -> None:
         if got.lots == 0:
             return
         self._end_wait(case, ts_ns)
@@ -213,7 +226,43 @@ class ExecutionMixin:
         self.records.append(LiquidationRecord(
             ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
             slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]
-            fee_minor=got.fee_minor, liquidation_price_ticks=case.liquidation_price_ticks))
+            fee_minor=got.fee_minor, liquidation_price_ticks=case.liquidation_price_ticks,
+            counterparty=counterparty, price_tick_lots=got.tick_lots, mark_ticks=self._marks.get(case.symbol, 0),
+            found_ns=case.found_ns))
+
+    def _record_offload(self, holder: str, symbol: str, long: bool, got: FillSummary, venue: Venue,
+                        counterparty: Counterparty, ts_ns: int) -> None:
+        """A lot the fund or a backstop sells out of the inventory it took over (``action="offload"``)."""
+        if got.lots == 0:
+            return
+        inst = self._instruments[symbol]
+        vwap = got.vwap_ticks
+        mark = self._marks.get(symbol, 0)
+        side = "long" if long else "short"
+        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
+        self.records.append(LiquidationRecord(
+            ts_ns, symbol, holder, side, got.lots, notional, mark, vwap, slippage_bps(side, vwap, mark), venue,
+            self.policy.name, "offload", counterparty=counterparty, price_tick_lots=got.tick_lots, mark_ticks=mark))
+
+    def _offload_fund(self, symbol: str, ts_ns: int) -> None:
+        """The fund sells what it took over: at once to the book, or (auction venue) in the next batch."""
+        settler = self._settler
+        qty = settler.ledger.position(settler.fund, symbol).qty_lots
+        if qty == 0:
+            return
+        if self.policy.execution.venue == "auction":
+            if self._batch_close[symbol] is None:
+                self._batch_close[symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
+            return
+        got = settler.offload_fund(symbol, self._liquidity[symbol], ts_ns)
+        self._record_offload(settler.fund, symbol, qty > 0, got, "book", "market", ts_ns)
+
+    def _offload_backstops(self, symbol: str, ts_ns: int) -> None:
+        """Backstop providers work the due share of their inventory back into the book."""
+        for provider, long, got in self._settler.offload_backstops(symbol, self._liquidity[symbol], ts_ns):
+            self._record_offload(provider.account_id, symbol, long, got, "book", "market", ts_ns)
+        ledger = self._settler.ledger
+        self._holding[symbol] = any(ledger.position(b.account_id, symbol).qty_lots for b in self.backstops)
 
     # --- batches -----------------------------------------------------------------------------------------
     def _plan_batch(self, symbol: str, live: list[LiquidationCase], price: int, ts_ns: int
@@ -281,41 +330,55 @@ class ExecutionMixin:
 
     def _execute_batch(self, symbol: str, orders: list[tuple[BatchOrder, LiquidationCase]], price: int,
                        ts_ns: int) -> None:
-        """Net, then auction or book the residual, then the waterfall for what did not fill."""
-        if not orders:
-            return
+        """Auction (with the fund's inventory), or net then book the residual; then the waterfall."""
         ex = self.policy.execution
+        settler = self._settler
+        fund_lots = settler.ledger.position(settler.fund, symbol).qty_lots if ex.venue == "auction" else 0
+        if not orders and not fund_lots:
+            return
         cases = self._cases[symbol]
-        filled: dict[str, FillSummary] = {}
+        filled: dict[str, int] = {}
         residual = [o for o, _ in orders]
-        if ex.net_opposite:
-            netted, residual = net_orders(self._settler, symbol, residual, price, ts_ns)
-            for aid, got in netted.items():
-                self._record(cases[aid], got, "netting", "partial", ts_ns)
-                filled[aid] = got
         book = self._liquidity[symbol]
         if ex.venue == "auction":
-            for side in ("long", "short"):
-                part = [o for o in residual if o.side == side]
-                got_map = auction_residual(self._settler, symbol, part, book, price, ts_ns,
-                                           include_backstops=ex.include_backstop_bids, depth_levels=self._depth_levels)
-                for aid, got in got_map.items():
-                    self._record(cases[aid], got, "auction", "partial", ts_ns)
-                    filled.setdefault(aid, FillSummary()).add(got.lots, 0)
+            sides = [residual] if ex.net_opposite else [[o for o in residual if o.side == s] for s in ("long", "short")]
+            for k, group in enumerate(sides):
+                fund_part = fund_lots if ex.net_opposite or (k == 0) == (fund_lots > 0) else 0
+                if not group and not fund_part:
+                    continue
+                res = clear_batch(settler, symbol, group, book, price, ts_ns, band_bps=ex.band_bps,
+                                  depth_levels=ex.depth_levels, include_backstops=ex.include_backstop_bids,
+                                  backstop_discount_bps=self.policy.takeover.backstop_discount_bps,
+                                  fund_lots=fund_part)
+                for (aid, cp), got in res.fills.items():
+                    venue: Venue = "netting" if cp in ("peer", "fund") else "auction"
+                    self._record(cases[aid], got, venue, "partial", ts_ns, cp)  # type: ignore[arg-type]
+                    filled[aid] = filled.get(aid, 0) + got.lots
+                for cp, got in res.fund_offload.items():
+                    self._record_offload(settler.fund, symbol, fund_part > 0, got,
+                                         "netting" if cp == "peer" else "auction", cp, ts_ns)  # type: ignore[arg-type]
+                if any(cp == "backstop" for _, cp in res.fills) or "backstop" in res.fund_offload:
+                    self._holding[symbol] = True
         else:
+            if ex.net_opposite:
+                netted, residual = net_orders(settler, symbol, residual, price, ts_ns)
+                for aid, got in netted.items():
+                    self._record(cases[aid], got, "netting", "partial", ts_ns, "peer")
+                    filled[aid] = got.lots
             for o in residual:
                 case = cases[o.account_id]
                 got = self._book_order(case, self._margin(o.account_id, symbol), o.qty_lots, o.limit_ticks, ts_ns)
-                self._record(case, got, "book", "partial", ts_ns)
-                filled.setdefault(o.account_id, FillSummary()).add(got.lots, 0)
+                self._record(case, got, "book", "partial", ts_ns, "market")
+                filled[o.account_id] = filled.get(o.account_id, 0) + got.lots
         for order, case in orders:
-            done = filled.get(order.account_id, FillSummary()).lots
+            done = filled.get(order.account_id, 0)
             if order.qty_lots - done > 0 and order.account_id in cases:
                 self._absorb(case, order.qty_lots - done, ts_ns)
             if order.account_id in cases:
                 self._after_action(case, ts_ns)
                 if order.account_id in cases and ex.carry_over:
                     self._rejoin(case, ts_ns)
+        self._offload_fund(symbol, ts_ns)  # what is left of the fund's inventory: the next batch
 
     def _rejoin(self, case: LiquidationCase, ts_ns: int) -> None:
         """Carry a still-liquidatable case into the next batch."""

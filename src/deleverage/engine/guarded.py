@@ -23,15 +23,15 @@ import math
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from deleverage.engine.events import EventKind
+from deleverage.config.events import EventKind
 
 if TYPE_CHECKING:
+    from deleverage.config.events import AuditLog
     from deleverage.core.instruments import Instrument
     from deleverage.core.ledger import Ledger
     from deleverage.core.tiers import MarginTiers
     from deleverage.engine.detect import SymbolDetector
     from deleverage.engine.dutch_exec import DutchExecutor
-    from deleverage.engine.events import AuditLog
 
 
 class GuardedMixin:

@@ -1,8 +1,13 @@
 """What the engine hands back: one :class:`LiquidationRecord` per liquidation action, per-call results.
 
 The record is the unit the report reads (docs/engine.md, "Records"): what was closed, at what price
-against which trigger mark, through which venue, and what it cost (fee, bad debt). Exact amounts stay
-integers; the float fields (notional, VWAP, slippage) are for reporting only.
+against which trigger mark, through which venue, with which counterparty, and what it cost (fee, bad
+debt). Records cover every lot that leaves a liquidated account — book, auction, netting, Dutch,
+backstop and fund takeovers, ADL — *and* every lot the insurance fund or a backstop later sells out of
+what it took over (``action="offload"``, ``account_id`` = the fund or the provider), so the lab's
+yardstick (report/metrics.py) can follow each lot until it leaves the liquidation system. Exact amounts
+stay integers (``qty_lots``, ``price_tick_lots``, ticks); the float fields (notional, VWAP, slippage) are
+for reporting only.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Venue = Literal["book", "auction", "netting", "dutch", "backstop", "takeover", "adl"]
-Action = Literal["partial", "full", "takeover", "adl"]
+Action = Literal["partial", "full", "takeover", "adl", "offload"]
+# Who took the other side: the outside market (book, its makers), the insurance fund, a backstop
+# provider, or another account of the venue (an opposite liquidation in a batch, an ADL counterparty).
+Counterparty = Literal["market", "fund", "backstop", "peer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,10 @@ class LiquidationRecord:
     bad_debt_minor: int = 0
     fee_minor: int = 0
     liquidation_price_ticks: float | None = None  # the float screen's liquidation price when found
+    counterparty: Counterparty = "market"
+    price_tick_lots: int = 0  # Σ price_ticks × lots of the fills, exact (the VWAP's numerator)
+    mark_ticks: int = 0  # the exchange mark of the call that executed it (the batch close's, for a batch)
+    found_ns: int | None = None  # when the case was found (None on an offload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +99,4 @@ def slippage_bps(side: str, vwap_ticks: float | None, trigger_mark_ticks: int) -
     return sign * (trigger_mark_ticks - vwap_ticks) / trigger_mark_ticks * 1e4
 
 
-__all__ = ["Action", "LiquidationCase", "LiquidationRecord", "StepResult", "Venue", "slippage_bps"]
+__all__ = ["Action", "Counterparty", "LiquidationCase", "LiquidationRecord", "StepResult", "Venue", "slippage_bps"]

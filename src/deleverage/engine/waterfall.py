@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy
 from deleverage.core import _kernels as kernels
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger, isolated_account_id
@@ -36,8 +38,6 @@ from deleverage.core.tiers import MarginTiers
 from deleverage.engine.adl import allocate, pro_rata_haircut
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin
-from deleverage.engine.events import AuditLog, EventKind
-from deleverage.engine.policy import LiquidationPolicy
 from deleverage.errors import SimulationError
 from deleverage.venues.liquidity import fill_of, split_vwap
 
@@ -241,9 +241,16 @@ class Settler:
         return out
 
     # --- backstop and takeover ------------------------------------------------------------------------
-    def backstop_takeover(self, account_id: str, symbol: str, side: str, lots: int, price_ticks: int,
-                          ts_ns: int) -> FillSummary:
-        """Offer ``lots`` at ``price_ticks`` to each provider in turn; they accept or decline by rule."""
+    def backstop_takeover(self, account_id: str, symbol: str, side: str, lots: int, price_ticks: int | None,
+                          ts_ns: int, *, check_price: bool = True,
+                          discount_bps: float | None = None) -> FillSummary:
+        """Offer ``lots`` to each provider in turn; they accept or decline by rule.
+
+        At ``price_ticks`` (the bankruptcy or the oracle-fee price), or with ``price_ticks`` None at each
+        provider's own quote (mark ∓ ``discount_bps`` when the policy sets it), which may lie beyond
+        the account's bankruptcy price: the deficit that leaves goes down the waterfall.
+        ``check_price=False``: a protocol vault takes at the asked price whatever its quote.
+        """
         out = FillSummary()
         inst = self.instruments[symbol]
         taker = "buy" if side == "long" else "sell"
@@ -253,19 +260,22 @@ class Settler:
             if left <= 0:
                 break
             position = self.ledger.position(provider.account_id, symbol).qty_lots
-            decision = provider.decide(instrument=inst, taker_side=taker, qty_lots=left,
-                                       price_ticks=price_ticks, mark_ticks=mark, position_lots=position)
+            quote = provider.quote_ticks(taker, mark, discount_bps)
+            price = quote if price_ticks is None else price_ticks
+            decision = provider.decide(instrument=inst, taker_side=taker, qty_lots=left, price_ticks=price,
+                                       mark_ticks=mark, position_lots=position, discount_bps=discount_bps,
+                                       check_price=check_price)
             if decision.accepted_lots <= 0:
                 self.audit.record(EventKind.BACKSTOP_DECLINED, ts_ns, symbol=symbol, account_id=account_id,
                                   provider=provider.account_id, reason=decision.reason, lots=left,
-                                  price_ticks=price_ticks, quote_ticks=provider.quote_ticks(taker, mark))
+                                  price_ticks=price, quote_ticks=quote)
                 continue
-            fee = self.fill(account_id, symbol, side, provider.account_id, price_ticks,
+            fee = self.fill(account_id, symbol, side, provider.account_id, price,
                             decision.accepted_lots, ts_ns, "liquidation: backstop takeover")
-            provider.commit(inst, price_ticks, decision.accepted_lots)
-            out.add(decision.accepted_lots, price_ticks, fee)
+            provider.commit(inst, price, decision.accepted_lots)
+            out.add(decision.accepted_lots, price, fee)
             self.audit.record(EventKind.TAKEOVER, ts_ns, symbol=symbol, account_id=account_id,
-                              by=provider.account_id, lots=decision.accepted_lots, price_ticks=price_ticks,
+                              by=provider.account_id, lots=decision.accepted_lots, price_ticks=price,
                               decision=decision.reason)
         return out
 
@@ -297,21 +307,49 @@ class Settler:
             self.audit.record(EventKind.FUND_CREDITED, ts_ns, symbol=symbol, account_id=account_id,
                               amount_minor=left)
 
-    def offload_fund(self, symbol: str, book: Any, ts_ns: int) -> None:
+    def offload_fund(self, symbol: str, book: Any, ts_ns: int) -> FillSummary:
         """The fund sells (buys back) any position it holds in ``symbol`` to the book at market."""
         qty = self.ledger.position(self.fund, symbol).qty_lots
         if qty == 0:
-            return
-        taker = "sell" if qty > 0 else "buy"
-        walk = fill_of(book.take(taker, abs(qty), None))
-        inst = self.instruments[symbol]
-        for price, q in split_vwap(walk):
-            buyer, seller = (self.market, self.fund) if qty > 0 else (self.fund, self.market)
-            self.ledger.apply_fill(buyer=buyer, seller=seller, instrument=inst, price_ticks=price, qty_lots=q,
-                                   ts_ns=ts_ns, reason="fund offload", reduce_only_for=self.fund)
-        if walk.filled_lots:
+            return FillSummary()
+        out = self.sell_inventory(self.fund, symbol, book, abs(qty), qty > 0, ts_ns, "fund offload")
+        if out.lots:
             self.audit.record(EventKind.FUND_OFFLOADED, ts_ns, symbol=symbol, account_id=self.fund,
-                              lots=walk.filled_lots, vwap_ticks=walk.vwap_ticks, left_lots=abs(qty) - walk.filled_lots)
+                              lots=out.lots, vwap_ticks=out.vwap_ticks, left_lots=abs(qty) - out.lots)
+        return out
+
+    def sell_inventory(self, holder: str, symbol: str, book: Any, lots: int, long: bool, ts_ns: int,
+                       reason: str) -> FillSummary:
+        """``holder`` (the fund, a backstop) sells ``lots`` of a long (buys back a short) to the book."""
+        walk = fill_of(book.take("sell" if long else "buy", lots, None))
+        inst = self.instruments[symbol]
+        out = FillSummary()
+        for price, q in split_vwap(walk):
+            buyer, seller = (self.market, holder) if long else (holder, self.market)
+            self.ledger.apply_fill(buyer=buyer, seller=seller, instrument=inst, price_ticks=price, qty_lots=q,
+                                   ts_ns=ts_ns, reason=reason, reduce_only_for=holder)
+            out.add(q, price)
+        return out
+
+    def offload_backstops(self, symbol: str, book: Any, ts_ns: int) -> list[tuple[BackstopProvider, bool, FillSummary]]:
+        """Each provider works the due share of its inventory back into the book (BackstopProvider.offload_lots).
+
+        Returns (provider, whether it sold a long, what filled) for every provider that traded.
+        """
+        done = []
+        for provider in self.backstops:
+            qty = self.ledger.position(provider.account_id, symbol).qty_lots
+            lots = provider.offload_lots(symbol, qty, ts_ns)
+            if lots <= 0:
+                continue
+            got = self.sell_inventory(provider.account_id, symbol, book, lots, qty > 0, ts_ns, "backstop offload")
+            if got.lots:
+                provider.release(qty, got.lots)
+                self.audit.record(EventKind.BACKSTOP_OFFLOADED, ts_ns, symbol=symbol,
+                                  account_id=provider.account_id, lots=got.lots, vwap_ticks=got.vwap_ticks,
+                                  left_lots=abs(qty) - got.lots)
+                done.append((provider, qty > 0, got))
+        return done
 
     # --- ADL ----------------------------------------------------------------------------------------------
     def _ranked_opposite(self, account_id: str, symbol: str, side: str) -> list[tuple[str, int, float]]:

@@ -106,6 +106,30 @@ class ResilientBook:
         out = [self._level(book_side, k) for k in range(n)]
         return [(p, q) for p, q in out if p > 0]
 
+    def depth_within(self, book_side: str, limit_price_ticks: int, max_lots: int | None = None,
+                     max_levels: int | None = None) -> list[tuple[int, int]]:
+        """Levels of ``book_side`` at ``limit_price_ticks`` or better, best first (``LiquiditySource``).
+
+        Stops once ``max_lots`` are covered (that level cut to what is needed) or after ``max_levels``.
+        """
+        if isinstance(limit_price_ticks, bool) or not isinstance(limit_price_ticks, int) or limit_price_ticks <= 0:
+            raise InvalidInput("limit_price_ticks", limit_price_ticks, "must be an int number of ticks > 0")
+        side = _book_side(book_side)
+        out: list[tuple[int, int]] = []
+        covered = 0
+        k = 0
+        while k < self.max_levels and (max_levels is None or k < max_levels):
+            price, lots = self._level(side, k)
+            if price <= 0 or (price < limit_price_ticks if side == "bid" else price > limit_price_ticks):
+                break
+            if max_lots is not None and covered + lots >= max_lots:
+                out.append((price, max_lots - covered))
+                break
+            out.append((price, lots))
+            covered += lots
+            k += 1
+        return out
+
     def depth_within_bps(self, side: str, bps: float) -> int:
         """Lots resting within ``bps`` of the current mid on ``side`` ('bid'/'ask' or 'buy'/'sell')."""
         book_side = _book_side(side)

@@ -24,6 +24,7 @@ class RunConfig:
     backstop_share: float = 0.05
     backstops: int = 3
     backstop_discount_bps: float = 50.0
+    backstop_offload_half_life_s: float | None = 60.0
     frontrunner: bool = True
     frontrunner_capital: float = 2_000_000.0
     oracle_heartbeat_ms: int = 60_000
@@ -39,6 +40,7 @@ class RunConfig:
     market: str | None = None  # a market model file (``deleverage calibrate --json``)
     metrics: str | None = None  # a Binance ``metrics`` file: open interest and long/short ratio at the start
     liquidations: str | None = None  # liquidation prints (liquidationSnapshot / Tardis liquidations) of a kline day
+    feedback: bool = True  # the simulated flow's impact moves the mark (False: the cascade counterfactual)
 
 
 __all__ = ["RunConfig"]

@@ -512,6 +512,23 @@ class ImpactBook:
             raise InvalidInput("n", n, "must be > 0")
         return self._fills(taker, self._capacity(taker), None, max_levels=n)
 
+    def depth_within(self, book_side: str, limit_price_ticks: int, max_lots: int | None = None,
+                     max_levels: int | None = None) -> list[tuple[int, int]]:
+        """The depth curve (``venues.liquidity.LiquiditySource``): every level of ``book_side`` at
+        ``limit_price_ticks`` or better, best first, the ladders' lots (market makers' quotes included)
+        net of the consumed volume; it stops once ``max_lots`` are covered (that level cut to what is
+        needed) or after ``max_levels`` levels: exactly what a walk to that limit would fill, level by level."""
+        if book_side not in ("bid", "ask"):
+            raise InvalidInput("book_side", book_side, "must be 'bid' or 'ask'")
+        if isinstance(limit_price_ticks, bool) or not isinstance(limit_price_ticks, int) or limit_price_ticks <= 0:
+            raise InvalidInput("limit_price_ticks", limit_price_ticks, "must be an int number of ticks > 0")
+        for name, value in (("max_lots", max_lots), ("max_levels", max_levels)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise InvalidInput(name, value, "must be a positive int or None")
+        taker = "sell" if book_side == "bid" else "buy"
+        qty = self._capacity(taker) if max_lots is None else max_lots
+        return self._fills(taker, qty, limit_price_ticks, max_levels=max_levels or 0)
+
     def best_bid(self) -> tuple[int, int] | None:
         lv = self.levels("bid", 1)
         return lv[0] if lv else None

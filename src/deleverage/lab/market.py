@@ -50,7 +50,13 @@ NS_PER_MINUTE = 60 * NS_PER_S
 
 @runtime_checkable
 class Market(Protocol):
-    """What the runner drives: a clock grid, a reference mark, an impacted mark and a book."""
+    """What the runner drives: a clock grid, a reference mark, an impacted mark and a book.
+
+    ``reference_mark_ticks()`` is the unimpacted reference at the current tick (the recorded or
+    synthetic path before any simulated impact): the lab's yardstick measures every liquidation
+    against it. Every market takes ``feedback`` (default True): False makes our takes fill without
+    moving the mark (the counterfactual of the cascade metric).
+    """
 
     symbol: str
     instrument: Instrument

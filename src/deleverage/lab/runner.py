@@ -16,17 +16,19 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from deleverage.config.events import AuditLog, EventKind
+from deleverage.config.policy import LiquidationPolicy, get_policy
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.core.prices import Oracle, Publication
-from deleverage.engine.events import AuditLog
-from deleverage.engine.policy import LiquidationPolicy, get_policy
+from deleverage.engine.engine import LiquidationEngine
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.lab.config import RunConfig
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
@@ -34,19 +36,25 @@ from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
 from deleverage.lab.workers import sigint_ignored_while_spawning, stop_workers
 from deleverage.outputs import atomic_output_dir, check_output_dir
+from deleverage.report import intervals
 from deleverage.report.html import write_json, write_report_files
 from deleverage.report.metrics import (
+    EXIT_ACTIONS,
     LIQUIDATION_ACTIONS,
+    METRIC_NAMES,
     RECORD_SCHEMA,
     SERIES_SCHEMA,
     PolicyRun,
     compute_metrics,
+    dyadic_split,
+    yardstick,
 )
 from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
 #: Files a comparison writes (``--force`` refuses a run whose names are taken by files it did not write).
 OUTPUT_FILES = ("summary.json", "liquidations.parquet", "events.parquet", "report.html", "headline.png")
+MAX_SEEDS = 100
 CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in time form one chain
 
 
@@ -104,12 +112,19 @@ def run_comparison(
     cross_midnight: bool = False,
     force: bool = False,
     command: str | None = None,
+    seeds: int = 1,
+    baseline: str | None = None,
+    feedback: bool = True,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
-    ``workers > 1`` runs policies in that many processes (spawned, each rebuilding the same scene from
-    the same inputs); results are identical to a serial run because every policy starts from the same
-    seeded state and nothing is shared between them.
+    Every policy also runs once more with the impact feedback off (same seed) for ``cascade_notional``.
+    ``seeds = K`` repeats the whole comparison for seeds ``seed, seed + 1, …, seed + K − 1`` (each its own
+    population and market path) and reports each metric's mean, its 95 % Student-t interval and the
+    paired difference against ``baseline`` (default the first policy); see ``report/intervals.py``.
+    ``workers > 1`` runs the policy runs of a seed in that many processes (spawned, each rebuilding the
+    same scene from the same inputs); results are identical to a serial run because every policy starts
+    from the same seeded state and nothing is shared between them.
 
     ``out`` is written by :func:`deleverage.outputs.atomic_output_dir` (``force``: write into a directory
     deleverage did not write, keeping its files); it is checked before anything runs.
@@ -119,66 +134,111 @@ def run_comparison(
                        instruments=None if instruments is None else str(instruments), tiers=tiers,
                        cross_midnight=cross_midnight, market=None if market is None else str(market),
                        metrics=None if metrics_file is None else str(metrics_file),
-                       liquidations=None if liquidations is None else str(liquidations))
+                       liquidations=None if liquidations is None else str(liquidations), feedback=bool(feedback))
     resolved = _check_config(config, list(policies))
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInput("workers", workers, "must be a whole number >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise InvalidInput("seeds", seeds, f"must be a whole number from 1 to {MAX_SEEDS}")
+    names = [p.name for p in resolved]
+    baseline = names[0] if baseline is None else baseline
+    if baseline not in names:
+        raise InvalidInput("baseline", baseline, f"is not one of the policies run: {', '.join(names)}")
     check_output_dir(out, force=force, writes=OUTPUT_FILES)
-    scene = build_scene(config, population_path=population_path)
-    runs: dict[str, PolicyRun] = {}
-    metrics: dict[str, dict[str, float]] = {}
-    digests: dict[str, str] = {}
-    workers = min(workers, len(resolved))
-    key, run_key = _run_key(config, scene, resolved)
+    seed_list = [seed + i for i in range(seeds)]
+    per_seed: dict[int, dict[str, PolicyRun]] = {}
+    digests: dict[int, dict[str, str]] = {}
+    first_scene = build_scene(config, population_path=population_path)
+    key, run_key = _run_key(config, first_scene, resolved, seed_list)
     with atomic_output_dir(out, command=command or kind, run_key=run_key, force=force) as work:
-        if workers == 1:
-            reporter = _Progress(progress, len(resolved) * len(scene.times))
-            results = [(p.name, *run_policy(p, scene, config, on_tick=reporter.tick)) for p in resolved]
-            reporter.close()
-        else:
-            results = _run_parallel(resolved, config, population_path, workers, progress)
-        for name, run, digest in results:
-            runs[name] = run
-            metrics[name] = compute_metrics(run)
-            digests[name] = digest
-        summary = _summary(config, scene, metrics, digests, key, run_key)
-        summary["realism"] = compute_realism(runs, scene.facts, scene.seed_report.open_interest_notional)
-        summary["population"] = scene.population_notes
+        for s in seed_list:
+            seed_config = replace(config, seed=s)
+            scene = first_scene if s == seed else build_scene(seed_config, population_path=population_path)
+            per_seed[s], digests[s] = _run_seed(resolved, scene, seed_config, population_path,
+                                                min(workers, 2 * len(resolved)), progress)
+        summary = _summary(config, first_scene, per_seed, digests, resolved, baseline, key, run_key)
+        summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
+                                             first_scene.seed_report.open_interest_notional)
+        summary["population"] = first_scene.population_notes
         write_json(work / "summary.json", summary)
-        _frames(runs, "records").write_parquet(work / "liquidations.parquet")
-        _events(runs).write_parquet(work / "events.parquet")
-        title = f"deleverage — {scene.title}"
+        runs = per_seed[seed_list[0]]
+        _frames(per_seed, "records").write_parquet(work / "liquidations.parquet")
+        _events(per_seed).write_parquet(work / "events.parquet")
+        title = f"deleverage — {first_scene.title}"
         write_report_files(
-            work, title=title, subtitle=scene.subtitle(config), runs=runs, summary=metrics,
-            notes=scene.notes, published=scene.published, png=write_png, realism=summary["realism"],
+            work, title=title, subtitle=first_scene.subtitle(config) + _seeds_note(seed_list),
+            runs=runs, summary=summary["policies"], notes=first_scene.notes, published=first_scene.published,
+            png=write_png, realism=summary["realism"],
         )
     return ComparisonResult(Path(out), title, summary, runs)
 
 
-def _policy_group(args: tuple[list[LiquidationPolicy], RunConfig, str | Path | None]) -> list[tuple[str, PolicyRun, str]]:
-    """Worker body: rebuild the scene (deterministic) and run a group of policies."""
-    policies, config, population_path = args
+def _seeds_note(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return ""
+    return f"; means over {len(seeds)} seeds ({seeds[0]}–{seeds[-1]}), plots of seed {seeds[0]}"
+
+
+Task = tuple[LiquidationPolicy, bool]  # a policy and whether the impact feedback is on
+
+
+def _tasks(policies: list[LiquidationPolicy], config: RunConfig) -> list[Task]:
+    """Every policy with the run's feedback, and again with it off (the counterfactual) if it was on."""
+    tasks: list[Task] = [(p, config.feedback) for p in policies]
+    if config.feedback:
+        tasks += [(p, False) for p in policies]
+    return tasks
+
+
+def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig,
+              population_path: str | Path | None, workers: int, progress: bool
+              ) -> tuple[dict[str, PolicyRun], dict[str, str]]:
+    """All runs of one seed: each policy as configured, with its feedback-off counterfactual attached."""
+    tasks = _tasks(policies, config)
+    if workers <= 1:
+        reporter = _Progress(progress, len(tasks) * len(scene.times))
+        results = {(p.name, fb): run_policy(p, scene, config, on_tick=reporter.tick, feedback=fb,
+                                            keep_events=fb == config.feedback) for p, fb in tasks}
+        reporter.close()
+    else:
+        results = _run_parallel(tasks, config, population_path, workers, progress)
+    runs: dict[str, PolicyRun] = {}
+    digests: dict[str, str] = {}
+    for p in policies:
+        run, digest = results[(p.name, config.feedback)]
+        run.counterfactual = results[(p.name, False)][0] if config.feedback else run
+        runs[p.name], digests[p.name] = run, digest
+    return runs, digests
+
+
+def _task_group(args: tuple[list[Task], RunConfig, str | Path | None]) -> list[tuple[str, bool, PolicyRun, str]]:
+    """Worker body: rebuild the scene (deterministic) and run a group of (policy, feedback) tasks."""
+    tasks, config, population_path = args
     scene = build_scene(config, population_path=population_path)
-    return [(p.name, *run_policy(p, scene, config)) for p in policies]
+    out = []
+    for p, fb in tasks:
+        run, digest = run_policy(p, scene, config, feedback=fb, keep_events=fb == config.feedback)
+        out.append((p.name, fb, run, digest))
+    return out
 
 
-def _run_parallel(policies: list[LiquidationPolicy], config: RunConfig, population_path: str | Path | None,
-                  workers: int, progress: bool) -> list[tuple[str, PolicyRun, str]]:
-    """Run policies in ``workers`` spawned processes; results come back in the policies' order."""
+def _run_parallel(tasks: list[Task], config: RunConfig, population_path: str | Path | None,
+                  workers: int, progress: bool) -> dict[tuple[str, bool], tuple[PolicyRun, str]]:
+    """Run the tasks in ``workers`` spawned processes; results keyed by (policy, feedback)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    groups: list[list[LiquidationPolicy]] = [policies[i::workers] for i in range(workers)]
+    groups: list[list[Task]] = [tasks[i::workers] for i in range(workers)]
     context = multiprocessing.get_context("spawn")  # fork is unsafe once polars' thread pool exists
-    done: dict[str, tuple[str, PolicyRun, str]] = {}
+    done: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
     with sigint_ignored_while_spawning():  # workers never see Ctrl-C: the parent stops them (lab/workers.py)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-        futures = [pool.submit(_policy_group, (group, config, population_path)) for group in groups if group]
-    reporter = _Progress(progress, len(policies))
+        futures = [pool.submit(_task_group, (group, config, population_path)) for group in groups if group]
+    reporter = _Progress(progress, len(tasks))
     try:
         for future in futures:
-            for item in future.result():
-                done[item[0]] = item
+            for name, fb, run, digest in future.result():
+                done[(name, fb)] = (run, digest)
                 reporter.tick(every=1)
     except BaseException:
         stop_workers(pool)
@@ -186,7 +246,7 @@ def _run_parallel(policies: list[LiquidationPolicy], config: RunConfig, populati
     finally:
         reporter.close()
         pool.shutdown(wait=True, cancel_futures=True)
-    return [done[p.name] for p in policies]
+    return done
 
 
 def load_summary(directory: str | Path) -> dict[str, Any]:
@@ -213,12 +273,18 @@ def run_policy(
     config: RunConfig,
     *,
     on_tick: Callable[[], None] | None = None,
+    feedback: bool | None = None,
+    keep_events: bool = True,
 ) -> tuple[PolicyRun, str]:
-    """Run one policy over the scene; returns its :class:`PolicyRun` and the audit-log digest."""
-    from deleverage.engine.engine import LiquidationEngine
+    """Run one policy over the scene; returns its :class:`PolicyRun` and the audit-log digest.
 
+    ``feedback`` (default ``config.feedback``): whether our flow's impact moves the mark. The records
+    carry the exact columns of the yardstick; the run checks that they account for every lot the fund
+    and the backstops hold at the end (else ``SimulationError``).
+    """
+    feedback = config.feedback if feedback is None else feedback
     ledger = scene.ledger.copy()
-    market = scene.make_market()
+    market = scene.make_market(feedback=feedback)
     instrument = scene.instrument
     symbol = instrument.symbol
     tiers = scene.tiers
@@ -239,7 +305,6 @@ def run_policy(
     )
     engine.track_all(extra_capacity=len(scene.entries) if scene.entries is not None else 0)
     start_marks = {symbol: market.mark_ticks()}
-    value_before = ledger.total_value(start_marks)
     code = instrument.settle.code
     backstop_before = {
         b.account_id: ledger.equity_exact(b.account_id, start_marks, asset_code=code) for b in backstops
@@ -249,18 +314,21 @@ def run_policy(
         deviation=config.oracle_deviation,
         latency_ns=config.oracle_latency_ms * NS_PER_MS,
     )
-    tracker = _WaveTracker(scene)
-    series: dict[str, list[Any]] = {k: [] for k in SERIES_SCHEMA}
+    holders = {INSURANCE_FUND: "fund", **{b.account_id: "backstop" for b in backstops}}
+    tracker = _WaveTracker(scene, holders)
+    series: dict[str, list[Any]] = {k: [] for k in (*SERIES_SCHEMA, "reference_ticks")}
     rows: list[dict[str, Any]] = []
     kernel = Kernel(start_ns=int(scene.times[0]))
     settle_scale = instrument.settle.minor_per_unit
     last_oracle: list[Publication | None] = [None]
+    reference_at: dict[int, int] = {}
     entries = scene.entries.cursor() if scene.entries is not None else None
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns
         market.advance_to(ts)
         reference = market.reference_mark_ticks()
+        reference_at[ts] = tracker.reference_ticks = reference
         mark = market.mark_ticks()
         if entries is not None:  # positions the population opens during the run, at the market price
             for account_id in entries.open_due(ledger, ts, mark):
@@ -270,7 +338,7 @@ def run_policy(
         if published is not None and published is not last_oracle[0]:
             last_oracle[0] = published
             price_ticks = instrument.price_to_ticks(published.price, rounding="nearest")
-            # An oracle print can complete a confirmation or close a batch: its actions are records too.
+            # An oracle print can complete a confirmation: its actions are records too.
             for record in engine.on_oracle(symbol, price_ticks, ts).actions:
                 rows.append(tracker.row(record, instrument, settle_scale))
         result = engine.on_mark(symbol, mark, ts)
@@ -280,9 +348,10 @@ def run_policy(
             frontrunner.on_tick(ts)
         series["ts_ns"].append(ts)
         series["reference_mark"].append(float(instrument.ticks_to_price(reference)))
+        series["reference_ticks"].append(reference)
         series["mark"].append(float(instrument.ticks_to_price(mark)))
         series["insurance_fund"].append(ledger.balance(INSURANCE_FUND, instrument.settle) / settle_scale)
-        series["halted"].append(bool(engine.state().get("halted", False)))
+        series["halted"].append(engine.halted)
         if on_tick is not None:
             on_tick()
 
@@ -298,21 +367,141 @@ def run_policy(
     if frontrunner is not None:
         frontrunner.close(end_ns)
     value_after = ledger.total_value(end_marks)
-    value_start_at_end = _revalue(scene.ledger, ledger, end_marks, value_before, start_marks)
+    value_start_at_end = _revalue(scene.ledger, ledger, end_marks, None, start_marks)
     if value_after != value_start_at_end:
         raise SimulationError(
             f"policy {policy.name}: ledger value not conserved: {value_start_at_end} before, {value_after} after"
         )
     ledger.check_invariants()
+    rows += _unfinished_rows(engine, ledger, instrument, end_ns, reference_at[end_ns], policy.name)
+    _add_arrival_references(rows, audit, reference_at)
     records = pl.DataFrame(rows, schema=RECORD_SCHEMA) if rows else pl.DataFrame(schema=RECORD_SCHEMA)
-    series_frame = pl.DataFrame(series, schema=SERIES_SCHEMA)
+    series_frame = pl.DataFrame(series, schema={**SERIES_SCHEMA, "reference_ticks": pl.Int64})
     state = engine.state()
+    end_reference = int(series["reference_ticks"][-1])
     totals = _totals(
         ledger, state, scene, records, end_marks, backstops, backstop_before, frontrunner, settle_scale
     )
     totals["adl_count"] = float(_adl_counterparties(audit))
-    events = audit.to_frame().with_columns(pl.lit(policy.name).alias("policy"))
-    return PolicyRun(policy.name, records, series_frame, totals, events), audit.digest()
+    totals.update(_venue_fill(audit, policy))
+    totals["fees"] = _fees_minor(audit) / settle_scale
+    totals["system_loss"] = float(_system_loss_minor(records, instrument, end_reference, audit, market)
+                                  / settle_scale)
+    log_rows = audit.rows() if keep_events else None
+    events = audit.to_frame(log_rows).with_columns(pl.lit(policy.name).alias("policy")) if log_rows is not None else None
+    value = instrument.linear_value_per_tick_lot / settle_scale if instrument.contract == "linear" else None
+    run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value)
+    _check_inventory(run, ledger, symbol, holders)
+    # a counterfactual run (events not kept) is not digested: nothing reports its log
+    return run, audit.digest(log_rows) if keep_events else ""
+
+
+def _unfinished_rows(engine: LiquidationEngine, ledger: Ledger, instrument: Instrument, end_ns: int,
+                     end_reference: int, policy: str) -> list[dict[str, Any]]:
+    """One row per account still in liquidation at the end (``action="unfinished"``): the lots it still
+    holds, valued at the end reference, so a policy that has not finished selling is not scored as if
+    those lots had cost nothing."""
+    symbol = instrument.symbol
+    tick = float(instrument.tick_size)
+    out = []
+    for account_id in engine.active_accounts(symbol):
+        qty = ledger.position(account_id, symbol).qty_lots
+        if qty == 0:
+            continue
+        notional = float(abs(instrument.notional(end_reference, qty))) / instrument.settle.minor_per_unit
+        out.append({
+            "ts_ns": end_ns, "account_id": account_id, "side": "long" if qty > 0 else "short",
+            "qty": float(instrument.lots_to_qty(abs(qty))), "notional": notional, "trigger_mark": None,
+            "fill_price": end_reference * tick, "slippage_bps": None, "venue": "none", "policy": policy,
+            "action": "unfinished", "fee": 0.0, "bad_debt": 0.0, "wave": 0, "qty_lots": abs(qty),
+            "price_tick_lots": abs(qty) * end_reference, "mark_ticks": end_reference,
+            "reference_ticks": end_reference, "arrival_reference_ticks": None, "counterparty": None, "holder": None,
+        })
+    return out
+
+
+def _add_arrival_references(rows: list[dict[str, Any]], audit: AuditLog, reference_at: dict[int, int]) -> None:
+    """Each liquidated row's reference at the moment its account *first* became liquidatable.
+
+    That moment is the account's first ``candidate_found`` event (a later case of the same account,
+    after a recovery, keeps the first arrival: the yardstick measures from when trouble began).
+    """
+    first: dict[str, int] = {}
+    for event in audit.of_kind(EventKind.CANDIDATE_FOUND):
+        if event.account_id is not None and event.account_id not in first:
+            first[event.account_id] = event.ts_ns
+    for row in rows:
+        if row["action"] != "offload" and row["account_id"] in first:
+            row["arrival_reference_ticks"] = reference_at.get(first[row["account_id"]])
+
+
+def _check_inventory(run: PolicyRun, ledger: Ledger, symbol: str, holders: dict[str, str]) -> None:
+    """The records must account for every lot the fund and the backstops hold at the end."""
+    if run.tick_lot_value is None:
+        return
+    stick = yardstick(run)
+    if not stick.exact:
+        return
+    held = run.cache.get("inventory_lots", {"fund": 0, "backstop": 0})
+    actual = {"fund": 0, "backstop": 0}
+    for account_id, kind in holders.items():
+        actual[kind] += ledger.position(account_id, symbol).qty_lots
+    if {k: held.get(k, 0) for k in actual} != actual:
+        raise SimulationError(f"policy {run.policy}: records account for inventories {held}, ledger holds {actual}")
+
+
+def _fees_minor(audit: AuditLog, to: str | None = None) -> int:
+    """Liquidation fees and penalties charged (``fee_charged``), optionally only those paid to ``to``."""
+    return sum(int(e.data.get("fee_minor", 0)) for e in audit.of_kind(EventKind.FEE_CHARGED)
+               if to is None or e.data.get("to") == to)
+
+
+def _system_loss_minor(records: pl.DataFrame, instrument: Instrument, end_reference: int, audit: AuditLog,
+                       market: Any) -> Fraction:
+    """What the venue's side lost to the outside market, every position valued at the end reference P.
+
+    The liquidated accounts, the fund, the backstops, the accounts ADL or socialisation touched and the
+    market makers lose together what the outside (the ``market`` account: the book) gains from the
+    liquidation flow: its trades with the liquidation system (every record whose counterparty is the
+    market — liquidations sold to the book or a batch, the fund's and the backstops' offloads) valued
+    at P, s·(q·P − Σ price × lots), plus keeper coin the fund paid to it; less the P&L the market-maker
+    agents quoting in the simulated book made (they are counted inside). Fees are a transfer, apart.
+    Read from the records, not from the ledger, so the population's own entries during the run (trades
+    with the market that are not liquidations) do not count. Linear contracts (0 otherwise).
+    """
+    if instrument.contract != "linear":
+        return Fraction(0)
+    trades = records.filter((pl.col("counterparty") == "market") & (pl.col("qty_lots") > 0)
+                            & pl.col("action").is_in([*EXIT_ACTIONS, "offload"]))
+    tick_lots = sum(((1 if side == "long" else -1) * (q * end_reference - ptl)
+                     for side, q, ptl in zip(trades["side"].to_list(), trades["qty_lots"].to_list(),
+                                             trades["price_tick_lots"].to_list(), strict=True)), 0)
+    value = instrument.linear_value_per_tick_lot
+    keeper = sum(int(e.data.get("keeper_coin_minor", 0)) for e in audit.of_kind(EventKind.DUTCH_KICKED, EventKind.DUTCH_RESET)
+                 if e.data.get("keeper") == MARKET)
+    makers = Fraction(0)
+    desk = getattr(market, "makers", None)
+    for mm in getattr(market, "market_makers", None) or getattr(desk, "makers", None) or ():
+        makers += Fraction(mm.pnl_tick_lots(end_reference)) * value
+    return tick_lots * value + keeper - makers
+
+
+def _venue_fill(audit: AuditLog, policy: LiquidationPolicy) -> dict[str, float]:
+    """Lots offered to the policy's venue and lots it filled: batch auction (liquidation orders at each
+    close, netting included), book orders (``order_sent`` / ``order_filled``) or Dutch kicks / takes."""
+    venue = policy.execution.venue
+    offered = filled = 0
+    if venue == "auction":
+        for e in audit.of_kind(EventKind.AUCTION_CLEARED):
+            offered += int(e.data.get("offered_lots", 0))
+            filled += int(e.data.get("filled_lots", 0))
+    elif venue == "dutch":
+        offered = sum(int(e.data.get("lots", 0)) for e in audit.of_kind(EventKind.DUTCH_KICKED))
+        filled = sum(int(e.data.get("lots", 0)) for e in audit.of_kind(EventKind.DUTCH_TAKEN))
+    else:
+        offered = sum(int(e.data.get("qty_lots", 0)) for e in audit.of_kind(EventKind.ORDER_SENT))
+        filled = sum(int(e.data.get("filled_lots", 0)) for e in audit.of_kind(EventKind.ORDER_FILLED))
+    return {"venue_offered_lots": float(offered), "venue_filled_lots": float(filled)}
 
 
 def _revalue(base: Ledger, ledger: Ledger, end_marks: dict[str, int], value_before: Any,
@@ -336,7 +525,9 @@ class _WaveTracker:
     on an account keep the wave of its first liquidation.
     """
 
-    def __init__(self, scene: Scene) -> None:
+    def __init__(self, scene: Scene, holders: dict[str, str] | None = None) -> None:
+        self.holders = holders or {}
+        self.reference_ticks = 0  # the unimpacted reference of the current tick (set by the runner)
         self.liquidation_prices = scene.liquidation_prices
         self.low = scene.reference_low_ticks * float(scene.instrument.tick_size)
         self.high = scene.reference_high_ticks * float(scene.instrument.tick_size)
@@ -374,13 +565,18 @@ class _WaveTracker:
             "fee": record.fee_minor / settle_scale,
             "bad_debt": record.bad_debt_minor / settle_scale,
             "wave": wave,
+            "qty_lots": record.qty_lots,
+            "price_tick_lots": record.price_tick_lots,
+            "mark_ticks": record.mark_ticks,
+            "reference_ticks": self.reference_ticks,
+            "arrival_reference_ticks": None,
+            "counterparty": record.counterparty,
+            "holder": self.holders.get(record.account_id) if record.action == "offload" else None,
         }
 
 
 def _adl_counterparties(audit: AuditLog) -> int:
     """Counterparties auto-deleveraged: one per queue close, plus each account haircut."""
-    from deleverage.engine.events import EventKind
-
     count = 0
     for event in audit.of_kind(EventKind.ADL_EXECUTED):
         count += 1 if "counterparty" in event.data else int(event.data.get("counterparties", 0))
@@ -413,25 +609,74 @@ def _totals(ledger: Ledger, state: dict[str, Any], scene: Scene, records: pl.Dat
         "backstop_pnl": backstop_pnl,
         "frontrunner_profit": float(frontrunner.profit) if frontrunner is not None else 0.0,
         "liquidated_share_of_oi": liquidated_notional / oi if oi > 0 else 0.0,
+        "liquidated_oi_share": liquidated_notional / oi if oi > 0 else 0.0,
     }
 
 
 # --- outputs ------------------------------------------------------------------------------------
 
 
-def _frames(runs: dict[str, PolicyRun], what: str) -> pl.DataFrame:
-    frames = [getattr(run, what) for run in runs.values()]
+def _frames(per_seed: dict[int, dict[str, PolicyRun]], what: str) -> pl.DataFrame:
+    """Every seed's records; with several seeds a ``seed`` column says which."""
+    many = len(per_seed) > 1
+    frames = [run.records.with_columns(pl.lit(s, pl.Int64).alias("seed")) if many else run.records
+              for s, runs in per_seed.items() for run in runs.values()]
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=RECORD_SCHEMA)
 
 
-def _events(runs: dict[str, PolicyRun]) -> pl.DataFrame:
-    frames = [run.events for run in runs.values() if run.events is not None]
+def _events(per_seed: dict[int, dict[str, PolicyRun]]) -> pl.DataFrame:
+    many = len(per_seed) > 1
+    frames = [run.events.with_columns(pl.lit(s, pl.Int64).alias("seed")) if many else run.events
+              for s, runs in per_seed.items() for run in runs.values() if run.events is not None]
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
 
-def _run_key(config: RunConfig, scene: Scene, policies: Sequence[LiquidationPolicy]) -> tuple[dict[str, Any], str]:
+UNROUNDED = ("shortfall_quote",)  # dyadic: the decomposition adds up to it exactly, rounding would break that
+
+
+def _policy_metrics(run: PolicyRun) -> dict[str, Any]:
+    """One run's metrics for summary.json (rounded to 1e-10) and its exact decomposition."""
+    m = compute_metrics(run)
+    out: dict[str, Any] = {k: v if k in UNROUNDED else round(v, 10) for k, v in m.items()}
+    total, parts = dyadic_split(yardstick(run).components)
+    out["shortfall_quote"] = total
+    out["decomposition"] = parts
+    return out
+
+
+def _aggregate(per_seed: dict[int, dict[str, PolicyRun]], names: list[str], baseline: str
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+    """policies (means, intervals with several seeds, the exact mean decomposition), vs_baseline, per_seed."""
+    seeds = sorted(per_seed)
+    values = {s: {n: _policy_metrics(per_seed[s][n]) for n in names} for s in seeds}
+    many = len(seeds) > 1
+    policies: dict[str, dict[str, Any]] = {}
+    versus: dict[str, dict[str, Any]] = {}
+    for n in names:
+        row: dict[str, Any] = {}
+        diff: dict[str, Any] = {}
+        for metric in METRIC_NAMES:
+            series = [values[s][n][metric] for s in seeds]
+            mean, low, high = intervals.mean_interval(series)
+            row[metric] = round(mean, 10) if metric not in UNROUNDED else mean
+            base = [values[s][baseline][metric] for s in seeds]
+            d_mean, d_low, d_high = intervals.paired_difference(series, base)
+            diff[metric] = round(d_mean, 10)
+            if many:
+                row[metric + "_ci"] = [round(low, 10), round(high, 10)]
+                diff[metric + "_ci"] = [round(d_low, 10), round(d_high, 10)]
+        exact = {k: sum((yardstick(per_seed[s][n]).components[k] for s in seeds), Fraction(0)) / len(seeds)
+                 for k in yardstick(per_seed[seeds[0]][n]).components}
+        row["shortfall_quote"], row["decomposition"] = dyadic_split(exact)
+        policies[n] = row
+        versus[n] = diff
+    return policies, versus, {str(s): values[s] for s in seeds} if many else {}
+
+
+def _run_key(config: RunConfig, scene: Scene, policies: Sequence[LiquidationPolicy],
+             seeds: Sequence[int]) -> tuple[dict[str, Any], str]:
     """The run's key (what decides its outputs) and its 16-hex digest; known before the run starts."""
-    key = {
+    key: dict[str, Any] = {
         "config": asdict(config),
         "data_digest": scene.data_digest,
         "population_digest": scene.population_digest,
@@ -441,16 +686,23 @@ def _run_key(config: RunConfig, scene: Scene, policies: Sequence[LiquidationPoli
             p.name: hashlib.sha256(p.model_dump_json().encode()).hexdigest()[:16] for p in policies
         },
     }
+    if len(seeds) > 1:
+        key["seeds"] = list(seeds)
     return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float]],
-             digests: dict[str, str], key: dict[str, Any], run_key: str) -> dict[str, Any]:
-    return {
+def _summary(config: RunConfig, scene: Scene, per_seed: dict[int, dict[str, PolicyRun]],
+             digests: dict[int, dict[str, str]], policies: Sequence[LiquidationPolicy],
+             baseline: str, key: dict[str, Any], run_key: str) -> dict[str, Any]:
+    seeds = sorted(per_seed)
+    names = [p.name for p in policies]
+    by_policy, versus, detail = _aggregate(per_seed, names, baseline)
+    out: dict[str, Any] = {
         "scenario": config.scenario,
         "symbol": scene.instrument.symbol,
         "instrument": scene.instrument_info,
         "seed": config.seed,
+        "seeds": seeds,
         "accounts": scene.seed_report.accounts,
         "accounts_requested": config.accounts,
         "accounts_dropped_already_liquidatable": scene.seed_report.skipped_underwater,
@@ -459,11 +711,20 @@ def _summary(config: RunConfig, scene: Scene, metrics: dict[str, dict[str, float
         "key": key,
         "window": [int(scene.times[0]), int(scene.times[-1])],
         "marks": len(scene.times),
-        "policies": {name: {k: round(v, 10) for k, v in m.items()} for name, m in metrics.items()},
-        "audit_digests": digests,
+        "policies": by_policy,
+        "baseline": baseline,
+        "vs_baseline": versus,
+        "audit_digests": digests[seeds[0]],
         "modelled": scene.notes,
         "published": scene.published or {},
     }
+    if len(seeds) > 1:
+        out["interval"] = {"method": intervals.METHOD, "level": intervals.LEVEL, "over": "seeds",
+                           "paired_by": "seed (same population and market path)",
+                           "why": "Student-t: with a few seeds a bootstrap has too few distinct resamples"}
+        out["per_seed"] = detail
+        out["audit_digests_by_seed"] = {str(s): digests[s] for s in seeds}
+    return out
 
 
 class _Progress:

@@ -57,7 +57,7 @@ class Scene:
     ledger: Ledger
     seed_report: SeedReport
     times: np.ndarray
-    make_market: Callable[[], Any]
+    make_market: Callable[..., Any]  # make_market(feedback=True): a fresh market from the run's seed
     make_backstops: Callable[[], list[Any]]
     make_frontrunner: Callable[[Ledger, Any], Any]
     data_digest: str
@@ -531,7 +531,8 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
         leverage = 5
         capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
         max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
-        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots) for b in backstop_ids]
+        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots,
+                                 offload_half_life_s=config.backstop_offload_half_life_s) for b in backstop_ids]
 
     def make_frontrunner(ledger: Ledger, market: Any) -> Any:
         from deleverage.lab.agents import FrontRunner

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from deleverage.engine.policy import LiquidationPolicy, get_policy
+from deleverage.config.policy import LiquidationPolicy, get_policy
 from deleverage.errors import InvalidInput
 
 MAX_VARIANTS = 64

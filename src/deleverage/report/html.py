@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from deleverage.outputs import atomic_output_dir
 from deleverage.report import plots
-from deleverage.report.metrics import METRICS, PolicyRun, rank_policies
+from deleverage.report.metrics import COMPONENTS, METRICS, PolicyRun, rank_policies
 from deleverage.report.realism import realism_table_html
 
 _CSS = """
@@ -62,6 +62,24 @@ def policy_table_html(summary: Mapping[str, Mapping[str, float]]) -> str:
     )
 
 
+def decomposition_table_html(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """Where each policy's shortfall went: its components (quote units) and their sum, one row each."""
+    rows = {p: m["decomposition"] for p, m in summary.items() if isinstance(m.get("decomposition"), Mapping)}
+    if not rows:
+        return ""
+    names = [c for c in COMPONENTS if any(abs(r.get(c, 0.0)) > 0 for r in rows.values())]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
+    body = "".join(
+        f"<tr><td>{html.escape(p)}</td>" + "".join(f"<td>{_fmt(r.get(c, 0.0))}</td>" for c in names)
+        + f"<td><b>{_fmt(summary[p].get('shortfall_quote', 0.0))}</b></td>"
+        f"<td>{_fmt(summary[p].get('shortfall_bps', 0.0))}</td></tr>"
+        for p, r in rows.items())
+    return ("<h2>Where the shortfall went</h2><p class='sub'>Implementation shortfall against the unimpacted "
+            "reference when each account first became liquidatable, by component (quote units; the parts add "
+            "up exactly to the total)</p><div style='overflow-x:auto'><table><tr><th>policy</th>" + head
+            + "<th>shortfall_quote</th><th>shortfall_bps</th></tr>" + body + "</table></div>")
+
+
 def render_report(
     *,
     title: str,
@@ -91,7 +109,7 @@ def render_report(
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class='sub'>{html.escape(subtitle)}</p>"
-        "<h2>Policies ranked</h2>" + policy_table_html(summary)
+        "<h2>Policies ranked</h2>" + policy_table_html(summary) + decomposition_table_html(summary)
         + (f"<div class='note'><b>What is recorded and what is modelled</b><ul>{notes_html}</ul></div>" if notes else "")
         + (realism_table_html(realism) if realism else "")
         + "".join(parts) + "</body></html>"
@@ -134,4 +152,11 @@ def write_report_files(
             on_step("headline.png")
 
 
-__all__ = ["atomic_output_dir", "policy_table_html", "render_report", "write_json", "write_report_files"]
+__all__ = [
+    "atomic_output_dir",
+    "decomposition_table_html",
+    "policy_table_html",
+    "render_report",
+    "write_json",
+    "write_report_files",
+]

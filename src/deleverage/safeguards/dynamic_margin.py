@@ -22,8 +22,9 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deleverage.config.policy import DynamicMarginConfig
 from deleverage.core.tiers import MarginTiers
 from deleverage.errors import InvalidInput
 from deleverage.safeguards.breakers import (
@@ -33,9 +34,6 @@ from deleverage.safeguards.breakers import (
     check_price,
     check_ts,
 )
-
-if TYPE_CHECKING:  # the engine imports us; we only read the config's fields
-    from deleverage.engine.policy import DynamicMarginConfig
 
 YEAR_NS = 365 * 24 * 3_600 * 1_000_000_000
 PPM = 1_000_000

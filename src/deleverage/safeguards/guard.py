@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deleverage.config.events import EventKind
+from deleverage.config.policy import LiquidationPolicy
 from deleverage.core.tiers import MarginTiers
-from deleverage.engine.events import EventKind
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.safeguards.breakers import (
     NS_PER_MS,
@@ -43,9 +44,6 @@ from deleverage.safeguards.breakers import (
 )
 from deleverage.safeguards.dynamic_margin import PPM, DynamicMargin
 from deleverage.safeguards.oracle import OracleValidity, Verdict
-
-if TYPE_CHECKING:
-    from deleverage.engine.policy import LiquidationPolicy
 
 
 @dataclass(frozen=True, slots=True)

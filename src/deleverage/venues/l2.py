@@ -35,6 +35,7 @@ import numpy as np
 from deleverage.data.records import ASK, BID, DEPTH_EVENT_DTYPE, LEVEL_DTYPE, NO_SIDE
 from deleverage.errors import BookIntegrityError, InvalidInput
 from deleverage.venues import _l2_kernels as k
+from deleverage.venues.liquidity import check_depth_query
 
 BookSide = Literal["bid", "ask"]
 TakerSide = Literal["buy", "sell"]
@@ -322,6 +323,27 @@ class L2Book:
         index = k.collect_levels(sizes, start, step, -1 if step < 0 else sizes.shape[0], n,
                                  np.iinfo(np.int64).max)
         return index + self._base, sizes[index].copy()
+
+    def depth_within(self, book_side: BookSide, limit_price_ticks: int, max_lots: int | None = None,
+                     max_levels: int | None = None) -> list[tuple[int, int]]:
+        """Resting levels at ``limit_price_ticks`` or better, best first (the ``LiquiditySource`` depth curve).
+
+        Stops once ``max_lots`` are covered (the level that reaches them cut to what is needed) or after
+        ``max_levels`` levels.
+        """
+        limit = check_depth_query(limit_price_ticks, max_lots, max_levels)
+        sizes, start, step = self._side_arrays(_side_sign(book_side))
+        if start < 0:
+            return []
+        cap = np.iinfo(np.int64).max
+        index = k.collect_levels(sizes, start, step, max(-1, min(limit - self._base, cap // 2)),
+                                 max_levels or cap, max_lots or cap)
+        out = list(zip((index + self._base).tolist(), sizes[index].tolist(), strict=True))
+        if max_lots is not None and out:
+            over = sum(q for _, q in out) - max_lots
+            if over > 0:
+                out[-1] = (out[-1][0], out[-1][1] - over)
+        return out
 
     def depth_within_bps(self, side: BookSide, bps: int | float | str) -> int:
         """Lots resting on ``side`` within ``bps`` of the mid (of the touch when the other side is empty)."""

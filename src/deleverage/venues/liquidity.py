@@ -8,6 +8,15 @@ walk's notional field (``notional`` vs ``notional_tick_lots``) and in ``levels``
 pairs). :func:`fill_of` and :func:`top_levels` read either; :class:`EmptyBook` is a source with no
 liquidity (everything goes down the waterfall).
 
+The depth curve: ``depth_within(book_side, limit_price_ticks, max_lots=None, max_levels=None)`` gives
+every resting level of ``book_side`` at the limit or better (bids at or above it, asks at or below),
+best first, as ``(price_ticks, lots)`` — everything that rests there, the modelled depth and any market
+maker's quotes alike. It stops once ``max_lots`` lots are covered — the level that reaches them cut to
+what is needed, exactly what a walk of ``max_lots`` to that limit would fill (deeper levels cannot be
+marginal for that quantity) — or after ``max_levels`` levels. A batch auction reads its demand
+(supply) from it (engine/batching.py); :func:`depth_curve` falls back to ``levels`` for a source
+without the method.
+
 Settlement of a walk across many levels: the ledger needs integer ticks, so a walk with ``Σ p·q = N``
 over ``Q`` lots settles as at most two fills, ``Q − r`` lots at ``⌊N/Q⌋`` and ``r`` lots at
 ``⌊N/Q⌋ + 1`` (``r = N mod Q``): same lots, same Σ price×lots, exactly the walk's value for linear
@@ -35,6 +44,48 @@ class LiquiditySource(Protocol):
     def take(self, side: str, qty_lots: int, limit_price_ticks: int | None = None) -> Any: ...
 
     def levels(self, side: str, n: int) -> Any: ...
+
+    def depth_within(self, book_side: str, limit_price_ticks: int, max_lots: int | None = None,
+                     max_levels: int | None = None) -> list[tuple[int, int]]: ...
+
+
+def check_depth_query(limit_price_ticks: object, max_lots: object, max_levels: object) -> int:
+    """Validate the arguments of a ``depth_within`` call; returns the limit as an int."""
+    if isinstance(limit_price_ticks, bool) or not isinstance(limit_price_ticks, int) or limit_price_ticks <= 0:
+        raise InvalidInput("limit_price_ticks", limit_price_ticks, "must be an int number of ticks > 0")
+    for name, value in (("max_lots", max_lots), ("max_levels", max_levels)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise InvalidInput(name, value, "must be a positive int or None")
+    return int(limit_price_ticks)
+
+
+def depth_curve(source: Any, book_side: str, limit_price_ticks: int, *, max_lots: int | None = None,
+                max_levels: int | None = None) -> list[tuple[int, int]]:
+    """``source.depth_within(...)``, or for a source without it the same curve read from ``levels``."""
+    if book_side not in ("bid", "ask"):
+        raise InvalidInput("book_side", book_side, "must be 'bid' or 'ask'")
+    method = getattr(source, "depth_within", None)
+    if method is not None:
+        return [(int(p), int(q)) for p, q in method(book_side, limit_price_ticks, max_lots, max_levels)]
+    limit = check_depth_query(limit_price_ticks, max_lots, max_levels)
+    n = 64
+    while True:
+        levels = top_levels(source, book_side, n)
+        out: list[tuple[int, int]] = []
+        covered = 0
+        for price, lots in levels:
+            if (price < limit) if book_side == "bid" else (price > limit):
+                return out
+            if max_lots is not None and covered + lots >= max_lots:
+                out.append((price, max_lots - covered))
+                return out
+            out.append((price, lots))
+            covered += lots
+            if max_levels is not None and len(out) >= max_levels:
+                return out
+        if len(levels) < n:
+            return out
+        n *= 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,5 +156,19 @@ class EmptyBook:
     def levels(self, side: str, n: int) -> list[tuple[int, int]]:
         return []
 
+    def depth_within(self, book_side: str, limit_price_ticks: int, max_lots: int | None = None,
+                     max_levels: int | None = None) -> list[tuple[int, int]]:
+        check_depth_query(limit_price_ticks, max_lots, max_levels)
+        return []
 
-__all__ = ["BookFill", "EmptyBook", "LiquiditySource", "fill_of", "split_vwap", "top_levels"]
+
+__all__ = [
+    "BookFill",
+    "EmptyBook",
+    "LiquiditySource",
+    "check_depth_query",
+    "depth_curve",
+    "fill_of",
+    "split_vwap",
+    "top_levels",
+]
