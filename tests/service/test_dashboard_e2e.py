@@ -201,20 +201,16 @@ def population_lots() -> dict[str, int]:
 
 def kept_samples(url: str, last_sample: int) -> list[dict[str, Any]]:
     """Every sample the service keeps, from its stream (``since=0``: resumed from the start)."""
+    from websockets.sync.client import connect  # noqa: PLC0415 — Playwright's loop runs in this thread
 
-    async def read() -> list[dict[str, Any]]:
-        from websockets.asyncio.client import connect  # noqa: PLC0415
-
-        out: list[dict[str, Any]] = []
-        ws_url = url.replace("http://", "ws://") + "/v1/stream?channels=monitor&since=0"
-        async with connect(ws_url, additional_headers={"Authorization": f"Bearer {READER}"}, max_size=2**26) as ws:
-            while not out or out[-1]["sample"] < last_sample:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                if message["channel"] == "monitor":
-                    out.append(message)
-        return out
-
-    return asyncio.run(read())
+    out: list[dict[str, Any]] = []
+    ws_url = url.replace("http://", "ws://") + "/v1/stream?channels=monitor&since=0"
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {READER}"}, max_size=2**26) as ws:
+        while not out or out[-1]["sample"] < last_sample:
+            message = json.loads(ws.recv(timeout=20))
+            if message["channel"] == "monitor":
+                out.append(message)
+    return out
 
 
 @pytest.fixture

@@ -105,7 +105,9 @@ class BinanceFeedConnector:
         own = self._http is None
         http = self._http or httpx.AsyncClient(timeout=30)
         try:
-            async with connect(ws_url, max_size=2**24, compression=None, close_timeout=1) as ws:
+            # no pings of its own: while it posts, the messages it has not read queue up in front of the
+            # pong, which then misses its deadline and the connection is cut (1011); the venue pings anyway
+            async with connect(ws_url, max_size=2**24, compression=None, close_timeout=1, ping_interval=None) as ws:
                 async for raw in ws:
                     await self.on_message(http, json.loads(raw))
                     if max_messages is not None and self.stats.messages >= max_messages:
