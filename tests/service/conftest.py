@@ -62,3 +62,11 @@ def private_pg() -> Iterator[Cluster]:
         yield cluster
     finally:
         stop_cluster(cluster, root)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the dashboard's end-to-end screenshots are (a test records them as ``screenshots``)."""
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "screenshots" and report.when == "call":
+                terminalreporter.write_line(f"dashboard screenshots: {value}")

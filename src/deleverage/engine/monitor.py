@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -223,6 +223,19 @@ class RiskMonitor:
         self._fund_peak: dict[str, int] = {}
         self._last_ts: int | None = None
         self._seq = 0
+        self._given: list[Any] | None = None  # records handed over by ingest() (None: read engine.records)
+        self._given_total = 0  # ... how many, in all (the engine's own count sees a drained list)
+
+    def ingest(self, records: Iterable[Any]) -> None:
+        """Hand over liquidation records for an engine whose own list its owner drains (the service
+        stores each input's records and empties ``engine.records``): from the first call on,
+        :meth:`sample` counts the records given here, in order, instead of reading ``engine.records``."""
+        if self._given is None:
+            self._given = []
+            self._records_seen = 0
+        before = len(self._given)
+        self._given.extend(records)
+        self._given_total += len(self._given) - before
 
     # --- sampling -----------------------------------------------------------------------------------
     def sample(self, ts_ns: int) -> MonitorSnapshot:
@@ -241,6 +254,8 @@ class RiskMonitor:
         funds = self._funds(state)
         engine_totals = {k: state[k] for k in ("active_cases", "liquidations", "bad_debt_minor", "fund_drawn_minor",
                                                 "adl_lots", "socialized_minor", "halted") if k in state}
+        if self._given is not None:
+            engine_totals["liquidations"] = self._given_total
         snapshot = MonitorSnapshot(ts_ns, self._seq, str(state.get("policy", "")), self.config.windows,
                                    self.config.band_labels, symbols, funds, engine_totals)
         self._seq += 1
@@ -248,7 +263,7 @@ class RiskMonitor:
 
     def _ingest(self, ts_ns: int) -> None:
         """Liquidation records up to ``ts_ns`` into the rolling windows (each record once)."""
-        records = self.engine.records
+        records = self.engine.records if self._given is None else self._given
         while self._records_seen < len(records) and records[self._records_seen].ts_ns <= ts_ns:
             record = records[self._records_seen]
             self._records_seen += 1
@@ -263,6 +278,9 @@ class RiskMonitor:
             else:
                 continue
             self._liquidated[record.symbol].add(record.ts_ns, amounts)
+        if self._given is not None and self._records_seen:  # what was counted is not kept
+            del self._given[:self._records_seen]
+            self._records_seen = 0
         for rolling in self._liquidated.values():
             rolling.advance(ts_ns)
 

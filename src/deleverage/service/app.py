@@ -54,10 +54,13 @@ from deleverage.service import limits
 from deleverage.service.auth import Client, KeyRing, check, require, token_of
 from deleverage.service.config import ServiceConfig
 from deleverage.service.core import Answer, Service
+from deleverage.service.dashboard import Sessions, reader_of
+from deleverage.service.dashboard import install as install_dashboard
 from deleverage.service.metrics import CONTENT_TYPE, ServiceMetrics
+from deleverage.service.monitor import MonitorHub, RawMessage
 from deleverage.service.state import UnknownAccount, fraction_text, refusal, total_values
 from deleverage.service.store import StoreUnavailable
-from deleverage.service.stream import DEFAULT_CHANNELS, StreamHub, stored_messages
+from deleverage.service.stream import DEFAULT_CHANNELS, OUTPUT_CHANNELS, StreamHub, stored_messages
 from deleverage.service.views import account_view, liquidation_view, totals_view
 
 log = logging.getLogger("deleverage.service")
@@ -298,15 +301,22 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
         log.warning("no API keys configured: every call except /v1/health and /v1/ready will get 401")
     metrics = ServiceMetrics(service)
     hub = StreamHub(service, config.stream_queue)
+    monitor = None
+    if config.monitor_on:
+        monitor = MonitorHub(service, hub, metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if config.warm_up:
             log.info("kernels warmed up in %.2f s", service.warm_up())
         service.writer.ensure_running()
+        if monitor is not None:
+            await monitor.start()
         try:
             yield
         finally:
+            if monitor is not None:
+                await monitor.stop()
             await service.writer.stop()
             service.close()
 
@@ -316,9 +326,14 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
     app.state.keyring = keyring
     app.state.metrics = metrics
     app.state.hub = hub
+    app.state.monitor = monitor
+    sessions = Sessions(config.dashboard_session_h)
+    app.state.sessions = sessions
     _install_error_handlers(app)
     _read_routes(app, service, metrics)
-    _stream_route(app, service, hub, keyring, metrics)
+    _monitor_routes(app, service, monitor, keyring, sessions)
+    install_dashboard(app, keyring, sessions)
+    _stream_route(app, service, hub, keyring, metrics, monitor, sessions)
     return ServiceApp(app, InputGate(app, service, keyring, metrics))
 
 
@@ -433,13 +448,75 @@ def _read_routes(app: FastAPI, service: Service, metrics: ServiceMetrics) -> Non
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
+def _monitor_routes(app: FastAPI, service: Service, monitor: Any, keyring: KeyRing, sessions: Sessions) -> None:
+    """``/v1/monitor`` (status + latest sample), ``/v1/monitor/sample`` (on demand), ``/v1/alerts``."""
+
+    def caller(request: Request) -> Client | JSONResponse:
+        outcome = reader_of(request, keyring, sessions)
+        if isinstance(outcome, Client):
+            return outcome
+        headers = {"WWW-Authenticate": "Bearer"} if outcome[0] == 401 else None
+        return _error(outcome[0], outcome[1], None, headers)
+
+    def disabled() -> JSONResponse:
+        return _error(404, "the monitor is not running: add a [monitor] table to the service config", None)
+
+    @app.get("/v1/monitor")
+    async def get_monitor(request: Request, latest: bool = True) -> Response:
+        """The monitor's status and its latest sample (the ``monitor`` channel's message)."""
+        who = caller(request)
+        if not isinstance(who, Client):
+            return who
+        if monitor is None:
+            return JSONResponse({"monitor": {"enabled": False}, "latest": None})
+        sample = monitor.latest if latest else None
+        body = ('{"monitor":' + json.dumps(monitor.state(), separators=(",", ":")) + ',"latest":'
+                + (sample.text if sample is not None else "null") + "}")
+        return Response(body, media_type="application/json")
+
+    @app.post("/v1/monitor/sample")
+    async def sample_now(request: Request) -> Response:
+        """A sample now, at the last input's event time, computed on a copy of the monitor's windows
+        (it changes nothing later samples or alerts see)."""
+        who = caller(request)
+        if not isinstance(who, Client):
+            return who
+        if monitor is None:
+            return disabled()
+        try:
+            text = await monitor.peek()
+        except (RuntimeError, TimeoutError) as exc:
+            return _error(503, f"no on-demand sample: {exc or 'the monitor did not answer'}", None,
+                          {"Retry-After": "1"})
+        return Response(text, media_type="application/json")
+
+    @app.get("/v1/alerts")
+    async def get_alerts(request: Request, since: int = Query(0, ge=0),
+                         limit: int = Query(100, ge=1, le=1000), newest: bool = False) -> Response:
+        """Rows of the alert log with id > ``since``, oldest first (``newest``: the last ``limit``)."""
+        who = caller(request)
+        if not isinstance(who, Client):
+            return who
+        if monitor is None:
+            return disabled()
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(service.writer.read_pool,
+                                          functools.partial(monitor.alert_rows, since_id=since, limit=limit,
+                                                            newest=newest))
+        return JSONResponse({"items": rows, "next": rows[-1]["id"] if rows else since,
+                             "counts": dict(monitor.alert_counts)})
+
+
 def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRing,
-                  metrics: ServiceMetrics) -> None:
+                  metrics: ServiceMetrics, monitor: Any = None, sessions: Sessions | None = None) -> None:
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
         params = ws.query_params
         token = token_of(ws.headers.get("authorization", "")) or params.get("key")
-        outcome = check(keyring, token, "read")
+        if token is None and sessions is not None:
+            outcome = reader_of(ws, keyring, sessions, venue_wide=False, scheme=ws.url.scheme)
+        else:
+            outcome = check(keyring, token, "read")
         if not isinstance(outcome, Client):
             await _deny(ws, outcome[0], outcome[1], None)
             return
@@ -452,16 +529,22 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
         except ValueError as exc:
             await _deny(ws, 422, str(exc)[:120], "channels" if "channel" in str(exc) else "since")
             return
+        venue_channels = channels & {"monitor", "alert"}
+        if venue_channels and client.scoped:
+            await _deny(ws, 403, f"key {client.name!r} is scoped to accounts; channels {sorted(venue_channels)} "
+                                 "are venue-wide", "channels")
+            return
         await ws.accept()
         gone: asyncio.Future[None] | None = None
         sub = hub.subscribe(channels, client.accounts)
         metrics.subscribers.inc()
         live_from = service.read.view.seq
+        sent_sample = -1  # the monitor samples sent before the live ones (resume): not sent twice
         try:
             await ws.send_json({"channel": "hello", "seq": live_from, "since": since, "channels": sorted(channels)})
-            if since is not None and since < live_from:
+            loop = asyncio.get_running_loop()
+            if since is not None and since < live_from and channels & {"input", *OUTPUT_CHANNELS}:
                 pages = stored_messages(service, since, live_from, sub.channels, client.accounts)
-                loop = asyncio.get_running_loop()
                 while True:
                     batch: list[dict[str, Any]] | None = await loop.run_in_executor(
                         service.writer.read_pool, functools.partial(next, pages, None))
@@ -469,6 +552,17 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
                         break
                     for message in batch:
                         await ws.send_json(message)
+            if monitor is not None and "alert" in channels and since is not None:
+                rows = await loop.run_in_executor(service.writer.read_pool, functools.partial(
+                    monitor.alert_rows, after_seq=since, limit=1000, newest=True))
+                for row in rows:
+                    await ws.send_json({"channel": "alert", **row})
+            if monitor is not None and "monitor" in channels:
+                kept = monitor.since(since) if since is not None else (
+                    [monitor.latest] if monitor.latest is not None else [])
+                for sample in kept:
+                    await ws.send_text(sample.text)
+                    sent_sample = sample.sample
             complete, current = live_from, None  # every input <= complete has been sent in full
             gone = asyncio.ensure_future(_until_disconnect(ws))
             while True:
@@ -481,6 +575,11 @@ def _stream_route(app: FastAPI, service: Service, hub: StreamHub, keyring: KeyRi
                 if live is None or sub.overflowed:
                     await ws.close(code=1013, reason=f"too slow: resume with since={complete}")
                     return
+                if isinstance(live, RawMessage):  # a monitor sample: its JSON text as the follower wrote it
+                    if live["sample"] <= sent_sample:
+                        continue
+                    await ws.send_text(live.text)
+                    continue
                 seq = int(live.get("seq", 0))
                 if current is not None and seq != current:
                     complete = current

@@ -53,8 +53,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from deleverage.core.instruments import Instrument, get_instrument
 from deleverage.core.money import to_decimal
 from deleverage.core.tiers import MarginTiers
+from deleverage.engine.alerts import AlertRule
 from deleverage.engine.policy import LiquidationPolicy, get_policy
 from deleverage.errors import InvalidInput
+from deleverage.service.monitor_config import MonitorSettings, check_rules
 
 Role = Literal["feeder", "reader"]
 ENV_PREFIX = "DELEVERAGE_"
@@ -125,6 +127,10 @@ class ServiceConfig(BaseModel):
     # SQLite commits on the event loop (no GIL hand-over to a thread per group; reads wait out an
     # fsync); true: on a thread, so reads are served during a slow fsync. PostgreSQL: always a thread.
     commit_thread: bool = False
+    # --- the risk desk's monitor (service/monitor_config.py): on when the config has a [monitor] table
+    monitor: MonitorSettings | None = None
+    alerts: tuple[AlertRule, ...] = ()
+    dashboard_session_h: float = Field(12.0, gt=0, le=24 * 30)  # a dashboard login lasts this long
 
     @field_validator("ts_window_ahead_s", "ts_window_behind_s")
     @classmethod
@@ -170,18 +176,30 @@ class ServiceConfig(BaseModel):
                 raise InvalidInput("config", str(p), "file not found") from None
             except tomllib.TOMLDecodeError as exc:
                 raise InvalidInput("config", str(p), f"not valid TOML: {exc}") from None
-        data.update(_env_overrides(os.environ if env is None else env))
+        overrides = _env_overrides(os.environ if env is None else env)
+        hooks = overrides.pop("alert_webhooks", None)
+        data.update(overrides)
+        if hooks is not None:
+            if not isinstance(data.get("monitor"), dict):
+                raise InvalidInput(ENV_PREFIX + "ALERT_WEBHOOKS", "<redacted>", "alert webhooks need a [monitor] table")
+            data["monitor"] = {**data["monitor"], "webhooks": hooks}
         return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceConfig:
         """Validate, turning pydantic's error into an InvalidInput naming the field."""
         try:
-            return cls.model_validate(dict(data))
+            config = cls.model_validate(dict(data))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "config"
             raise InvalidInput(where, first.get("input"), first["msg"]) from None
+        check_rules(config.monitor, config.alerts)
+        return config
+
+    @property
+    def monitor_on(self) -> bool:
+        return self.monitor is not None and self.monitor.enabled
 
     # --- what the engine is built from --------------------------------------------------------------
     def load_policy(self) -> LiquidationPolicy:
@@ -242,6 +260,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         out["policy"] = policy
     if keys := env.get(ENV_PREFIX + "API_KEYS"):
         out["api_keys"] = [_parse_env_key(item, i) for i, item in enumerate(keys.split(",")) if item.strip()]
+    if hooks := env.get(ENV_PREFIX + "ALERT_WEBHOOKS"):
+        out["alert_webhooks"] = [u.strip() for u in hooks.split(",") if u.strip()]
     return out
 
 

@@ -307,6 +307,7 @@ class Applied:
     outputs: list[OutputRow]
     records: dict[str, AccountRecord]
     liquidations: int
+    liquidation_records: list[Any] = field(default_factory=list)  # the engine's, before it drains them
 
 
 class ServiceState:
@@ -479,6 +480,7 @@ class ServiceState:
             rows.append(OutputRow("liquidation", record.action, record.ts_ns, record.symbol, record.account_id,
                                   canonical_json(dataclasses.asdict(record))))
         liquidations = len(records)
+        drained = list(records)
         records.clear()
         self.liquidations += liquidations
         postings = self._drain_journal()
@@ -493,7 +495,7 @@ class ServiceState:
         if postings:
             self.mirror.apply_postings(self.ledger, postings)
         updated = self.mirror.update(self.ledger, touched, self._active()) if touched else {}
-        return Applied(rows, updated, liquidations)
+        return Applied(rows, updated, liquidations, drained)
 
     # --- summaries --------------------------------------------------------------------------------------
     def engine_summary(self) -> dict[str, Any]:

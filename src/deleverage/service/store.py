@@ -729,6 +729,43 @@ class EventStore:
         self._read("SELECT 1")
 
 
+class ReadOnlyStore(EventStore):
+    """The reading half of an :class:`EventStore`, for another process that follows the store (the
+    risk monitor): no writer connection, no lock, no head file; every read on its own connection
+    (SQLite: ``query_only``), so it never blocks the writer and sees only committed groups."""
+
+    def __init__(self, url: str) -> None:  # noqa: D107 — deliberately skips EventStore.__init__
+        self.url = url
+        self.where = redact(url)
+        self.local = url.startswith("sqlite:///")
+        self._lock_path = None
+        self._lock_fd = None
+        self.head_file = None
+        self._readers = threading.local()
+        self._reader_conns = []
+        self._reader_guard = threading.Lock()
+        self.db_errors = _db_errors()
+        self.lock_held = False
+        self.broken = None
+        if self.local and not Path(url.removeprefix("sqlite:///")).exists():
+            raise StoreError(f"no store at {self.where}")
+
+    def head_now(self) -> Head:
+        """The committed head as the database says now."""
+        rows = self._read("SELECT value FROM meta WHERE name = ?", ("head",))
+        return Head.parse(str(rows[0][0])) if rows else GENESIS_HEAD
+
+    def genesis_text(self) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE name = ?", ("genesis",))
+        return str(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        with self._reader_guard:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+
 __all__ = [
     "GENESIS_CHAIN",
     "GENESIS_HEAD",
@@ -738,6 +775,7 @@ __all__ = [
     "HeadFile",
     "InputRow",
     "OutputRow",
+    "ReadOnlyStore",
     "StoreError",
     "StoreLocked",
     "StoreUnavailable",

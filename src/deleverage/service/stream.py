@@ -18,13 +18,23 @@ Channels (default ``audit,liquidation`` — the engine's decisions):
 ``posting``     a ledger journal posting (balanced entries, the fill if any)
 ``input``       an accepted input (its canonical payload: marks, books, deposits, fills...)
 ``commit``      one group committed: ``seq``, ``digest``, ``inputs`` (live only: a heartbeat of the head)
-==============  =====================================================================================
 
 A scoped reader receives only messages about its accounts. A subscriber that falls more than
 ``stream_queue`` messages behind is disconnected (close code 1013) with the seq to resume from.
 
+``monitor``     a risk monitor sample (service/monitor.py): ``seq`` (the input after which it was
+                taken), ``sample``, ``ts_ns``, ``snapshot`` (the ``deleverage.monitor/1`` document)
+``alert``       an alert log row, new or updated (fired, cleared, delivery outcome, undelivered)
+==============  =====================================================================================
+
+The ``monitor`` and ``alert`` channels are venue-wide (a scoped key may not ask for them) and exist
+when the service runs the monitor. With ``?since=`` they resume too: the monitor samples kept in
+memory (``[monitor] history``) and the alert log rows taken after that input; without it the monitor
+channel starts with the latest sample.
+
 Extending: :meth:`StreamHub.add_channel` registers a producer ``fn(batch) -> [message, ...]`` called
-at each commit (live only) — how a dashboard's channels (risk, metrics) join without new plumbing.
+at each commit (live only); :meth:`StreamHub.publish` hands messages made elsewhere (the monitor's
+process) to the subscribers.
 """
 
 from __future__ import annotations
@@ -104,6 +114,13 @@ class StreamHub:
         for name, producer in self.producers.items():
             if name in wanted:
                 messages.extend(producer(batch))
+        self.publish(messages)
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        """Hand ``messages`` to every subscriber that wants them (commits, and the monitor's samples
+        and alerts, which arrive from its process between commits)."""
+        if not messages or not self.subscribers:
+            return
         for sub in list(self.subscribers):
             if sub.overflowed:
                 continue
