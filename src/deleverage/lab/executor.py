@@ -288,12 +288,20 @@ class LocalExecutor(_Base):
             # pipe before its result is sent, so the caller sees it when it sees the result.
             self._queue = self._context.SimpleQueue()
             with sigint_ignored_while_spawning():  # workers inherit SIGINT ignored
-                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                                 initializer=_worker_init,
-                                                 initargs=(self._queue, str(self._scratch())))
-                # start every worker now, while SIGINT is ignored (the pool spawns lazily otherwise)
-                for future in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
+                pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                           initializer=_worker_init, initargs=(self._queue, str(self._scratch())))
+                # each submit to a pool without an idle worker spawns one: all of them start now, while
+                # SIGINT is ignored (later tasks would otherwise spawn workers that Ctrl-C reaches)
+                warm = [pool.submit(os.getpid) for _ in range(self.workers)]
+            try:  # waited for with SIGINT back: Ctrl-C while the workers import numba stops them
+                for future in warm:
                     future.result()
+            except BaseException:
+                from deleverage.lab.workers import stop_workers
+
+                stop_workers(pool)
+                raise
+            self._pool = pool
         return self._pool
 
     def _drain(self, on_progress: ProgressCallback | None) -> None:
