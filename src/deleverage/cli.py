@@ -107,6 +107,8 @@ FORCE_HELP = ("write into an existing directory deleverage did not write, in pla
               "(never overwritten; names taken by them are refused)")
 SYMBOL_HELP = "the file's instrument (e.g. ETHUSDT) when its name does not say; must agree with the name if it does"
 INSTRUMENTS_HELP = "Binance exchangeInfo or ccxt markets JSON declaring tick, lot and contract size"
+BACKEND_HELP = "where the runs go: local processes (--workers of them) or Ray (pip install 'deleverage[ray]')"
+ADDRESS_HELP = "Ray cluster to join: auto (the one this machine runs) or HOST:PORT [default: start a local Ray]"
 TIERS_HELP = "margin tiers: a bundled table, flat:<rate> (e.g. flat:0.005), or a Binance leverage-bracket JSON"
 
 
@@ -142,7 +144,8 @@ def _check_scenario(scenario: str) -> None:
 
 def _check_run_args(*, accounts: int | None = None, seed: int = 0, step_ms: int = 1_000, workers: int = 1,
                     open_interest: float | None = None, window: str | None = None, cross_midnight: bool = False,
-                    tiers: str | None = None, instruments: Path | None = None) -> None:
+                    tiers: str | None = None, instruments: Path | None = None, backend: str = "local",
+                    address: str | None = None) -> None:
     """The run's numbers and options, refused by name before the lab is imported."""
     import math
 
@@ -160,6 +163,9 @@ def _check_run_args(*, accounts: int | None = None, seed: int = 0, step_ms: int 
     if open_interest is not None and not 0 < open_interest < math.inf:
         raise InvalidInput("open_interest", open_interest, "must be a finite number > 0 (quote units)")
     check_window(window, cross_midnight=cross_midnight)
+    from deleverage.lab.executor import check_backend
+
+    check_backend(backend, address)
     if instruments is not None and not instruments.expanduser().is_file():
         raise InvalidInput("instruments", str(instruments), "file not found")
     if tiers is not None and tiers.strip().startswith("flat:"):
@@ -234,6 +240,8 @@ def replay(
     instruments: Path | None = typer.Option(None, help=INSTRUMENTS_HELP),
     tiers: str | None = typer.Option(None, help=TIERS_HELP + " [default: the instrument's shipped table]"),
     workers: int = typer.Option(2, help="processes running policies in parallel (results do not depend on it)"),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms"),
     open_interest: float | None = typer.Option(
         None, help="scale the generated population to this open interest (quote units), e.g. 2e9; "
@@ -259,13 +267,14 @@ def replay(
     _check_policies(policies)
     _check_scenario(scenario)
     _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
-                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments)
+                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments,
+                    backend=backend, address=address)
     _run_comparison(
         "replay", scenario=scenario, policies=policies, accounts=accounts or REPLAY_ACCOUNTS, seed=seed, out=out,
         population_path=population, window=window, workers=workers, open_interest=open_interest,
         step_ms=step_ms, symbol=symbol, instruments=instruments, tiers=tiers, cross_midnight=cross_midnight,
         force=force, market=market, metrics_file=metrics, liquidations=liquidations,
-        seeds=seeds, baseline=baseline,
+        seeds=seeds, baseline=baseline, backend=backend, address=address,
     )
 
 
@@ -280,6 +289,8 @@ def stress(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     tiers: str | None = typer.Option(None, help=TIERS_HELP + " [default: binance-btcusdt]"),
     workers: int = typer.Option(2, help="processes running policies in parallel"),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
     step_ms: int = typer.Option(1_000, help="mark clock in ms"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
     market: Path | None = typer.Option(None, help="market model file from `deleverage calibrate --json`"),
@@ -292,7 +303,7 @@ def stress(
     policies = _split(policy)
     _check_policies(policies)
     _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
-                    tiers=tiers)
+                    tiers=tiers, backend=backend, address=address)
     if not 0 < drop < 0.9:
         raise InvalidInput("drop", drop, "must be between 0 and 0.9")
     if minutes < 5:
@@ -301,7 +312,7 @@ def stress(
         "stress", scenario=f"synthetic(drop={drop},minutes={minutes})", policies=policies,
         accounts=accounts, seed=seed, out=out, drop=drop, minutes=minutes, workers=workers,
         step_ms=step_ms, open_interest=open_interest, tiers=tiers, force=force, market=market,
-        seeds=seeds, baseline=baseline,
+        seeds=seeds, baseline=baseline, backend=backend, address=address,
     )
 
 
@@ -320,6 +331,9 @@ def sweep(
     out: Path = typer.Option(Path("out/sweep"), help="output directory"),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     workers: int = typer.Option(2, help="processes running variants in parallel"),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
+    seeds: int = typer.Option(1, help="run every variant on seeds SEED … SEED+K−1 (means, 95% t intervals)"),
     step_ms: int = typer.Option(1_000, help="mark clock of the replay in ms (batch intervals below it act per mark)"),
     open_interest: float | None = typer.Option(None, help="scale the population to this open interest (quote)"),
 ) -> None:
@@ -328,16 +342,20 @@ def sweep(
     _check_policies(policies)
     _check_scenario(scenario)
     _check_run_args(accounts=accounts, seed=seed, step_ms=step_ms, workers=workers, open_interest=open_interest,
-                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments)
-    _check_out(out, force)
-    from deleverage.lab.sweeps import sweep_policies
+                    window=window, cross_midnight=cross_midnight, tiers=tiers, instruments=instruments,
+                    backend=backend, address=address)
+    from deleverage.lab.runner import OUTPUT_FILES
+    from deleverage.lab.sweeps import dataset_files, parse_param, sweep_policies, write_runs_dataset
 
     variants = sweep_policies(policies, param)
+    grid = [parse_param(spec) for spec in param]
+    _check_out(out, force, (*OUTPUT_FILES, *dataset_files(variants, scenario)))
     _run_comparison(
         "replay", scenario=scenario, policies=variants, accounts=accounts, seed=seed, out=out,
         population_path=None, window=window, workers=workers, step_ms=step_ms, open_interest=open_interest,
         symbol=symbol, instruments=instruments, tiers=tiers, cross_midnight=cross_midnight, force=force,
-        command="sweep",
+        command="sweep", seeds=seeds, backend=backend, address=address,
+        extra_outputs=lambda work, summary: write_runs_dataset(work, summary, variants, grid),
     )
 
 
@@ -718,12 +736,15 @@ def demo(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     accounts: int = typer.Option(DEMO_ACCOUNTS, help="population size"),
     workers: int = typer.Option(2, help="processes running policies in parallel"),
+    backend: str = typer.Option("local", help=BACKEND_HELP),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
 ) -> None:
     """The main job: replay the bundled 2025-10-10 crash under every preset and print the table."""
-    _check_run_args(accounts=accounts, workers=workers)
+    _check_run_args(accounts=accounts, workers=workers, backend=backend, address=address)
     _run_comparison(
         "replay", scenario="2025-10-10", policies=list(PRESET_NAMES), accounts=accounts, seed=7, out=out,
         population_path=None, window=None, workers=workers, force=force, command="demo",
+        backend=backend, address=address,
     )
 
 

@@ -11,12 +11,16 @@ path and any newly visible publication goes to the engine first, then the mark.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as fields_of
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,10 +35,17 @@ from deleverage.core.prices import Oracle, Publication
 from deleverage.engine.engine import LiquidationEngine
 from deleverage.errors import InvalidInput, SimulationError
 from deleverage.lab.config import RunConfig
+from deleverage.lab.executor import (
+    Executor,
+    Shared,
+    check_backend,
+    make_executor,
+    progress_sender,
+    scratch_dir,
+)
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
 from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
-from deleverage.lab.workers import sigint_ignored_while_spawning, stop_workers
 from deleverage.outputs import atomic_output_dir, check_output_dir
 from deleverage.report import intervals
 from deleverage.report.html import write_json, write_report_files
@@ -115,6 +126,10 @@ def run_comparison(
     seeds: int = 1,
     baseline: str | None = None,
     feedback: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    executor: Executor | None = None,
+    extra_outputs: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
@@ -122,9 +137,11 @@ def run_comparison(
     ``seeds = K`` repeats the whole comparison for seeds ``seed, seed + 1, …, seed + K − 1`` (each its own
     population and market path) and reports each metric's mean, its 95 % Student-t interval and the
     paired difference against ``baseline`` (default the first policy); see ``report/intervals.py``.
-    ``workers > 1`` runs the policy runs of a seed in that many processes (spawned, each rebuilding the
-    same scene from the same inputs); results are identical to a serial run because every policy starts
-    from the same seeded state and nothing is shared between them.
+    The policy runs go through one executor (:mod:`deleverage.lab.executor`): ``backend="local"`` runs them
+    in ``workers`` spawned processes (1: in this process), ``backend="ray"`` as Ray tasks (``address``:
+    ``None`` a local Ray, ``"auto"`` or ``HOST:PORT`` a cluster); or pass an open ``executor``. The scene is
+    built once, here, and shared with the workers. Results are identical whatever runs them (the audit
+    digests prove it) because every policy starts from the same seeded state and nothing else is shared.
 
     ``out`` is written by :func:`deleverage.outputs.atomic_output_dir` (``force``: write into a directory
     deleverage did not write, keeping its files); it is checked before anything runs.
@@ -145,22 +162,28 @@ def run_comparison(
     if baseline not in names:
         raise InvalidInput("baseline", baseline, f"is not one of the policies run: {', '.join(names)}")
     check_output_dir(out, force=force, writes=OUTPUT_FILES)
+    check_backend(backend, address)
     seed_list = [seed + i for i in range(seeds)]
     per_seed: dict[int, dict[str, PolicyRun]] = {}
     digests: dict[int, dict[str, str]] = {}
     first_scene = build_scene(config, population_path=population_path)
     key, run_key = _run_key(config, first_scene, resolved, seed_list)
-    with atomic_output_dir(out, command=command or kind, run_key=run_key, force=force) as work:
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(make_executor(backend, workers=min(workers, 2 * len(resolved)),
+                                                         address=address))
+        work = stack.enter_context(atomic_output_dir(out, command=command or kind, run_key=run_key, force=force))
         for s in seed_list:
             seed_config = replace(config, seed=s)
             scene = first_scene if s == seed else build_scene(seed_config, population_path=population_path)
-            per_seed[s], digests[s] = _run_seed(resolved, scene, seed_config, population_path,
-                                                min(workers, 2 * len(resolved)), progress)
+            per_seed[s], digests[s] = _run_seed(resolved, scene, seed_config, progress=progress, executor=executor)
         summary = _summary(config, first_scene, per_seed, digests, resolved, baseline, key, run_key)
         summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
                                              first_scene.seed_report.open_interest_notional)
         summary["population"] = first_scene.population_notes
         write_json(work / "summary.json", summary)
+        if extra_outputs is not None:  # e.g. a sweep's runs dataset (lab/sweeps.py), inside the same directory
+            extra_outputs(work, summary)
         runs = per_seed[seed_list[0]]
         _frames(per_seed, "records").write_parquet(work / "liquidations.parquet")
         _events(per_seed).write_parquet(work / "events.parquet")
@@ -191,17 +214,28 @@ def _tasks(policies: list[LiquidationPolicy], config: RunConfig) -> list[Task]:
 
 
 def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig,
-              population_path: str | Path | None, workers: int, progress: bool
-              ) -> tuple[dict[str, PolicyRun], dict[str, str]]:
-    """All runs of one seed: each policy as configured, with its feedback-off counterfactual attached."""
+              population_path: str | Path | None = None, workers: int = 1, progress: bool = False, *,
+              executor: Executor | None = None) -> tuple[dict[str, PolicyRun], dict[str, str]]:
+    """All runs of one seed: each policy as configured, with its feedback-off counterfactual attached.
+
+    The runs go through ``executor`` (lab/executor.py; default: the local backend with ``workers``): the
+    scene is shared with the workers (sent once, never rebuilt; ``population_path`` is not needed), results
+    come back in task order, large frames through files (:func:`_spill`).
+    """
+    if executor is None:
+        with make_executor("local", workers=workers) as own:
+            return _run_seed(policies, scene, config, progress=progress, executor=own)
     tasks = _tasks(policies, config)
-    if workers <= 1:
-        reporter = _Progress(progress, len(tasks) * len(scene.times))
-        results = {(p.name, fb): run_policy(p, scene, config, on_tick=reporter.tick, feedback=fb,
-                                            keep_events=fb == config.feedback) for p, fb in tasks}
+    reporter = _Progress(progress, len(tasks) * len(scene.times))
+    shared = executor.share(scene)
+    results: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
+    try:
+        jobs = [(shared, config, p, fb) for p, fb in tasks]
+        for name, fb, run, digest in executor.map(policy_task, jobs, on_progress=reporter.on_progress):
+            results[(name, fb)] = (_unspill(run), digest)
+    finally:
         reporter.close()
-    else:
-        results = _run_parallel(tasks, config, population_path, workers, progress)
+        executor.release(shared)
     runs: dict[str, PolicyRun] = {}
     digests: dict[str, str] = {}
     for p in policies:
@@ -211,42 +245,77 @@ def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig
     return runs, digests
 
 
-def _task_group(args: tuple[list[Task], RunConfig, str | Path | None]) -> list[tuple[str, bool, PolicyRun, str]]:
-    """Worker body: rebuild the scene (deterministic) and run a group of (policy, feedback) tasks."""
-    tasks, config, population_path = args
-    scene = build_scene(config, population_path=population_path)
-    out = []
-    for p, fb in tasks:
-        run, digest = run_policy(p, scene, config, feedback=fb, keep_events=fb == config.feedback)
-        out.append((p.name, fb, run, digest))
-    return out
+def task_label(policy: str, feedback: bool, config: RunConfig) -> str:
+    """A policy run's name in progress messages (unique within a seed)."""
+    return policy if feedback == config.feedback else f"{policy} (feedback off)"
 
 
-def _run_parallel(tasks: list[Task], config: RunConfig, population_path: str | Path | None,
-                  workers: int, progress: bool) -> dict[tuple[str, bool], tuple[PolicyRun, str]]:
-    """Run the tasks in ``workers`` spawned processes; results keyed by (policy, feedback)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def policy_task(task: tuple[Shared, RunConfig, LiquidationPolicy, bool]) -> tuple[str, bool, Any, str]:
+    """One policy run, as an executor task: ``(shared scene, config, policy, feedback)`` →
+    ``(policy name, feedback, run, audit digest)``; progress goes out through the executor's channel."""
+    shared, config, policy, feedback = task
+    scene = shared.get()
+    counter = _TickReporter(task_label(policy.name, feedback, config))
+    run, digest = run_policy(policy, scene, config, on_tick=counter, feedback=feedback,
+                             keep_events=feedback == config.feedback)
+    counter.finish()
+    return policy.name, feedback, _spill(run), digest
 
-    groups: list[list[Task]] = [tasks[i::workers] for i in range(workers)]
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once polars' thread pool exists
-    done: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
-    with sigint_ignored_while_spawning():  # workers never see Ctrl-C: the parent stops them (lab/workers.py)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-        futures = [pool.submit(_task_group, (group, config, population_path)) for group in groups if group]
-    reporter = _Progress(progress, len(tasks))
-    try:
-        for future in futures:
-            for name, fb, run, digest in future.result():
-                done[(name, fb)] = (run, digest)
-                reporter.tick(every=1)
-    except BaseException:
-        stop_workers(pool)
-        raise
-    finally:
-        reporter.close()
-        pool.shutdown(wait=True, cancel_futures=True)
-    return done
+
+class _TickReporter:
+    """A run's ``on_tick``: sends its tick count through :func:`report_progress` every ``every`` ticks."""
+
+    def __init__(self, label: str, every: int = 64) -> None:
+        self.label, self.every, self.count = label, every, 0
+        self.send = progress_sender()
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.send is not None and (self.count == 1 or self.count % self.every == 0):
+            self.send(self.label, self.count)
+
+    def finish(self) -> None:
+        if self.send is not None:
+            self.send(self.label, self.count)
+            self.send(self.label, None)
+
+
+_FRAMES = ("records", "series", "events")
+
+
+@dataclass
+class _Spilled:
+    """A :class:`PolicyRun` whose frames a worker wrote to Arrow IPC files in the executor's scratch
+    directory: the worker returns paths instead of pickling the frames (which would hold them twice)."""
+
+    fields: dict[str, Any]
+    paths: dict[str, str]
+
+
+def _spill(run: PolicyRun) -> PolicyRun | _Spilled:
+    directory = scratch_dir()
+    if directory is None:
+        return run  # in this process (or on Ray: its object store carries the result)
+    stem = directory / f"run-{uuid.uuid4().hex}"
+    paths: dict[str, str] = {}
+    fields = {f.name: getattr(run, f.name) for f in fields_of(run)}
+    for name in _FRAMES:
+        frame = fields.pop(name)
+        if frame is not None:
+            path = f"{stem}-{name}.arrow"
+            frame.write_ipc(path, compression="uncompressed")
+            paths[name] = path
+    return _Spilled(fields, paths)
+
+
+def _unspill(run: PolicyRun | _Spilled) -> PolicyRun:
+    if isinstance(run, PolicyRun):
+        return run
+    frames: dict[str, Any] = {name: None for name in _FRAMES}
+    for name, path in run.paths.items():
+        frames[name] = pl.read_ipc(path, memory_map=False)
+        Path(path).unlink()  # the executor's scratch file, read: freed now rather than at close
+    return PolicyRun(**run.fields, **frames)
 
 
 def load_summary(directory: str | Path) -> dict[str, Any]:
@@ -531,18 +600,40 @@ class _WaveTracker:
         self.liquidation_prices = scene.liquidation_prices
         self.low = scene.reference_low_ticks * float(scene.instrument.tick_size)
         self.high = scene.reference_high_ticks * float(scene.instrument.tick_size)
-        self.recent: list[tuple[int, int]] = []  # (ts_ns, wave)
+        # Waves of earlier timestamps as a sliding-window maximum: (ts_ns, wave) with waves decreasing
+        # from the front, so the front is the highest wave of the last CASCADE_MEMORY_NS (amortised O(1)).
+        self._window: deque[tuple[int, int]] = deque()
+        self._now = -(1 << 62)  # the timestamp of the liquidations not yet in the window
+        self._now_waves: list[int] = []  # their waves (a liquidation never sees one of its own instant)
         self.first_wave: dict[str, int] = {}
+
+    def _push(self, ts_ns: int, wave: int) -> None:
+        while self._window and self._window[-1][1] <= wave:
+            self._window.pop()  # older and no higher: it leaves the window before this one
+        self._window.append((ts_ns, wave))
+
+    def _earlier_max(self, ts_ns: int) -> int:
+        """The highest wave among liquidations in [ts_ns − memory, ts_ns), 0 if none."""
+        if ts_ns < self._now:  # records come in time order (the engine refuses older calls): never here
+            raise SimulationError(f"wave of a liquidation at {ts_ns} after one at {self._now}")
+        if ts_ns > self._now:
+            for wave in self._now_waves:
+                self._push(self._now, wave)
+            self._now, self._now_waves = ts_ns, []
+        window = self._window
+        while window and ts_ns - window[0][0] > CASCADE_MEMORY_NS:
+            window.popleft()
+        return window[0][1] if window else 0
 
     def wave_for(self, account_id: str, ts_ns: int, side: str) -> int:
         if account_id in self.first_wave:
             return self.first_wave[account_id]
-        self.recent = [(t, w) for t, w in self.recent if ts_ns - t <= CASCADE_MEMORY_NS]
+        earlier = self._earlier_max(ts_ns)
         price = self.liquidation_prices.get(account_id)
         exogenous = price is None or (self.low <= price if side == "long" else self.high >= price)
-        wave = 0 if exogenous else 1 + max((w for t, w in self.recent if t < ts_ns), default=0)
+        wave = 0 if exogenous else 1 + earlier
         self.first_wave[account_id] = wave
-        self.recent.append((ts_ns, wave))
+        self._now_waves.append(wave)
         return wave
 
     def row(self, record: Any, instrument: Instrument, settle_scale: int) -> dict[str, Any]:
@@ -733,6 +824,7 @@ class _Progress:
     def __init__(self, enabled: bool, total: int) -> None:
         self._bar = None
         self._count = 0
+        self._done: dict[str, int] = {}
         if enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -742,10 +834,13 @@ class _Progress:
             self._task = self._bar.add_task("run", total=total)
         self._started = time.perf_counter()
 
-    def tick(self, every: int = 200) -> None:
-        self._count += 1
-        if self._bar is not None and self._count % every == 0:
-            self._bar.update(self._task, completed=self._count)
+    def on_progress(self, label: str, completed: int | None) -> None:
+        """A task's tick count (``None``: done), from this process or a worker."""
+        if completed is not None:
+            self._done[label] = completed
+            self._count = sum(self._done.values())
+            if self._bar is not None:
+                self._bar.update(self._task, completed=self._count)
 
     def close(self) -> None:
         if self._bar is not None:

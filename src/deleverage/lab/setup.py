@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,6 @@ def build_scene(config: RunConfig, *, population_path: str | Path | None = None,
 
 
 def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
-    from deleverage.lab.market import KlineReplayMarket, replay_market_makers
 
     loaded = scenario.load()
     klines = loaded.frame
@@ -233,11 +233,7 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
     first_open = int(instrument.price_to_ticks(float(run_bars["open"][0]) if run_bars.height
                                                else float(klines["open"][0]), rounding="nearest"))
 
-    def make_market(feedback: bool = True) -> Any:
-        makers = replay_market_makers(model, instrument, first_open)
-        return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window,
-                                 depth_model=model, footprint=footprint, market_makers=makers, feedback=feedback)
-
+    make_market = partial(_kline_market, klines, instrument, config, window, model, footprint, first_open)
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}", *_instrument_notes(choice, tiers),
              model_note, *probe.description()]
@@ -248,6 +244,70 @@ def _kline_scene(config: RunConfig, scenario: Any, population_path: str | Path |
                     facts=dict(scenario.facts or {}), market_digest=market_digest)
     scene.instrument_info = _instrument_info(choice, tiers)
     return scene
+
+# The scene's factories are module-level functions bound with ``functools.partial`` (not closures) so a
+# built scene pickles: workers load the parent's scene instead of building their own (lab/executor.py).
+
+
+def _kline_market(klines: pl.DataFrame, instrument: Instrument, config: RunConfig, window: tuple[int, int],
+                  model: Any, footprint: Any, first_open: int, feedback: bool = True) -> Any:
+    from deleverage.lab.market import KlineReplayMarket, replay_market_makers
+
+    makers = replay_market_makers(model, instrument, first_open)
+    return KlineReplayMarket(klines, instrument, step_ms=config.step_ms, seed=config.seed, window=window,
+                             depth_model=model, footprint=footprint, market_makers=makers, feedback=feedback)
+
+
+def _capture_market(capture: Any, instrument: Instrument, config: RunConfig, model: Any,
+                    footprint_log: np.ndarray | None, footprint_note: str, feedback: bool = True) -> Any:
+    from deleverage.lab.market import CaptureReplayMarket
+
+    return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms,
+                               resilience_per_s=model.resilience_per_s, permanent_share=model.permanent_share,
+                               permanent_floor=model.permanent_floor,
+                               permanent_decay_per_s=model.permanent_decay_per_s, feedback=feedback,
+                               footprint_log=footprint_log, footprint_note=footprint_note)
+
+
+def _stress_market(instrument: Instrument, config: RunConfig, model: Any, shape: StressShape | None = None,
+                   feedback: bool = True) -> Any:
+    from deleverage.lab.agents import MarketMaker
+    from deleverage.lab.synthetic_market import SyntheticMarket
+
+    # Three market makers of different sizes and risk appetites (assumptions): they widen their quotes
+    # as volatility rises, shrink them, pull them past their stress limit, and stop at inventory limits.
+    makers = [
+        MarketMaker(name="mm-large", levels=10, size_lots=2_000, inventory_limit_lots=60_000, pull_stress=8.0),
+        MarketMaker(name="mm-medium", levels=6, size_lots=800, first_level_ticks=1,
+                    inventory_limit_lots=20_000, pull_stress=5.0),
+        MarketMaker(name="mm-small", levels=4, size_lots=300, first_level_ticks=2,
+                    inventory_limit_lots=5_000, widen_elasticity=1.5, pull_stress=3.0),
+    ]
+    shaped: dict[str, Any] = {} if shape is None else dict(
+        jump_mean=shape.jump_mean, jump_intensity=shape.jump_intensity,
+        depth_vol_elasticity=shape.depth_vol_elasticity)
+    return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
+                           minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
+                           market_makers=makers, depth_model=model, impact_feedback=feedback, **shaped)
+
+
+def _backstops(settle: Any, instrument: Instrument, config: RunConfig, backstop_ids: list[str],
+               backstop_capital: float, start_price: float) -> list[Any]:
+    from deleverage.engine.backstop import BackstopProvider
+
+    leverage = 5
+    capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
+    max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
+    return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots,
+                             offload_half_life_s=config.backstop_offload_half_life_s) for b in backstop_ids]
+
+
+def _frontrunner(instrument: Instrument, config: RunConfig, ledger: Ledger, market: Any) -> Any:
+    from deleverage.lab.agents import FrontRunner
+
+    # The front-runner trades on the simulated book, outside the ledger: it is part of "the market".
+    return FrontRunner(market, instrument, capital=config.frontrunner_capital)
+
 
 def _market_model(config: RunConfig) -> tuple[Any, str]:
     """The replay's market model: a ``--market`` file, or the shipped default (and its digest)."""
@@ -312,7 +372,6 @@ def _footprint(klines: pl.DataFrame, scenario: Any, prints: str | None = None) -
 def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path | None) -> Scene:
     from deleverage.data.binance_stream import read_capture, replay_problems
     from deleverage.data.instruments import registry_for
-    from deleverage.lab.market import CaptureReplayMarket
 
     if config.window is not None:
         raise InvalidInput("window", config.window, "applies to kline scenarios; a capture is replayed whole")
@@ -336,13 +395,7 @@ def _capture_scene(config: RunConfig, scenario: Any, population_path: str | Path
     model, market_digest = _market_model(config)
     footprint_log, footprint_note = _capture_footprint(capture, model, config.step_ms)
 
-    def make_market(feedback: bool = True) -> Any:
-        return CaptureReplayMarket(capture, instrument, step_ms=config.step_ms,
-                                   resilience_per_s=model.resilience_per_s, permanent_share=model.permanent_share,
-                                   permanent_floor=model.permanent_floor,
-                                   permanent_decay_per_s=model.permanent_decay_per_s, feedback=feedback,
-                                   footprint_log=footprint_log, footprint_note=footprint_note)
-
+    make_market = partial(_capture_market, capture, instrument, config, model, footprint_log, footprint_note)
     probe = make_market()
     notes = [f"scenario: {scenario.description}", f"source: {scenario.source}",
              *_instrument_notes(capture.choice, tiers), *probe.description()]
@@ -387,8 +440,6 @@ def _capture_grid(capture: Any, step_ms: int) -> np.ndarray:
 
 
 def _stress_scene(config: RunConfig, population_path: str | Path | None, shape: StressShape | None = None) -> Scene:
-    from deleverage.lab.synthetic_market import SyntheticMarket
-
     if not 0 < config.drop < 0.9:
         raise InvalidInput("drop", config.drop, "must be between 0 and 0.9")
     if config.minutes < 5:
@@ -407,25 +458,7 @@ def _stress_scene(config: RunConfig, population_path: str | Path | None, shape: 
 
     model, market_digest = _market_model(config)
 
-    def make_market(feedback: bool = True) -> Any:
-        from deleverage.lab.agents import MarketMaker
-
-        # Three market makers of different sizes and risk appetites (assumptions): they widen their quotes
-        # as volatility rises, shrink them, pull them past their stress limit, and stop at inventory limits.
-        makers = [
-            MarketMaker(name="mm-large", levels=10, size_lots=2_000, inventory_limit_lots=60_000, pull_stress=8.0),
-            MarketMaker(name="mm-medium", levels=6, size_lots=800, first_level_ticks=1,
-                        inventory_limit_lots=20_000, pull_stress=5.0),
-            MarketMaker(name="mm-small", levels=4, size_lots=300, first_level_ticks=2,
-                        inventory_limit_lots=5_000, widen_elasticity=1.5, pull_stress=3.0),
-        ]
-        shaped: dict[str, Any] = {} if shape is None else dict(
-            jump_mean=shape.jump_mean, jump_intensity=shape.jump_intensity,
-            depth_vol_elasticity=shape.depth_vol_elasticity)
-        return SyntheticMarket(instrument, seed=config.seed, start_price=STRESS_START_PRICE,
-                               minutes=config.minutes, drop=config.drop, step_ms=config.step_ms,
-                               market_makers=makers, depth_model=model, impact_feedback=feedback, **shaped)
-
+    make_market = partial(_stress_market, instrument, config, model, shape)
     probe = make_market()
     start = float(instrument.ticks_to_price(probe.reference_mark_ticks()))
     rng = np.random.default_rng([config.seed, 1])
@@ -536,20 +569,8 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     entries = deferred_entries(population, instrument, start_ns=start_ns, drop=underwater)
     settle = instrument.settle
 
-    def make_backstops() -> list[Any]:
-        from deleverage.engine.backstop import BackstopProvider
-
-        leverage = 5
-        capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
-        max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
-        return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots,
-                                 offload_half_life_s=config.backstop_offload_half_life_s) for b in backstop_ids]
-
-    def make_frontrunner(ledger: Ledger, market: Any) -> Any:
-        from deleverage.lab.agents import FrontRunner
-
-        # The front-runner trades on the simulated book, outside the ledger: it is part of "the market".
-        return FrontRunner(market, instrument, capital=config.frontrunner_capital)
+    make_backstops = partial(_backstops, settle, instrument, config, backstop_ids, backstop_capital, start_price)
+    make_frontrunner = partial(_frontrunner, instrument, config)
 
     at_start = population.filter(~pl.col("account_id").is_in(underwater) & _at_start(population, start_ns))
     liquidation_prices = _initial_liquidation_prices(at_start, instrument, tiers)

@@ -4,17 +4,32 @@ A mechanism designer asks "how does the batch interval change bad debt?" — a s
 every combination of the given policy fields as its own policy, on the same seeded scene, through the
 ordinary comparison (same outputs, same report). Grid values are parsed as JSON (numbers, booleans,
 strings, null), so ``execution.batch_interval_ms=250,500,1000`` gives three variants.
+
+Besides the comparison's files a sweep writes one parquet dataset of its runs, partitioned by base policy
+and scenario (hive layout), one row per (seed, variant): the grid's values as columns, every metric, the
+run's own key and its audit digest (equal digests: equal runs, whichever executor ran them)::
+
+    runs/policy=fba/scenario=2025-10-10/part-0.parquet
+
+    import polars as pl
+    runs = pl.scan_parquet("out/sweep/runs/**/*.parquet", hive_partitioning=True, try_parse_hive_dates=False).collect()
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from deleverage.config.policy import LiquidationPolicy, get_policy
 from deleverage.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MAX_VARIANTS = 64
 
@@ -87,4 +102,73 @@ def sweep_policies(policies: Sequence[str], params: Sequence[str]) -> list[Liqui
     return out
 
 
-__all__ = ["MAX_VARIANTS", "parse_param", "policy_variants", "sweep_policies"]
+RUNS_DIR = "runs"
+
+
+def partition_path(policy: str, scenario: str) -> str:
+    """The dataset file of one base policy and scenario (values percent-encoded, as hive readers expect)."""
+    return f"{RUNS_DIR}/policy={quote(policy, safe='')}/scenario={quote(scenario, safe='')}/part-0.parquet"
+
+
+def base_policy(variant: str) -> str:
+    """``"fba[batch_interval_ms=250]"`` → ``"fba"`` (a variant's name starts with its base policy's)."""
+    return variant.split("[", 1)[0]
+
+
+def grid_values(variant: LiquidationPolicy, grid: Sequence[tuple[str, list[Any]]]) -> dict[str, Any]:
+    """The value of each grid field in ``variant`` (read from the policy itself, not from its name)."""
+    data = variant.model_dump()
+    out: dict[str, Any] = {}
+    for path, _ in grid:
+        node: Any = data
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[path] = node
+    return out
+
+
+def runs_frames(summary: Mapping[str, Any], policies: Sequence[LiquidationPolicy],
+                grid: Sequence[tuple[str, list[Any]]]) -> dict[str, pl.DataFrame]:
+    """The sweep's run rows (one per seed × variant) grouped by partition file, from a comparison's summary."""
+    import polars as pl
+
+    from deleverage.report.metrics import METRIC_NAMES
+
+    seeds = [int(s) for s in summary.get("seeds") or [summary["seed"]]]
+    per_seed = summary.get("per_seed") or {str(seeds[0]): summary["policies"]}
+    digests = summary.get("audit_digests_by_seed") or {str(seeds[0]): summary["audit_digests"]}
+    scenario = str(summary["scenario"])
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:
+        for policy in policies:
+            metrics = per_seed[str(seed)][policy.name]
+            policy_digest = hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:16]
+            run_key = hashlib.sha256(json.dumps([summary["run_key"], seed, policy_digest]).encode()).hexdigest()[:16]
+            row: dict[str, Any] = {"seed": seed, "variant": policy.name, "run_key": run_key,
+                                   "sweep_key": summary["run_key"], "audit_digest": digests[str(seed)][policy.name]}
+            row.update({f"param.{k}": v for k, v in grid_values(policy, grid).items()})
+            row.update({m: float(metrics[m]) for m in METRIC_NAMES})
+            by_file.setdefault(partition_path(base_policy(policy.name), scenario), []).append(row)
+    return {path: pl.DataFrame(rows, strict=False, infer_schema_length=None) for path, rows in by_file.items()}
+
+
+def write_runs_dataset(directory: Path, summary: Mapping[str, Any], policies: Sequence[LiquidationPolicy],
+                       grid: Sequence[tuple[str, list[Any]]]) -> list[str]:
+    """Write the runs dataset into ``directory`` (a run's work directory from
+    :func:`deleverage.outputs.atomic_output_dir`); returns the files written, relative."""
+    written = []
+    for relative, frame in sorted(runs_frames(summary, policies, grid).items()):
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path)
+        written.append(relative)
+    return written
+
+
+def dataset_files(policies: Sequence[LiquidationPolicy], scenario: str) -> list[str]:
+    """The files :func:`write_runs_dataset` will write (for the ``--force`` collision check up front)."""
+    return sorted({partition_path(base_policy(p.name), scenario) for p in policies})
+
+
+__all__ = ["MAX_VARIANTS", "RUNS_DIR", "base_policy", "dataset_files", "grid_values", "parse_param",
+           "partition_path", "policy_variants", "runs_frames", "sweep_policies", "write_runs_dataset"]
