@@ -37,7 +37,7 @@ def test_a_scene_loaded_from_the_shared_files_runs_like_the_built_one(scene, tmp
 
 def test_results_come_back_through_files_unchanged(scene, tmp_path, monkeypatch) -> None:
     from deleverage.lab import executor
-    from deleverage.lab.runner import _Spilled, _spill, _unspill, run_policy
+    from deleverage.lab.runner import _spill, _Spilled, _unspill, run_policy
 
     run, _ = run_policy(get_policy("binance"), scene, CONFIG)
     monkeypatch.setattr(executor, "_SCRATCH", str(tmp_path))
