@@ -48,6 +48,7 @@ from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
 from deleverage.outputs import atomic_output_dir, check_output_dir
 from deleverage.report import intervals
+from deleverage.report.headline import headline
 from deleverage.report.html import write_json, write_report_files
 from deleverage.report.metrics import (
     EXIT_ACTIONS,
@@ -181,6 +182,7 @@ def run_comparison(
         summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
                                              first_scene.seed_report.open_interest_notional)
         summary["population"] = first_scene.population_notes
+        summary["headline"] = headline(summary)
         write_json(work / "summary.json", summary)
         if extra_outputs is not None:  # e.g. a sweep's runs dataset (lab/sweeps.py), inside the same directory
             extra_outputs(work, summary)
@@ -191,7 +193,7 @@ def run_comparison(
         write_report_files(
             work, title=title, subtitle=first_scene.subtitle(config) + _seeds_note(seed_list),
             runs=runs, summary=summary["policies"], notes=first_scene.notes, published=first_scene.published,
-            png=write_png, realism=summary["realism"],
+            png=write_png, realism=summary["realism"], result=summary,
         )
     return ComparisonResult(Path(out), title, summary, runs)
 
