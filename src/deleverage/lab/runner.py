@@ -61,6 +61,7 @@ from deleverage.report.metrics import (
     dyadic_split,
     yardstick,
 )
+from deleverage.report.monitor_panels import lab_monitor
 from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
@@ -394,6 +395,7 @@ def run_policy(
     last_oracle: list[Publication | None] = [None]
     reference_at: dict[int, int] = {}
     entries = scene.entries.cursor() if scene.entries is not None else None
+    recorder = lab_monitor(engine, scene) if keep_events else None  # what a risk desk would have seen
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns
@@ -417,6 +419,8 @@ def run_policy(
             rows.append(tracker.row(record, instrument, settle_scale))
         if frontrunner is not None:
             frontrunner.on_tick(ts)
+        if recorder is not None:
+            recorder.on_tick(ts)
         series["ts_ns"].append(ts)
         series["reference_mark"].append(float(instrument.ticks_to_price(reference)))
         series["reference_ticks"].append(reference)
@@ -461,7 +465,8 @@ def run_policy(
     log_rows = audit.rows() if keep_events else None
     events = audit.to_frame(log_rows).with_columns(pl.lit(policy.name).alias("policy")) if log_rows is not None else None
     value = instrument.linear_value_per_tick_lot / settle_scale if instrument.contract == "linear" else None
-    run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value)
+    run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value,
+                    monitor=None if recorder is None else recorder.frames())
     _check_inventory(run, ledger, symbol, holders)
     # a counterfactual run (events not kept) is not digested: nothing reports its log
     return run, audit.digest(log_rows) if keep_events else ""

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from deleverage.outputs import atomic_output_dir
-from deleverage.report import panels, plots
+from deleverage.report import monitor_panels, panels, plots
 from deleverage.report.headline import headline, ranked
 from deleverage.report.labels import TABLE_COLUMNS, format_compact, format_value, header
 from deleverage.report.metrics import COMPONENTS, METRICS, PolicyRun
@@ -132,6 +132,7 @@ def _description(key: str) -> str:
     return next((m.description for m in METRICS if m.name == key), key)
 
 
+TABLE_WIDTH = 10  # columns per table: each fits a laptop screen (wrapped headers), none hidden
 DECIDING = TABLE_COLUMNS[:10]  # the yardstick, the system's loss, the cascade, who bore it
 
 
@@ -146,7 +147,9 @@ def policy_table_html(summary: Mapping[str, Mapping[str, Any]], settle: str = "q
     rest = [k for k in keys if k not in DECIDING]
     return ("<p class='sub'>ranked by shortfall against the unimpacted reference (lowest first); click a "
             "header to sort; hover it for the definition</p>" + _metrics_table(summary, deciding, order, settle)
-            + "<h3>What happened</h3>" + _metrics_table(summary, rest, order, settle))
+            + "<h3>What happened</h3>"
+            + "".join(_metrics_table(summary, rest[i:i + TABLE_WIDTH], order, settle)
+                      for i in range(0, len(rest), TABLE_WIDTH)))
 
 
 def decomposition_table_html(summary: Mapping[str, Mapping[str, Any]], settle: str = "quote") -> str:
@@ -207,7 +210,7 @@ def render_report(
     ]
     if published:
         figures.append(plots.realism_figure(summary, published))
-    figures.extend(monitor_figures)
+    figures.extend(monitor_figures or monitor_panels.monitor_figures(runs, result.get("baseline")))
     figures.extend(extra_figures)
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (
@@ -219,6 +222,7 @@ def render_report(
         "<h2>Policies ranked</h2>" + policy_table_html(summary, settle) + decomposition_table_html(summary, settle)
         + (f"<div class='note'><b>What is recorded and what is modelled</b><ul>{notes_html}</ul></div>" if notes else "")
         + (realism_table_html(realism) if realism else "")
+        + monitor_panels.alerts_table_html(runs, order)
         + figures_html(figures) + f"<script>{_SORT_JS}</script></body></html>"
     )
 
