@@ -175,7 +175,7 @@ def compare_algorithms(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figure.write_html(out / "execution_comparison.html", include_plotlyjs="cdn")
+        figure.write_html(out / "execution_comparison.html", include_plotlyjs=True)  # inlined: works offline
         table.write_csv(out / "execution_comparison.csv")
         try:  # PNG needs kaleido, which is optional
             figure.write_image(out / "execution_comparison.png")

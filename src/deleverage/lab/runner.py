@@ -48,6 +48,7 @@ from deleverage.lab.seeding import INSURANCE_FUND, MARKET
 from deleverage.lab.setup import Scene, build_scene
 from deleverage.outputs import atomic_output_dir, check_output_dir
 from deleverage.report import intervals
+from deleverage.report.headline import headline
 from deleverage.report.html import write_json, write_report_files
 from deleverage.report.metrics import (
     EXIT_ACTIONS,
@@ -60,6 +61,7 @@ from deleverage.report.metrics import (
     dyadic_split,
     yardstick,
 )
+from deleverage.report.monitor_panels import lab_monitor
 from deleverage.report.realism import compute_realism
 
 NS_PER_MS = 1_000_000
@@ -181,6 +183,7 @@ def run_comparison(
         summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
                                              first_scene.seed_report.open_interest_notional)
         summary["population"] = first_scene.population_notes
+        summary["headline"] = headline(summary)
         write_json(work / "summary.json", summary)
         if extra_outputs is not None:  # e.g. a sweep's runs dataset (lab/sweeps.py), inside the same directory
             extra_outputs(work, summary)
@@ -191,7 +194,7 @@ def run_comparison(
         write_report_files(
             work, title=title, subtitle=first_scene.subtitle(config) + _seeds_note(seed_list),
             runs=runs, summary=summary["policies"], notes=first_scene.notes, published=first_scene.published,
-            png=write_png, realism=summary["realism"],
+            png=write_png, realism=summary["realism"], result=summary,
         )
     return ComparisonResult(Path(out), title, summary, runs)
 
@@ -392,6 +395,7 @@ def run_policy(
     last_oracle: list[Publication | None] = [None]
     reference_at: dict[int, int] = {}
     entries = scene.entries.cursor() if scene.entries is not None else None
+    recorder = lab_monitor(engine, scene) if keep_events else None  # what a risk desk would have seen
 
     def on_market(k: Kernel, event: Any) -> None:
         ts = k.now_ns
@@ -415,6 +419,8 @@ def run_policy(
             rows.append(tracker.row(record, instrument, settle_scale))
         if frontrunner is not None:
             frontrunner.on_tick(ts)
+        if recorder is not None:
+            recorder.on_tick(ts)
         series["ts_ns"].append(ts)
         series["reference_mark"].append(float(instrument.ticks_to_price(reference)))
         series["reference_ticks"].append(reference)
@@ -459,7 +465,8 @@ def run_policy(
     log_rows = audit.rows() if keep_events else None
     events = audit.to_frame(log_rows).with_columns(pl.lit(policy.name).alias("policy")) if log_rows is not None else None
     value = instrument.linear_value_per_tick_lot / settle_scale if instrument.contract == "linear" else None
-    run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value)
+    run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value,
+                    monitor=None if recorder is None else recorder.frames())
     _check_inventory(run, ledger, symbol, holders)
     # a counterfactual run (events not kept) is not digested: nothing reports its log
     return run, audit.digest(log_rows) if keep_events else ""

@@ -117,6 +117,7 @@ class PolicyRun:
     events: pl.DataFrame | None = None
     tick_lot_value: Fraction | None = None
     counterfactual: PolicyRun | None = None
+    monitor: Any = None  # what the risk desk's monitor showed (engine.monitor_series.MonitorFrames), if sampled
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
