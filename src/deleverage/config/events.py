@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring_ascii as _quote  # what json.dumps uses (ensure_ascii)
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,6 +84,10 @@ class AuditEvent:
     account_id: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
 
+    def data_json(self) -> str:
+        """The payload as canonical JSON text (sorted keys, no spaces)."""
+        return json.dumps(_jsonable(self.data), sort_keys=True, separators=(",", ":"))
+
     def as_row(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
@@ -90,8 +95,21 @@ class AuditEvent:
             "kind": str(self.kind),
             "symbol": self.symbol,
             "account_id": self.account_id,
-            "data": json.dumps(_jsonable(self.data), sort_keys=True, separators=(",", ":")),
+            "data": self.data_json(),
         }
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _digest_line(event: AuditEvent, data_json: str) -> bytes:
+    """Exactly ``json.dumps(event.as_row(), sort_keys=True, separators=(",", ":"))`` + newline, built
+    without a second pass over a dict (the pinned digests are of these bytes)."""
+    return (
+        f'{{"account_id":{_text(event.account_id)},"data":{_quote(data_json)},"kind":{_quote(str(event.kind))},'
+        f'"seq":{int(event.seq)},"symbol":{_text(event.symbol)},"ts_ns":{int(event.ts_ns)}}}\n'
+    ).encode()
 
 
 class AuditLog:
@@ -100,6 +118,9 @@ class AuditLog:
     def __init__(self) -> None:
         self._events: list[AuditEvent] = []
         self._counts: dict[EventKind, int] = {}
+        # each event is encoded once, on first need: its data JSON (for the frame) and its digest line
+        self._data_json: list[str] = []
+        self._lines: list[bytes] = []
 
     def record(
         self,
@@ -136,26 +157,57 @@ class AuditLog:
     def for_account(self, account_id: str) -> list[AuditEvent]:
         return [e for e in self._events if e.account_id == account_id]
 
+    def _encode(self) -> None:
+        """Encode the events not yet encoded (events are immutable: the cache never goes stale)."""
+        done = len(self._lines)
+        for event in self._events[done:]:
+            text = event.data_json()
+            self._data_json.append(text)
+            self._lines.append(_digest_line(event, text))
+
     def rows(self) -> list[dict[str, Any]]:
-        return [e.as_row() for e in self._events]
+        self._encode()
+        return [
+            {"seq": e.seq, "ts_ns": e.ts_ns, "kind": str(e.kind), "symbol": e.symbol,
+             "account_id": e.account_id, "data": text}
+            for e, text in zip(self._events, self._data_json, strict=True)
+        ]
+
+    def encoded_lines(self) -> list[bytes]:
+        """One canonical JSON line per event (what :meth:`digest` hashes), encoded once."""
+        self._encode()
+        return self._lines[: len(self._events)]
 
     def to_frame(self, rows: list[dict[str, Any]] | None = None) -> Any:
-        """The log as a polars DataFrame (``data`` as canonical JSON text); ``rows``: :meth:`rows`, if
-        already made (a log of many events is serialised once for both the frame and the digest)."""
+        """The log as a polars DataFrame (``data`` as canonical JSON text), built column-wise from the
+        same encoding :meth:`digest` hashes; ``rows`` (from :meth:`rows`) is accepted for old callers."""
         import polars as pl
 
         schema = {
             "seq": pl.Int64, "ts_ns": pl.Int64, "kind": pl.Utf8, "symbol": pl.Utf8,
             "account_id": pl.Utf8, "data": pl.Utf8,
         }
-        return pl.DataFrame(self.rows() if rows is None else rows, schema=schema)
+        if rows is not None:
+            return pl.DataFrame(rows, schema=schema)
+        self._encode()
+        events = self._events
+        columns = {
+            "seq": [e.seq for e in events], "ts_ns": [e.ts_ns for e in events],
+            "kind": [str(e.kind) for e in events], "symbol": [e.symbol for e in events],
+            "account_id": [e.account_id for e in events], "data": self._data_json[: len(events)],
+        }
+        return pl.DataFrame(columns, schema=schema)
 
     def digest(self, rows: list[dict[str, Any]] | None = None) -> str:
-        """SHA-256 of the canonical log: equal digests mean identical decisions."""
+        """SHA-256 of the canonical log: equal digests mean identical decisions. Hashes the cached
+        encoding (no re-serialisation); ``rows`` from :meth:`rows` gives the same digest."""
         h = hashlib.sha256()
-        for row in self.rows() if rows is None else rows:
-            h.update(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
-            h.update(b"\n")
+        if rows is not None:
+            for row in rows:
+                h.update(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
+                h.update(b"\n")
+            return h.hexdigest()
+        h.update(b"".join(self.encoded_lines()))
         return h.hexdigest()
 
 

@@ -33,6 +33,17 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+import numpy as np
+
+from deleverage.core.columns import (
+    BulkJournal,
+    BulkPlan,
+    TraderColumns,
+    check_columns,
+    journal_count,
+    scan_counterparty,
+    trade_values,
+)
 from deleverage.core.instruments import Instrument
 from deleverage.core.margin import initial_margin_minor
 from deleverage.core.money import Asset, Number
@@ -162,6 +173,9 @@ class Ledger:
         self._pockets: dict[str, list[str]] = {}  # account id → its isolated pockets
         self._book = PositionBook()
         self._journal: list[JournalRecord] = []
+        # bulk loads keep their journal records implicit: (index in _journal where they sit, segment)
+        self._bulk: list[tuple[int, BulkJournal]] = []
+        self._bulk_count = 0
 
     # --- accounts -------------------------------------------------------------------------------
     def open_account(
@@ -211,6 +225,86 @@ class Ledger:
             self._accounts[account_id] = _Account(account_id, kind, margin_mode, negative)
         return len(ids)
 
+    def load_traders(
+        self, columns: TraderColumns, *, instrument: Instrument, counterparty: str = "market", ts_ns: int = 0,
+    ) -> int:
+        """Open, fund and position many trader accounts at once: the same state, digest and journal as
+        ``open_account`` + ``deposit`` (+ ``add_isolated_margin``) + ``apply_fill`` against
+        ``counterparty`` row by row, computed over integer columns (core/columns.py).
+
+        All-or-nothing: every column, id and the counterparty are checked before anything is written.
+        Returns how many accounts were opened.
+        """
+        cols = check_columns(columns)
+        self._check_new_ids(cols.account_ids)
+        _require_int(ts_ns, "ts_ns", minimum=0)
+        self._book.check_instrument(instrument)
+        opens = cols.qty_lots != 0
+        any_fill = bool(opens.any())
+        if any_fill:
+            cp = self._accounts.get(counterparty)
+            if cp is None or cp.kind not in OPENABLE_KINDS or cp.margin_mode != "cross":
+                raise InvalidInput("counterparty", counterparty, "must be an open cross-margin, non-system account")
+        values = trade_values(instrument, cols.qty_lots, cols.price_ticks)
+        start = self._book.get(counterparty, instrument.symbol)
+        realized, final = scan_counterparty(instrument, cols.qty_lots, values, cols.price_ticks, start)
+        plan = BulkPlan(cols, instrument, counterparty, ts_ns, values, realized, final)
+        # Everything is checked: from here on nothing can fail.
+        self._install(plan, opens, any_fill)
+        return len(cols)
+
+    def _check_new_ids(self, ids: Iterable[str]) -> None:
+        seen: set[str] = set()
+        for index, account_id in enumerate(ids):
+            if not isinstance(account_id, str) or not account_id or ":" in account_id:
+                raise InvalidInput(f"account_ids[{index}]", account_id, "must be a non-empty string without ':'")
+            if account_id in self._accounts or account_id in seen:
+                raise InvalidInput(f"account_ids[{index}]", account_id, "account already exists")
+            seen.add(account_id)
+
+    def _install(self, plan: BulkPlan, opens: np.ndarray, any_fill: bool) -> None:
+        """Write a validated :class:`BulkPlan` (what the one-by-one path would have left)."""
+        cols, inst = plan.columns, plan.instrument
+        code, symbol = inst.settle.code, inst.symbol
+        funded = cols.deposit_minor > 0
+        if any_fill:
+            self._register(inst)
+        accounts, balances, positions = self._accounts, self._balances, self._book
+        rows = zip(cols.account_ids, cols.isolated.tolist(), cols.deposit_minor.tolist(), cols.qty_lots.tolist(),
+                   plan.value_minor.tolist(), strict=True)
+        new_positions: list[Position] = []
+        for aid, iso, amount, qty, value in rows:
+            accounts[aid] = _Account(aid, "trader", "isolated" if iso else "cross", False)
+            if iso and qty:
+                pocket = isolated_account_id(aid, symbol)
+                accounts[pocket] = _Account(pocket, "isolated", "cross", False, aid)
+                self._pockets.setdefault(aid, []).append(pocket)
+                if amount > 0:
+                    balances[(aid, code)] = 0
+                    balances[(pocket, code)] = amount
+            elif amount > 0:
+                balances[(aid, code)] = amount
+            if qty:
+                new_positions.append(Position(aid, symbol, qty, value if qty > 0 else -value))
+        if any_fill:
+            new_positions.append(plan.market_position)
+        positions.commit(new_positions)
+        if funded.any():  # every deposit came from the world
+            total_in = int(cols.deposit_minor.sum(dtype=object))
+            balances[(WORLD_ID, code)] = balances.get((WORLD_ID, code), 0) - total_in
+        moved = plan.market_realized != 0
+        if moved.any():
+            total = int(plan.market_realized.sum()) if plan.market_realized.dtype != object else sum(
+                plan.market_realized.tolist())
+            for account_id, delta in ((plan.counterparty, total), (clearing_account_id(symbol), -total)):
+                balances[(account_id, code)] = balances.get((account_id, code), 0) + delta
+        if funded.any() or moved.any():
+            self._asset_codes.add(code)
+        count = journal_count(cols)
+        if count:
+            self._bulk.append((len(self._journal), BulkJournal(plan, self.journal_length(), count)))
+            self._bulk_count += count
+
     def account(self, account_id: str) -> AccountView:
         acc = self._require_account(account_id)
         # Look up this account's few assets directly: scanning every balance made opening N accounts O(N²).
@@ -249,7 +343,19 @@ class Ledger:
     # --- postings -------------------------------------------------------------------------------
     @property
     def journal(self) -> tuple[JournalRecord, ...]:
-        return tuple(self._journal)
+        return tuple(self._iter_journal())
+
+    def journal_length(self) -> int:
+        """How many records the journal holds (bulk-loaded ones included), without building them."""
+        return len(self._journal) + self._bulk_count
+
+    def _iter_journal(self) -> Iterator[JournalRecord]:
+        done = 0
+        for at, segment in self._bulk:
+            yield from self._journal[done:at]
+            yield from _bulk_records(segment)
+            done = at
+        yield from self._journal[done:]
 
     def post(self, posting: Posting, *, allow_deficit: bool = False) -> JournalRecord:
         """Validate ``posting`` in full, then apply it; nothing changes when it is refused.
@@ -305,7 +411,7 @@ class Ledger:
             key = (account_id, asset_code)
             self._balances[key] = self._balances.get(key, 0) + delta
             self._asset_codes.add(asset_code)
-        record = JournalRecord(len(self._journal), posting, fill)
+        record = JournalRecord(len(self._journal) + self._bulk_count, posting, fill)
         self._journal.append(record)
         return record
 
@@ -623,7 +729,7 @@ class Ledger:
 
     def _check_replay(self) -> None:
         balances: dict[tuple[str, str], int] = {}
-        for record in self._journal:
+        for record in self._iter_journal():
             for account_id, code, delta in record.posting.entries:
                 balances[(account_id, code)] = balances.get((account_id, code), 0) + delta
         for key in sorted(set(balances) | set(self._balances)):
@@ -631,7 +737,7 @@ class Ledger:
                 raise LedgerError(
                     f"balance {key} is {self._balances.get(key, 0)}, journal gives {balances.get(key, 0)}"
                 )
-        self._book.check_replay(r.fill for r in self._journal if r.fill is not None)
+        self._book.check_replay(r.fill for r in self._iter_journal() if r.fill is not None)
 
     def digest(self) -> str:
         """SHA-256 of the full state: accounts, balances, positions, instruments, journal length."""
@@ -640,7 +746,7 @@ class Ledger:
             for a in self._accounts.values()
         )
         balances = sorted((k, v) for k, v in self._balances.items() if v != 0)
-        text = repr((accounts, balances, self._book.state_key(), len(self._journal)))
+        text = repr((accounts, balances, self._book.state_key(), self.journal_length()))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def copy(self) -> Ledger:
@@ -652,7 +758,35 @@ class Ledger:
         other._pockets = {k: list(v) for k, v in self._pockets.items()}
         other._book = self._book.copy()
         other._journal = list(self._journal)
+        other._bulk = list(self._bulk)  # segments are immutable: sharing them is safe
+        other._bulk_count = self._bulk_count
         return other
+
+
+def _bulk_records(segment: BulkJournal) -> Iterator[JournalRecord]:
+    """Exactly the records the one-by-one path appends for a bulk load (deposit, isolated margin, fill)."""
+    plan, cols = segment.plan, segment.plan.columns
+    code, symbol, ts = plan.instrument.settle.code, plan.instrument.symbol, plan.ts_ns
+    clearing, cp = clearing_account_id(symbol), plan.counterparty
+    seq = segment.start_seq
+    rows = zip(cols.account_ids, cols.isolated.tolist(), cols.deposit_minor.tolist(), cols.qty_lots.tolist(),
+               cols.price_ticks.tolist(), plan.value_minor.tolist(), plan.market_realized.tolist(), strict=True)
+    for aid, iso, amount, qty, price, value, realized in rows:
+        if amount > 0:
+            yield JournalRecord(seq, Posting(((WORLD_ID, code, -amount), (aid, code, amount)), "deposit", ts))
+            seq += 1
+        if qty == 0:
+            continue
+        if iso and amount > 0:
+            pocket = isolated_account_id(aid, symbol)
+            yield JournalRecord(seq, Posting(((aid, code, -amount), (pocket, code, amount)),
+                                             "add isolated margin", ts))
+            seq += 1
+        buyer, seller = (aid, cp) if qty > 0 else (cp, aid)
+        entries = ((cp, code, realized), (clearing, code, -realized)) if realized else ()
+        fill = FillRecord(symbol, buyer, seller, price, abs(qty), value, 0, 0)
+        yield JournalRecord(seq, Posting(entries, "open position", ts), fill)
+        seq += 1
 
 
 def _maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int, mark_ticks: int) -> Fraction:

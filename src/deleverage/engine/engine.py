@@ -147,7 +147,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         self._last_ts = -1
         self._cases: dict[str, dict[str, LiquidationCase]] = {s: {} for s in self._instruments}
         self._batch_close: dict[str, int | None] = dict.fromkeys(self._instruments)
-        self._batch_members: dict[str, list[str]] = {s: [] for s in self._instruments}
+        # insertion-ordered set of each symbol's batch members (a dict: O(1) membership, stable order)
+        self._batch_members: dict[str, dict[str, None]] = {s: {} for s in self._instruments}
         self._detectors: dict[str, SymbolDetector] = {}
         self._links = CrossLinks(self._instruments)  # cross rows that carry other symbols' marks
         self._cleared: dict[str, dict[str, int]] = {s: {} for s in self._instruments}
@@ -561,7 +562,7 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
             return
         if self.policy.execution.batch_interval_ms > 0:
             if case.account_id not in self._batch_members[symbol]:
-                self._batch_members[symbol].append(case.account_id)
+                self._batch_members[symbol][case.account_id] = None
                 if self._batch_close[symbol] is None:
                     self._batch_close[symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
             self._skip(case, ts_ns, "batch_pending", batch_close_ns=self._batch_close[symbol])

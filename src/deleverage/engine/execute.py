@@ -53,7 +53,7 @@ class ExecutionMixin:
         _oracles: dict[str, int]
         _prev_marks: dict[str, int]
         _batch_close: dict[str, int | None]
-        _batch_members: dict[str, list[str]]
+        _batch_members: dict[str, dict[str, None]]
         _marks: dict[str, int]
         _holding: dict[str, bool]
 
@@ -318,7 +318,7 @@ class ExecutionMixin:
 
     def _close_batch(self, symbol: str, ts_ns: int) -> None:
         """Plan every member at the close mark, apply caps, net, then auction or book the residual."""
-        members, self._batch_members[symbol] = self._batch_members[symbol], []
+        members, self._batch_members[symbol] = self._batch_members[symbol], {}
         self._batch_close[symbol] = None
         price = self._trigger_ticks(symbol)
         cases = self._cases[symbol]
@@ -384,7 +384,7 @@ class ExecutionMixin:
         """Carry a still-liquidatable case into the next batch."""
         members = self._batch_members[case.symbol]
         if case.account_id not in members:
-            members.append(case.account_id)
+            members[case.account_id] = None
         if self._batch_close[case.symbol] is None:
             self._batch_close[case.symbol] = ts_ns + self.policy.execution.batch_interval_ms * NS_PER_MS
 

@@ -462,14 +462,14 @@ def run_policy(
     totals["fees"] = _fees_minor(audit) / settle_scale
     totals["system_loss"] = float(_system_loss_minor(records, instrument, end_reference, audit, market)
                                   / settle_scale)
-    log_rows = audit.rows() if keep_events else None
-    events = audit.to_frame(log_rows).with_columns(pl.lit(policy.name).alias("policy")) if log_rows is not None else None
+    # the log is encoded once: the frame and the digest read the same cached encoding
+    events = audit.to_frame().with_columns(pl.lit(policy.name).alias("policy")) if keep_events else None
     value = instrument.linear_value_per_tick_lot / settle_scale if instrument.contract == "linear" else None
     run = PolicyRun(policy.name, records, series_frame, totals, events, tick_lot_value=value,
                     monitor=None if recorder is None else recorder.frames())
     _check_inventory(run, ledger, symbol, holders)
     # a counterfactual run (events not kept) is not digested: nothing reports its log
-    return run, audit.digest(log_rows) if keep_events else ""
+    return run, audit.digest() if keep_events else ""
 
 
 def _unfinished_rows(engine: LiquidationEngine, ledger: Ledger, instrument: Instrument, end_ns: int,
