@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import math
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -73,10 +72,18 @@ CASCADE_MEMORY_NS = 10 * 1_000_000_000  # induced liquidations this close in tim
 
 @dataclass
 class ComparisonResult:
-    out: Path
+    """A finished comparison: ``out`` is ``None`` when nothing was written (``run_comparison(out=None)``);
+    :func:`write_outputs` writes it later. ``runs`` are the first seed's, ``per_seed`` every seed's."""
+
+    out: Path | None
     title: str
     summary: dict[str, Any]
     runs: dict[str, PolicyRun] = field(default_factory=dict)
+    per_seed: dict[int, dict[str, PolicyRun]] = field(default_factory=dict)
+    subtitle: str = ""
+    notes: Sequence[str] = ()
+    published: dict[str, Any] | None = None
+    extra_outputs: Callable[[Path, dict[str, Any]], None] | None = None
 
 
 def _check_config(config: RunConfig, policies: Sequence[str | LiquidationPolicy]) -> list[LiquidationPolicy]:
@@ -94,8 +101,10 @@ def _check_config(config: RunConfig, policies: Sequence[str | LiquidationPolicy]
         raise InvalidInput("kind", config.kind, "must be 'replay' or 'stress'")
     resolved = [p if isinstance(p, LiquidationPolicy) else get_policy(p) for p in policies]
     names = [p.name for p in resolved]
-    if len(set(names)) != len(names):
-        raise InvalidInput("policy", ",".join(names), "lists a policy twice")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidInput("policy", ",".join(names), f"lists a policy twice ({', '.join(twice)}); give a tuned "
+                           f"variant its own name: policy.with_overrides(..., name='{twice[0]}-tuned')")
     return resolved
 
 
@@ -106,8 +115,8 @@ def run_comparison(
     policies: Sequence[str | LiquidationPolicy],
     accounts: int,
     seed: int,
-    out: str | Path,
-    progress: bool = False,
+    out: str | Path | None,
+    progress: bool | Callable[[str, int | None], None] = False,
     population_path: str | Path | None = None,
     window: str | None = None,
     drop: float = 0.15,
@@ -146,7 +155,9 @@ def run_comparison(
     digests prove it) because every policy starts from the same seeded state and nothing else is shared.
 
     ``out`` is written by :func:`deleverage.outputs.atomic_output_dir` (``force``: write into a directory
-    deleverage did not write, keeping its files); it is checked before anything runs.
+    deleverage did not write, keeping its files); it is checked before anything runs. ``out=None`` writes
+    nothing (the Python API: :mod:`deleverage.api`). ``progress``: ``True`` shows it (lab/progress.py), or a
+    callable ``(task label, ticks done | None)`` receives it.
     """
     config = RunConfig(kind=kind, scenario=scenario, accounts=accounts, seed=seed, window=window,
                        drop=drop, minutes=minutes, step_ms=step_ms, open_interest=open_interest, symbol=symbol,
@@ -163,7 +174,8 @@ def run_comparison(
     baseline = names[0] if baseline is None else baseline
     if baseline not in names:
         raise InvalidInput("baseline", baseline, f"is not one of the policies run: {', '.join(names)}")
-    check_output_dir(out, force=force, writes=OUTPUT_FILES)
+    if out is not None:
+        check_output_dir(out, force=force, writes=OUTPUT_FILES)
     check_backend(backend, address)
     seed_list = [seed + i for i in range(seeds)]
     per_seed: dict[int, dict[str, PolicyRun]] = {}
@@ -174,7 +186,6 @@ def run_comparison(
         if executor is None:
             executor = stack.enter_context(make_executor(backend, workers=min(workers, 2 * len(resolved)),
                                                          address=address))
-        work = stack.enter_context(atomic_output_dir(out, command=command or kind, run_key=run_key, force=force))
         for s in seed_list:
             seed_config = replace(config, seed=s)
             scene = first_scene if s == seed else build_scene(seed_config, population_path=population_path)
@@ -184,19 +195,28 @@ def run_comparison(
                                              first_scene.seed_report.open_interest_notional)
         summary["population"] = first_scene.population_notes
         summary["headline"] = headline(summary)
-        write_json(work / "summary.json", summary)
-        if extra_outputs is not None:  # e.g. a sweep's runs dataset (lab/sweeps.py), inside the same directory
-            extra_outputs(work, summary)
-        runs = per_seed[seed_list[0]]
-        _frames(per_seed, "records").write_parquet(work / "liquidations.parquet")
-        _events(per_seed).write_parquet(work / "events.parquet")
-        title = f"deleverage — {first_scene.title}"
-        write_report_files(
-            work, title=title, subtitle=first_scene.subtitle(config) + _seeds_note(seed_list),
-            runs=runs, summary=summary["policies"], notes=first_scene.notes, published=first_scene.published,
-            png=write_png, realism=summary["realism"], result=summary,
-        )
-    return ComparisonResult(Path(out), title, summary, runs)
+        result = ComparisonResult(
+            None, f"deleverage — {first_scene.title}", summary, per_seed[seed_list[0]], per_seed,
+            subtitle=first_scene.subtitle(config) + _seeds_note(seed_list), notes=first_scene.notes,
+            published=first_scene.published, extra_outputs=extra_outputs)
+        if out is not None:
+            work = stack.enter_context(atomic_output_dir(out, command=command or kind, run_key=run_key, force=force))
+            write_outputs(work, result, png=write_png)
+            result.out = Path(out)
+    return result
+
+
+def write_outputs(work: Path, result: ComparisonResult, *, png: bool = True) -> None:
+    """Every output file of ``result`` into the (fresh, atomic) directory ``work``."""
+    write_json(work / "summary.json", result.summary)
+    if result.extra_outputs is not None:  # e.g. a sweep's runs dataset (lab/sweeps.py), inside the same directory
+        result.extra_outputs(work, result.summary)
+    _frames(result.per_seed, "records").write_parquet(work / "liquidations.parquet")
+    _events(result.per_seed).write_parquet(work / "events.parquet")
+    write_report_files(
+        work, title=result.title, subtitle=result.subtitle, runs=result.runs, summary=result.summary["policies"],
+        notes=result.notes, published=result.published, png=png, realism=result.summary["realism"], result=result.summary,
+    )
 
 
 def _seeds_note(seeds: list[int]) -> str:
@@ -229,7 +249,7 @@ def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig
         with make_executor("local", workers=workers) as own:
             return _run_seed(policies, scene, config, progress=progress, executor=own)
     tasks = _tasks(policies, config)
-    reporter = _Progress(progress, len(tasks) * len(scene.times))
+    reporter = _progress(progress, [task_label(p.name, fb, config) for p, fb in tasks], len(scene.times), config)
     shared = executor.share(scene)
     results: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
     try:
@@ -825,33 +845,25 @@ def _summary(config: RunConfig, scene: Scene, per_seed: dict[int, dict[str, Poli
     return out
 
 
-class _Progress:
-    """A rich progress bar over all policy ticks (off in tests)."""
+class _Callback:
+    """A caller's own progress callable, with the reporter's ``on_progress``/``close``."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        self._count = 0
-        self._done: dict[str, int] = {}
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("replaying"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                 TimeElapsedColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("run", total=total)
-        self._started = time.perf_counter()
-
-    def on_progress(self, label: str, completed: int | None) -> None:
-        """A task's tick count (``None``: done), from this process or a worker."""
-        if completed is not None:
-            self._done[label] = completed
-            self._count = sum(self._done.values())
-            if self._bar is not None:
-                self._bar.update(self._task, completed=self._count)
+    def __init__(self, fn: Callable[[str, int | None], None]) -> None:
+        self.on_progress = fn
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        pass
 
 
-__all__ = ["ComparisonResult", "RunConfig", "load_summary", "run_comparison", "run_policy"]
+def _progress(progress: bool | Callable[[str, int | None], None], labels: list[str], ticks: int,
+              config: RunConfig) -> Any:
+    """Live bars or plain lines (lab/progress.py), off, or the caller's own callable."""
+    if callable(progress):
+        return _Callback(progress)
+    from deleverage.lab.progress import RunProgress
+
+    return RunProgress(labels, ticks, mode=None if progress else "off",
+                       what="replaying" if config.kind == "replay" else "stressing")
+
+
+__all__ = ["ComparisonResult", "RunConfig", "load_summary", "run_comparison", "run_policy", "write_outputs"]
