@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from json.encoder import encode_basestring_ascii as _quote  # what json.dumps uses (ensure_ascii)
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
+from json.encoder import encode_basestring_ascii as _quote  # what json.dumps uses (ensure_ascii)
 from typing import Any
 
 from deleverage.errors import InvalidInput
