@@ -34,6 +34,7 @@ LAYERS = {
     "lab": 6,
     "service": 6,
     "testing": 7,
+    "api": 7,  # the notebook API: drives the lab like the CLI does
     "cli": 7,
     "__main__": 8,
     "__init__": 9,

@@ -47,7 +47,8 @@ PINNED_AUDIT = {
 # Re-pinned on a fresh machine (numpy 2.3.5, polars 1.44.2, pyarrow 22): every audit digest unchanged, the
 # same bytes from the code before and after the pipeline/dash merges, so only float formatting of the
 # summary moved with the libraries.
-PINNED_SUMMARY = "fcdf3a0622a46b9a8da92161703dfab6236e0c458f66739a322ce05fb328e153"
+# Re-pinned when summary.json gained "headline" (issue 13, branch report); audit digests unchanged.
+PINNED_SUMMARY = "4d79762f6436acfdca21cd28e410c33d61cf775e9095a480509e423db80a5495"
 POLICIES = ["binance", "fba", "maker"]
 RUN = dict(kind="replay", scenario="2021-05-19", accounts=300, seed=21, window="12:55-13:15", write_png=False)
 
