@@ -65,3 +65,17 @@ def test_venues_exports_the_documented_entry_points() -> None:
     from deleverage.venues.orderbook import OrderBook
 
     assert venues.Walk is Walk and venues.OrderBook is OrderBook
+
+
+def test_top_level_api_is_lazy_and_complete() -> None:
+    import deleverage as dl
+
+    names = list(dl.__all__)
+    assert len(set(names)) == len(names)
+    for name in ("replay", "stress", "sweep", "Result", "get_policy", "LiquidationPolicy"):
+        assert name in names and callable(getattr(dl, name))
+    from deleverage.api import replay
+
+    assert dl.replay is replay
+    with pytest.raises(AttributeError):
+        dl.no_such_name  # noqa: B018

@@ -13,7 +13,15 @@ __version__ = "0.1.0"
 _API = ("LiquidationPolicy", "Result", "get_policy", "list_policies", "replay", "stress", "sweep")
 
 if TYPE_CHECKING:
-    from deleverage.api import LiquidationPolicy, Result, get_policy, list_policies, replay, stress, sweep
+    from deleverage.api import (
+        LiquidationPolicy,
+        Result,
+        get_policy,
+        list_policies,
+        replay,
+        stress,
+        sweep,
+    )
 
 
 def __getattr__(name: str) -> Any:

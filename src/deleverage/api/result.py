@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from deleverage.lab.runner import ComparisonResult, OUTPUT_FILES, write_outputs
+from deleverage.lab.runner import OUTPUT_FILES, ComparisonResult, write_outputs
 from deleverage.report.metrics import METRIC_NAMES, PolicyRun
 
 #: Metrics that count things: integers in :attr:`Result.metrics` (as long as every value is whole —

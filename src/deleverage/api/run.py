@@ -80,7 +80,7 @@ def replay(*, scenario: str = "2025-10-10", policies: Policies = ("binance", "fb
     if population is not None and accounts is not None:
         raise InvalidInput("accounts", accounts, "sizes a generated population; population= loads its own accounts")
     return _run("replay", "replay", policies=policies, out=out, force=force, progress=progress,
-                scenario=str(scenario), accounts=accounts or REPLAY_ACCOUNTS, seed=seed, seeds=seeds,
+                scenario=str(scenario), accounts=REPLAY_ACCOUNTS if accounts is None else accounts, seed=seed, seeds=seeds,
                 baseline=baseline, population_path=population, window=window, cross_midnight=cross_midnight,
                 symbol=symbol, instruments=instruments, tiers=tiers, step_ms=step_ms, open_interest=open_interest,
                 market=market, metrics_file=metrics, liquidations=liquidations, feedback=feedback,

@@ -83,7 +83,7 @@ class ComparisonResult:
     subtitle: str = ""
     notes: Sequence[str] = ()
     published: dict[str, Any] | None = None
-    extra_outputs: Callable[[Path, dict[str, Any]], None] | None = None
+    extra_outputs: Callable[[Path, dict[str, Any]], Any] | None = None
 
 
 def _check_config(config: RunConfig, policies: Sequence[str | LiquidationPolicy]) -> list[LiquidationPolicy]:
@@ -140,7 +140,7 @@ def run_comparison(
     backend: str = "local",
     address: str | None = None,
     executor: Executor | None = None,
-    extra_outputs: Callable[[Path, dict[str, Any]], None] | None = None,
+    extra_outputs: Callable[[Path, dict[str, Any]], Any] | None = None,
 ) -> ComparisonResult:
     """Replay (or stress) one scenario under each policy and write the output directory atomically.
 
@@ -237,7 +237,8 @@ def _tasks(policies: list[LiquidationPolicy], config: RunConfig) -> list[Task]:
 
 
 def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig,
-              population_path: str | Path | None = None, workers: int = 1, progress: bool = False, *,
+              population_path: str | Path | None = None, workers: int = 1,
+              progress: bool | Callable[[str, int | None], None] = False, *,
               executor: Executor | None = None) -> tuple[dict[str, PolicyRun], dict[str, str]]:
     """All runs of one seed: each policy as configured, with its feedback-off counterfactual attached.
 
