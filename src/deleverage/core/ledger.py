@@ -213,13 +213,7 @@ class Ledger:
             raise InvalidInput("margin_mode", margin_mode, "must be 'cross' or 'isolated'")
         if not isinstance(allow_negative, bool):
             raise InvalidInput("allow_negative", allow_negative, "must be a bool")
-        seen: set[str] = set()
-        for index, account_id in enumerate(ids):
-            if not isinstance(account_id, str) or not account_id or ":" in account_id:
-                raise InvalidInput(f"account_ids[{index}]", account_id, "must be a non-empty string without ':'")
-            if account_id in self._accounts or account_id in seen:
-                raise InvalidInput(f"account_ids[{index}]", account_id, "account already exists")
-            seen.add(account_id)
+        self._check_new_ids(ids)
         negative = allow_negative or kind in NEGATIVE_KINDS
         for account_id in ids:
             self._accounts[account_id] = _Account(account_id, kind, margin_mode, negative)
