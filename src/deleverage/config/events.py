@@ -207,7 +207,8 @@ class AuditLog:
                 h.update(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
                 h.update(b"\n")
             return h.hexdigest()
-        h.update(b"".join(self.encoded_lines()))
+        for line in self.encoded_lines():  # no joined copy of a large log
+            h.update(line)
         return h.hexdigest()
 
 
