@@ -107,7 +107,7 @@ FORCE_HELP = ("write into an existing directory deleverage did not write, in pla
               "(never overwritten; names taken by them are refused)")
 SYMBOL_HELP = "the file's instrument (e.g. ETHUSDT) when its name does not say; must agree with the name if it does"
 INSTRUMENTS_HELP = "Binance exchangeInfo or ccxt markets JSON declaring tick, lot and contract size"
-BACKEND_HELP = "where the runs go: local processes (--workers of them) or Ray (pip install 'deleverage[ray]')"
+BACKEND_HELP = "where the runs go: local processes (--workers of them) or Ray (pip install 'deleverage\\[ray]')"
 ADDRESS_HELP = "Ray cluster to join: auto (the one this machine runs) or HOST:PORT [default: start a local Ray]"
 TIERS_HELP = "margin tiers: a bundled table, flat:<rate> (e.g. flat:0.005), or a Binance leverage-bracket JSON"
 
