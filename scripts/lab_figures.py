@@ -5,6 +5,9 @@ Usage: ``python scripts/lab_figures.py OUT_DIR [OUT_DIR ...]`` — for each dire
 over every seed (long share and liquidated share of OI: mean and the seeds' range; the peak liquidation
 minute of each seed; the insurance fund's direction and the pass marks of the first seed, as the
 report's panel shows them). Only reads what the run wrote; prints fixed-width text for a code block.
+``--save FILE OUT_DIR`` writes the small extract the tables are made from (shipped in docs/figures/);
+``--from FILE [FILE ...]`` renders saved extracts (what tests/lab/test_verdict_doc.py checks docs/verdict.md
+against).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def _ci(row: dict, metric: str, scale: float = 1.0, fmt: str = "{:.1f}") -> str:
     return f"{mean} [{low}, {high}]"
 
 
+def _width(component: str) -> int:
+    """Column width of a decomposition component: its name and two spaces, at least 8."""
+    return max(8, len(component) + 2)
+
+
 def _peak_minutes(out: Path, policy: str) -> list[str]:
     liq = pl.read_parquet(out / "liquidations.parquet").filter(pl.col("policy") == policy)
     if "seed" not in liq.columns:
@@ -40,8 +48,25 @@ def _peak_minutes(out: Path, policy: str) -> list[str]:
     return peaks
 
 
-def tables(out: Path) -> str:
+def extract(out: Path) -> dict:
+    """What the tables need from a run directory: the summary's figures and each seed's peak minute.
+
+    Small enough to ship beside the docs (docs/figures/), so a test re-renders the quoted tables from it.
+    """
     summary = json.loads((out / "summary.json").read_text())
+    keep = ("scenario", "seeds", "seed", "accounts", "open_interest", "baseline", "policies", "vs_baseline",
+            "per_seed", "realism")
+    figures = {k: summary[k] for k in keep if k in summary}
+    figures["peak_minutes"] = {name: _peak_minutes(out, name) for name in summary["policies"]}
+    return figures
+
+
+def tables(out: Path) -> str:
+    return render(extract(out))
+
+
+def render(summary: dict) -> str:
+    """The fixed-width tables docs/verdict.md quotes."""
     policies = summary["policies"]
     order = sorted(policies, key=lambda n: policies[n]["shortfall_bps"])
     base = summary["baseline"]
@@ -57,13 +82,22 @@ def tables(out: Path) -> str:
                      f"{_ci(row, 'cascade_notional', 1e6):<24} {row['netted_notional'] / 1e6:>6.1f} "
                      f"{_ci(row, 'insurance_fund_drawdown', 1e6):<20} {row['adl_count']:>6.0f} "
                      f"{row['liquidated_notional'] / 1e9:>8.2f} B  {versus}")
+    lines += ["", f"paired difference to {base}, same seeds (mean [95 % t interval]; M USDT)",
+              f" {'policy':<12} {'system_loss':<28} {'cascade_notional':<28} {'fund drawdown':<24}"]
+    for name in order:
+        if name == base:
+            continue
+        diff = summary["vs_baseline"][name]
+        lines.append(f" {name:<12} {_ci(diff, 'system_loss', 1e6, '{:+.1f}'):<28} "
+                     f"{_ci(diff, 'cascade_notional', 1e6, '{:+.1f}'):<28} "
+                     f"{_ci(diff, 'insurance_fund_drawdown', 1e6, '{:+.1f}'):<24}")
     components = [c for c in next(iter(policies.values()))["decomposition"]
                   if any(abs(policies[n]["decomposition"][c]) >= 5e4 for n in order)]
     lines += ["", "mean decomposition of shortfall_quote (M USDT; components under 0.05 M everywhere left out)",
-              " " + f"{'policy':<12}" + "".join(f"{c:>15}" for c in components) + f"{'shortfall_quote':>17}"]
+              " " + f"{'policy':<12}" + "".join(f"{c:>{_width(c)}}" for c in components) + f"{'shortfall_quote':>17}"]
     for name in order:
         parts = policies[name]["decomposition"]
-        lines.append(" " + f"{name:<12}" + "".join(f"{parts[c] / 1e6:>15.1f}" for c in components)
+        lines.append(" " + f"{name:<12}" + "".join(f"{parts[c] / 1e6:>{_width(c)}.1f}" for c in components)
                      + f"{policies[name]['shortfall_quote'] / 1e6:>17.1f}")
     per_seed = summary.get("per_seed") or {str(summary["seed"]): {n: policies[n] for n in policies}}
     checks = summary["realism"]["checks"]
@@ -80,14 +114,22 @@ def tables(out: Path) -> str:
                          for k in ("long_share", "liquidated_oi_share", "peak_minute", "fund_direction") if k in checks)
         lines.append(f" {name:<12} {sum(longs) / len(longs):.3f} [{min(longs):.3f}–{max(longs):.3f}]{'':<9} "
                      f"{sum(shares) / len(shares):.3f} [{min(shares):.3f}–{max(shares):.3f}]{'':<9} "
-                     f"{' '.join(_peak_minutes(out, name)):<36} {checks['fund_direction']['model'][name]:<14} {marks}")
-    return "\n".join(lines)
+                     f"{' '.join(summary['peak_minutes'][name]):<36} {checks['fund_direction']['model'][name]:<14} {marks}")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
+    if argv[0] == "--save":  # --save FILE OUT_DIR: write the extract the docs test renders
+        target, out = Path(argv[1]), Path(argv[2])
+        target.write_text(json.dumps(extract(out), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {target}")
+        return 0
+    if argv[0] == "--from":  # --from FILE [FILE ...]: render saved extracts
+        print("\n\n".join(render(json.loads(Path(a).read_text())) for a in argv[1:]))
+        return 0
     print("\n\n".join(tables(Path(a)) for a in argv))
     return 0
 
