@@ -118,7 +118,7 @@ def bench_load() -> None:
               f"held by the ledger); numpy pass over the same columns {numpy_s * 1e3:.0f} ms → ratio "
               f"{load_s / numpy_s:,.0f}x; one-by-one {per_one * 1e6:.1f} µs/account → bulk is "
               f"{per_one * n / load_s:.1f}x faster")
-        del ledger, cols
+        del cols
         gc.collect()
     if not BIG:
         print("load 10,000,000 accounts: not run (≈ 10 GB; DELEVERAGE_BENCH_10M=1 runs it)")
