@@ -417,16 +417,18 @@ class Ledger:
         if not isinstance(posting.entries, tuple):
             raise InvalidInput("posting.entries", posting.entries, "must be a tuple")
         net: dict[tuple[str, str], int] = {}
+        accounts = self._accounts
         for index, entry in enumerate(posting.entries):
-            where = f"posting.entries[{index}]"
+            # the entry's name is formatted only when it is refused (this loop runs on every fill)
             if not isinstance(entry, tuple) or len(entry) != 3:
-                raise InvalidInput(where, entry, "expected (account_id, asset_code, delta_minor)")
+                raise InvalidInput(f"posting.entries[{index}]", entry, "expected (account_id, asset_code, delta_minor)")
             account_id, asset_code, delta = entry
-            if account_id not in creating:
+            if account_id not in creating and account_id not in accounts:
                 self._require_account(account_id)
             if not isinstance(asset_code, str) or not asset_code:
-                raise InvalidInput(f"{where}.asset_code", asset_code, "must be an asset code")
-            _require_int(delta, f"{where}.delta_minor")
+                raise InvalidInput(f"posting.entries[{index}].asset_code", asset_code, "must be an asset code")
+            if type(delta) is not int:
+                _require_int(delta, f"posting.entries[{index}].delta_minor")
             net[(account_id, asset_code)] = net.get((account_id, asset_code), 0) + delta
         for asset_code, imbalance in sorted(posting.imbalances().items()):
             raise LedgerError(
