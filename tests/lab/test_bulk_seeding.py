@@ -95,3 +95,44 @@ def test_bad_margin_mode_is_refused_before_anything_is_written() -> None:
                                "margin_mode": ["cross", "portfolio"]})
     with pytest.raises(InvalidInput, match="margin_mode"):
         seed_ledger(population, BTCUSDT, start_mark_ticks=600_000, insurance_fund=0.0)
+
+
+def deferred_one_by_one(population: pl.DataFrame, start_ns: int, drop: set[int]) -> tuple:
+    """The row-by-row reference of ``deferred_entries`` (what it did before it read columns)."""
+    from deleverage.lab.seeding import DeferredEntry, trader_id
+
+    settle, rows = BTCUSDT.settle, []
+    for row in population.iter_rows(named=True):
+        if row["opened_ns"] is None or row["opened_ns"] <= start_ns:
+            continue
+        lots = int(round(row["qty"] / float(BTCUSDT.lot_size)))
+        if lots <= 0 or int(row["account_id"]) in drop:
+            continue
+        amount = settle.to_minor(float(row["collateral"]), rounding="down")
+        rows.append(DeferredEntry(int(row["opened_ns"]), trader_id(row["account_id"]), row["side"], lots,
+                                  amount if row["margin_mode"] == "isolated" else 0))
+    rows.sort(key=lambda e: (e.opened_ns, e.account_id))
+    return tuple(rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_deferred_entries_from_columns_equal_the_row_by_row_reference(seed: int) -> None:
+    import numpy as np
+
+    from deleverage.lab.seeding import deferred_entries
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    population = pl.DataFrame({
+        "account_id": rng.permutation(n).astype(np.int64),
+        "side": np.where(rng.random(n) < 0.5, "long", "short"),
+        "qty": np.round(rng.lognormal(-4, 1.5, n), 4) * (rng.random(n) > 0.05),
+        "entry_price": np.round(60_000 * np.exp(rng.normal(0, 0.01, n)), 1),
+        "collateral": np.round(rng.lognormal(5, 2, n), int(rng.integers(0, 9))) + 0.29,
+        "margin_mode": np.where(rng.random(n) < 0.3, "isolated", "cross"),
+        "opened_ns": rng.integers(0, 5, n).astype(np.int64) * 10,
+    }).with_columns(pl.when(pl.col("account_id") % 17 == 0).then(None).otherwise(pl.col("opened_ns"))
+                    .alias("opened_ns"))
+    drop = {int(i) for i in rng.choice(n, 30, replace=False)}
+    got = deferred_entries(population, BTCUSDT, start_ns=15, drop=drop)
+    assert got.entries == deferred_one_by_one(population, 15, drop) and len(got) > 50

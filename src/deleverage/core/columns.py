@@ -228,19 +228,22 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
     """Realized PnL per fill of the counterparty (who takes ``-qty_lots``) and its final position."""
     signed = -qty_lots
     per = instrument.linear_value_per_tick_lot if instrument.contract == "linear" else None
-    fits = (
-        per is not None and per.denominator == 1 and values.dtype == np.int64 and start.fees_minor == 0
-        and _scan_bounds_ok(int(per.numerator), signed, values, prices, start)
-    )
-    if fits and per is not None:
+    if per is None or per.denominator != 1 or start.fees_minor != 0:
+        out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
+        return _pack(out), final
+    if values.dtype == np.int64 and _scan_bounds_ok(int(per.numerator), signed, values, prices, start):
         realized = np.empty(signed.shape[0], dtype=np.int64)
         qty, cost, total = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
                                         start.cost_minor, realized)
-        final = Position(start.account_id, start.symbol, int(qty), int(cost),
-                         start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
-        return realized, final
-    out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
-    return _pack(out), final
+    else:  # the same kernel, interpreted over Python ints (unbounded): a venue-sized book's totals pass 2**62
+        objects = [np.array(a.tolist(), dtype=object) for a in (signed, values, prices)]
+        realized = np.empty(signed.shape[0], dtype=object)
+        qty, cost, total = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
+                                                realized)
+        realized = _pack(realized.tolist())
+    final = Position(start.account_id, start.symbol, int(qty), int(cost),
+                     start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
+    return realized, final
 
 
 def _scan_bounds_ok(per: int, signed: np.ndarray, values: np.ndarray, prices: np.ndarray, start: Position) -> bool:

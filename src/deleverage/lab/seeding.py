@@ -258,21 +258,29 @@ def _deferred_mask(population: pl.DataFrame, start_ns: int | None) -> np.ndarray
 
 def deferred_entries(population: pl.DataFrame, instrument: Instrument, *, start_ns: int,
                      drop: Iterable[int] = ()) -> DeferredEntries:
-    """The positions of ``population`` opened after ``start_ns`` (what :func:`seed_ledger` deferred)."""
-    later = _deferred_mask(population, start_ns)
+    """The positions of ``population`` opened after ``start_ns`` (what :func:`seed_ledger` deferred).
+
+    Columns throughout: sizes on the lot grid (half to even), isolated margin in exact minor units
+    (:func:`minor_floor`, the rounding of ``to_minor(..., "down")``), ordered by (time, account id).
+    """
+    rows = np.flatnonzero(_deferred_mask(population, start_ns))
+    if not rows.size:
+        return DeferredEntries(instrument, ())
     dropped = {int(i) for i in drop}
-    settle = instrument.settle
-    rows = []
-    for i in np.flatnonzero(later).tolist():
-        row = population.row(i, named=True)
-        lots = int(round(row["qty"] / float(instrument.lot_size)))
-        if lots <= 0 or int(row["account_id"]) in dropped:
-            continue
-        amount = settle.to_minor(float(row["collateral"]), rounding="down")
-        rows.append(DeferredEntry(int(row["opened_ns"]), trader_id(row["account_id"]), row["side"], lots,
-                                  amount if row["margin_mode"] == "isolated" else 0))
-    rows.sort(key=lambda e: (e.opened_ns, e.account_id))
-    return DeferredEntries(instrument, tuple(rows))
+    part = population[rows]
+    ids = part["account_id"].to_numpy()
+    lots = np.rint(part["qty"].to_numpy() / float(instrument.lot_size)).astype(np.int64)
+    dropped_rows = np.isin(ids.astype(np.int64), np.fromiter(dropped, dtype=np.int64, count=len(dropped)))
+    keep = (lots > 0) & ~dropped_rows
+    part = part.filter(pl.Series(keep))
+    isolated = (part["margin_mode"] == "isolated").to_numpy()
+    amount = np.where(isolated, minor_floor(instrument.settle, part["collateral"].to_numpy(), "collateral"), 0)
+    names = ("t" + part["account_id"].cast(pl.Int64).cast(pl.Utf8)).to_list()
+    entries = [DeferredEntry(ts, aid, side, q, a) for ts, aid, side, q, a in zip(
+        part["opened_ns"].to_list(), names, part["side"].to_list(), lots[keep].tolist(), amount.tolist(),
+        strict=True)]
+    entries.sort(key=lambda e: (e.opened_ns, e.account_id))
+    return DeferredEntries(instrument, tuple(entries))
 
 
 __all__ = [
