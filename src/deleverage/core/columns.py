@@ -23,6 +23,7 @@ The resulting ledger state, digest, journal and audit are byte-identical to the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from deleverage.core.instruments import Instrument
+from deleverage.core.money import Asset
 from deleverage.core.positions import Position, trade_value_minor
 from deleverage.errors import InvalidInput
 
@@ -113,6 +115,48 @@ def trade_values(instrument: Instrument, qty_lots: np.ndarray, price_ticks: np.n
     return _pack(out)
 
 
+def minor_floor(asset: Asset, values: object, field: str = "amount") -> np.ndarray:
+    """``asset.to_minor(float(v), rounding="down")`` of every float, as int64, without a Python loop.
+
+    The per-value path reads a float through its shortest repr ``D`` (``Decimal(repr(v))``) and floors
+    ``D · 10**scale``. Where ``ulp(v) < 10**-scale`` at most one point of the minor-unit grid rounds to
+    ``v``; if one does, ``D`` is that point (a shorter repr is also on the grid), found by testing the
+    three grid points next to ``v · 10**scale`` with a correctly rounded division. If none does, ``D`` is
+    off the grid and its floor is the floor of the correctly rounded product, unless that product landed
+    on an integer; those few rows, and values too large for the argument, go through ``to_minor``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise InvalidInput(field, x.shape, "must be a 1-d column")
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidInput(f"{field}[{i}]", float(x[i]), "must be a finite number")
+    m = asset.minor_per_unit
+    bound = 2.0 ** (52 - math.ceil(math.log2(m)))  # ulp(v) <= 2**-(c+1) < 10**-scale below it
+    fast = np.abs(x) < bound
+    xf = x[fast]
+    y = xf * float(m)
+    nearest = np.rint(y)
+    result = np.floor(y)
+    on_grid = np.zeros(xf.shape, dtype=bool)
+    for step in (-1.0, 0.0, 1.0):
+        g = nearest + step
+        hit = (g / float(m)) == xf
+        result = np.where(hit, g, result)
+        on_grid |= hit
+    out = np.zeros(x.shape, dtype=np.int64)
+    out[fast] = result.astype(np.int64)
+    slow = np.flatnonzero(~fast)
+    unsure = np.flatnonzero(fast)[~on_grid & (y == np.floor(y))]
+    for i in np.concatenate([slow, unsure]).tolist():
+        exact = asset.to_minor(float(x[i]), rounding="down")
+        if abs(exact) >= _INT64_SAFE:
+            raise InvalidInput(f"{field}[{i}]", float(x[i]), "is too large for an int64 column of minor units")
+        out[i] = exact
+    return out
+
+
 def _pack(values: list[int]) -> np.ndarray:
     """int64 when every value fits, else an object column of Python ints (still exact)."""
     if values and max(abs(min(values)), abs(max(values))) >= _INT64_SAFE:
@@ -184,19 +228,22 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
     """Realized PnL per fill of the counterparty (who takes ``-qty_lots``) and its final position."""
     signed = -qty_lots
     per = instrument.linear_value_per_tick_lot if instrument.contract == "linear" else None
-    fits = (
-        per is not None and per.denominator == 1 and values.dtype == np.int64 and start.fees_minor == 0
-        and _scan_bounds_ok(int(per.numerator), signed, values, prices, start)
-    )
-    if fits and per is not None:
+    if per is None or per.denominator != 1 or start.fees_minor != 0:
+        out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
+        return _pack(out), final
+    if values.dtype == np.int64 and _scan_bounds_ok(int(per.numerator), signed, values, prices, start):
         realized = np.empty(signed.shape[0], dtype=np.int64)
         qty, cost, total = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
                                         start.cost_minor, realized)
-        final = Position(start.account_id, start.symbol, int(qty), int(cost),
-                         start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
-        return realized, final
-    out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
-    return _pack(out), final
+    else:  # the same kernel, interpreted over Python ints (unbounded): a venue-sized book's totals pass 2**62
+        objects = [np.array(a.tolist(), dtype=object) for a in (signed, values, prices)]
+        realized = np.empty(signed.shape[0], dtype=object)
+        qty, cost, total = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
+                                                realized)
+        realized = _pack(realized.tolist())
+    final = Position(start.account_id, start.symbol, int(qty), int(cost),
+                     start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
+    return realized, final
 
 
 def _scan_bounds_ok(per: int, signed: np.ndarray, values: np.ndarray, prices: np.ndarray, start: Position) -> bool:
@@ -236,6 +283,7 @@ __all__ = [
     "TraderColumns",
     "check_columns",
     "journal_count",
+    "minor_floor",
     "scan_counterparty",
     "trade_values",
 ]

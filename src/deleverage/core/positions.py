@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from itertools import repeat
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
@@ -200,13 +201,17 @@ class PositionBook:
 
     def __init__(self) -> None:
         self._positions: dict[tuple[str, str], Position] = {}
-        self._by_account: dict[str, dict[str, Position]] = {}
+        # account → the sorted symbols it holds; the tuples are shared (one per distinct set), so a
+        # million one-instrument accounts cost a dict entry each, and copying the book is shallow
+        self._by_account: dict[str, tuple[str, ...]] = {}
+        self._symbol_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._instruments: dict[str, Instrument] = {}
 
     def copy(self) -> PositionBook:
         other = PositionBook()
         other._positions = dict(self._positions)
-        other._by_account = {a: dict(held) for a, held in self._by_account.items()}
+        other._by_account = dict(self._by_account)
+        other._symbol_sets = self._symbol_sets  # an intern table of immutable tuples: sharing is safe
         other._instruments = dict(self._instruments)
         return other
 
@@ -240,17 +245,27 @@ class PositionBook:
         return self._positions.get((account_id, symbol), Position(account_id, symbol))
 
     def commit(self, positions: list[Position]) -> None:
+        book, held, shared = self._positions, self._by_account, self._symbol_sets
         for pos in positions:
-            self._positions[(pos.account_id, pos.symbol)] = pos
-            self._by_account.setdefault(pos.account_id, {})[pos.symbol] = pos
+            book[(pos.account_id, pos.symbol)] = pos
+            symbols = held.get(pos.account_id, ())
+            if pos.symbol not in symbols:
+                grown = tuple(sorted((*symbols, pos.symbol)))
+                held[pos.account_id] = shared.setdefault(grown, grown)
+
+    def commit_new(self, symbol: str, account_ids: list[str], positions: Iterable[Position]) -> None:
+        """Commit one position in ``symbol`` for each of ``account_ids``, accounts holding none yet."""
+        self._positions.update(zip(zip(account_ids, repeat(symbol)), positions, strict=True))
+        one = self._symbol_sets.setdefault((symbol,), (symbol,))
+        self._by_account.update(dict.fromkeys(account_ids, one))
 
     def iterate(
         self, symbol: str | None = None, *, account_id: str | None = None, open_only: bool = True
     ) -> Iterator[Position]:
         """Positions sorted by (symbol, account), filtered by instrument and/or account."""
         if account_id is not None:
-            held = self._by_account.get(account_id, {})
-            candidates = [held[s] for s in sorted(held) if symbol is None or s == symbol]
+            candidates = [self._positions[(account_id, s)] for s in self._by_account.get(account_id, ())
+                          if symbol is None or s == symbol]
         else:
             candidates = [
                 pos for (_, sym), pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))

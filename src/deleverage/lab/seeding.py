@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from deleverage.core.columns import TraderColumns, minor_floor
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger
 from deleverage.errors import InvalidInput
@@ -103,6 +104,7 @@ def seed_ledger(
     ts_ns: int = 0,
     drop_liquidatable: Iterable[int] = (),
     start_ns: int | None = None,
+    bulk: bool = True,
 ) -> tuple[Ledger, SeedReport]:
     """A ledger holding the population's positions (opened at their entry prices) and the system accounts.
 
@@ -110,12 +112,68 @@ def seed_ledger(
     would already be liquidatable at the start mark (the caller screens them): a real venue would have
     closed them before the replay starts, so they are left out and counted. With ``start_ns``, rows
     whose ``opened_ns`` is later are funded now and opened later (:func:`deferred_entries`).
+
+    The traders go in through :meth:`Ledger.load_traders` (columns, one pass); ``bulk=False`` opens
+    them one by one instead, the reference the bulk path is tested against (same digest and journal).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in population.columns]
     if missing:
         raise InvalidInput("population", sorted(population.columns), f"missing columns {missing}")
     if insurance_fund < 0:
         raise InvalidInput("insurance_fund", insurance_fund, "must be >= 0")
+    dropped = {int(i) for i in drop_liquidatable}
+    rows = _seed_rows(population, instrument, dropped, start_ns)
+    ledger = _system_ledger(instrument, insurance_fund, backstops, ts_ns)
+    if bulk:
+        _load_bulk(ledger, rows, instrument, ts_ns)
+    else:
+        _load_one_by_one(ledger, rows, instrument, ts_ns)
+    return ledger, _seed_report(rows, instrument, start_mark_ticks, len(dropped))
+
+
+@dataclass(frozen=True)
+class _SeedRows:
+    """The population rows that become accounts, in population order, as columns."""
+
+    account_ids: list[str]
+    long: np.ndarray  # bool
+    lots: np.ndarray  # int64 > 0
+    entry_ticks: np.ndarray  # int64 > 0
+    collateral: np.ndarray  # float64, as given
+    isolated: np.ndarray  # bool
+    later: np.ndarray  # bool: funded now, opened during the run
+    skipped_zero: int
+
+
+def _seed_rows(population: pl.DataFrame, instrument: Instrument, dropped: set[int],
+               start_ns: int | None) -> _SeedRows:
+    """Sizes and entries on the instrument's grid; dropped and zero-size rows left out (counted)."""
+    modes = population["margin_mode"]
+    bad_modes = sorted(set(modes.unique().to_list()) - {"cross", "isolated"}, key=str)
+    if bad_modes:
+        raise InvalidInput("margin_mode", bad_modes[0], "must be 'cross' or 'isolated'")
+    ids = population["account_id"].to_numpy()
+    qty_lots = np.rint(population["qty"].to_numpy() / float(instrument.lot_size)).astype(np.int64)
+    entry_ticks = np.rint(population["entry_price"].to_numpy() / float(instrument.tick_size)).astype(np.int64)
+    kept = ~np.isin(ids.astype(np.int64), np.fromiter(dropped, dtype=np.int64, count=len(dropped)))
+    usable = (qty_lots > 0) & (entry_ticks > 0)
+    take = kept & usable
+    names = ("t" + population["account_id"].cast(pl.Int64).cast(pl.Utf8)).filter(pl.Series(take))
+    return _SeedRows(
+        account_ids=names.to_list(),
+        long=(population["side"] == "long").to_numpy()[take],
+        lots=qty_lots[take],
+        entry_ticks=entry_ticks[take],
+        collateral=population["collateral"].to_numpy().astype(np.float64)[take],
+        isolated=(modes == "isolated").to_numpy()[take],
+        later=_deferred_mask(population, start_ns)[take],
+        skipped_zero=int((kept & ~usable).sum()),
+    )
+
+
+def _system_ledger(instrument: Instrument, insurance_fund: float, backstops: Iterable[tuple[str, float]],
+                   ts_ns: int) -> Ledger:
+    """The insurance fund, fee pool, market and backstop accounts, funded from the world."""
     ledger = Ledger()
     settle = instrument.settle
     ledger.open_account(INSURANCE_FUND, kind="insurance_fund")
@@ -127,55 +185,69 @@ def seed_ledger(
         ledger.open_account(account_id, kind="backstop")
         if capital > 0:
             ledger.deposit(account_id, settle, settle.to_minor(capital, rounding="down"), ts_ns)
+    return ledger
 
-    dropped = {int(i) for i in drop_liquidatable}
-    ids = population["account_id"].to_numpy()
-    sides = population["side"].to_list()
-    qty_lots = np.rint(population["qty"].to_numpy() / float(instrument.lot_size)).astype(np.int64)
-    entry_ticks = np.rint(population["entry_price"].to_numpy() / float(instrument.tick_size)).astype(np.int64)
-    collateral = population["collateral"].to_numpy()
-    modes = population["margin_mode"].to_list()
-    later = _deferred_mask(population, start_ns)
-    deferred_notional = 0.0
-    deferred = 0
-    skipped_zero = 0
-    long_notional = 0.0
-    total_notional = 0.0
-    opened = 0
-    for i in range(population.height):
-        if int(ids[i]) in dropped:
-            continue
-        lots = int(qty_lots[i])
-        if lots <= 0 or entry_ticks[i] <= 0:
-            skipped_zero += 1
-            continue
-        account = trader_id(ids[i])
-        mode = modes[i]
-        ledger.open_account(account, margin_mode=mode)
-        amount = settle.to_minor(float(collateral[i]), rounding="down")
-        if later[i]:  # funded now, opened when the run reaches its time
-            if amount > 0:
-                ledger.deposit(account, settle, amount, ts_ns)
-            deferred += 1
-            deferred_notional += float(instrument.notional(int(entry_ticks[i]), lots)) / settle.minor_per_unit
-            continue
+
+def _load_bulk(ledger: Ledger, rows: _SeedRows, instrument: Instrument, ts_ns: int) -> None:
+    """Every trader through one :meth:`Ledger.load_traders` call (deferred rows funded, qty 0)."""
+    amount = minor_floor(instrument.settle, rows.collateral, "collateral")
+    signed = np.where(rows.long, rows.lots, -rows.lots)
+    columns = TraderColumns(
+        account_ids=rows.account_ids,
+        isolated=rows.isolated,
+        deposit_minor=np.maximum(amount, 0),
+        qty_lots=np.where(rows.later, 0, signed),
+        price_ticks=rows.entry_ticks,
+    )
+    ledger.load_traders(columns, instrument=instrument, counterparty=MARKET, ts_ns=ts_ns)
+
+
+def _load_one_by_one(ledger: Ledger, rows: _SeedRows, instrument: Instrument, ts_ns: int) -> None:
+    """The reference path: open, fund (and isolate) and fill each trader with the ledger's own calls."""
+    settle = instrument.settle
+    for i, account in enumerate(rows.account_ids):
+        isolated = bool(rows.isolated[i])
+        ledger.open_account(account, margin_mode="isolated" if isolated else "cross")
+        amount = settle.to_minor(float(rows.collateral[i]), rounding="down")
         if amount > 0:
             ledger.deposit(account, settle, amount, ts_ns)
-            if mode == "isolated":
-                ledger.add_isolated_margin(account, instrument, amount, ts_ns=ts_ns)
-        buyer, seller = (account, MARKET) if sides[i] == "long" else (MARKET, account)
+        if rows.later[i]:  # funded now, opened when the run reaches its time
+            continue
+        if amount > 0 and isolated:
+            ledger.add_isolated_margin(account, instrument, amount, ts_ns=ts_ns)
+        buyer, seller = (account, MARKET) if rows.long[i] else (MARKET, account)
         ledger.apply_fill(
-            buyer=buyer, seller=seller, instrument=instrument, price_ticks=int(entry_ticks[i]),
-            qty_lots=lots, ts_ns=ts_ns, reason="open position",
+            buyer=buyer, seller=seller, instrument=instrument, price_ticks=int(rows.entry_ticks[i]),
+            qty_lots=int(rows.lots[i]), ts_ns=ts_ns, reason="open position",
         )
-        notional = float(instrument.notional(start_mark_ticks, lots)) / settle.minor_per_unit
-        total_notional += notional
-        if sides[i] == "long":
-            long_notional += notional
-        opened += 1
-    report = SeedReport(opened, total_notional, long_notional, skipped_zero, len(dropped), deferred,
-                        deferred_notional)
-    return ledger, report
+
+
+def _seed_report(rows: _SeedRows, instrument: Instrument, start_mark_ticks: int, dropped: int) -> SeedReport:
+    """Counts and notionals; the float sums run in row order, as a per-row ``+=`` would."""
+    now = ~rows.later
+    marks = np.full(rows.lots.shape, int(start_mark_ticks), dtype=np.int64)
+    at_mark = _notional_units(instrument, marks[now], rows.lots[now])
+    deferred = _notional_units(instrument, rows.entry_ticks[rows.later], rows.lots[rows.later])
+    return SeedReport(int(now.sum()), _running_sum(at_mark), _running_sum(at_mark[rows.long[now]]),
+                      rows.skipped_zero, dropped, int(rows.later.sum()), _running_sum(deferred))
+
+
+def _notional_units(instrument: Instrument, ticks: np.ndarray, lots: np.ndarray) -> np.ndarray:
+    """``float(instrument.notional(t, q)) / minor_per_unit`` per row (both steps correctly rounded)."""
+    per_unit = float(instrument.settle.minor_per_unit)
+    per = instrument.linear_value_per_tick_lot if instrument.contract == "linear" else None
+    if per is not None and per.denominator == 1 and ticks.size:
+        bound = int(per.numerator) * int(ticks.max()) * int(lots.max())
+        if bound < 2**62:
+            return (int(per.numerator) * ticks * lots).astype(np.float64) / per_unit
+    values = [float(instrument.notional(int(t), int(q))) / per_unit
+              for t, q in zip(ticks.tolist(), lots.tolist(), strict=True)]
+    return np.array(values, dtype=np.float64)
+
+
+def _running_sum(values: np.ndarray) -> float:
+    """Left-to-right float sum (``np.sum`` pairs terms up and can differ in the last bit)."""
+    return float(np.cumsum(values)[-1]) if values.size else 0.0
 
 
 def _deferred_mask(population: pl.DataFrame, start_ns: int | None) -> np.ndarray:
@@ -186,21 +258,29 @@ def _deferred_mask(population: pl.DataFrame, start_ns: int | None) -> np.ndarray
 
 def deferred_entries(population: pl.DataFrame, instrument: Instrument, *, start_ns: int,
                      drop: Iterable[int] = ()) -> DeferredEntries:
-    """The positions of ``population`` opened after ``start_ns`` (what :func:`seed_ledger` deferred)."""
-    later = _deferred_mask(population, start_ns)
+    """The positions of ``population`` opened after ``start_ns`` (what :func:`seed_ledger` deferred).
+
+    Columns throughout: sizes on the lot grid (half to even), isolated margin in exact minor units
+    (:func:`minor_floor`, the rounding of ``to_minor(..., "down")``), ordered by (time, account id).
+    """
+    rows = np.flatnonzero(_deferred_mask(population, start_ns))
+    if not rows.size:
+        return DeferredEntries(instrument, ())
     dropped = {int(i) for i in drop}
-    settle = instrument.settle
-    rows = []
-    for i in np.flatnonzero(later).tolist():
-        row = population.row(i, named=True)
-        lots = int(round(row["qty"] / float(instrument.lot_size)))
-        if lots <= 0 or int(row["account_id"]) in dropped:
-            continue
-        amount = settle.to_minor(float(row["collateral"]), rounding="down")
-        rows.append(DeferredEntry(int(row["opened_ns"]), trader_id(row["account_id"]), row["side"], lots,
-                                  amount if row["margin_mode"] == "isolated" else 0))
-    rows.sort(key=lambda e: (e.opened_ns, e.account_id))
-    return DeferredEntries(instrument, tuple(rows))
+    part = population[rows]
+    ids = part["account_id"].to_numpy()
+    lots = np.rint(part["qty"].to_numpy() / float(instrument.lot_size)).astype(np.int64)
+    dropped_rows = np.isin(ids.astype(np.int64), np.fromiter(dropped, dtype=np.int64, count=len(dropped)))
+    keep = (lots > 0) & ~dropped_rows
+    part = part.filter(pl.Series(keep))
+    isolated = (part["margin_mode"] == "isolated").to_numpy()
+    amount = np.where(isolated, minor_floor(instrument.settle, part["collateral"].to_numpy(), "collateral"), 0)
+    names = ("t" + part["account_id"].cast(pl.Int64).cast(pl.Utf8)).to_list()
+    entries = [DeferredEntry(ts, aid, side, q, a) for ts, aid, side, q, a in zip(
+        part["opened_ns"].to_list(), names, part["side"].to_list(), lots[keep].tolist(), amount.tolist(),
+        strict=True)]
+    entries.sort(key=lambda e: (e.opened_ns, e.account_id))
+    return DeferredEntries(instrument, tuple(entries))
 
 
 __all__ = [
