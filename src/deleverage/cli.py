@@ -92,7 +92,7 @@ def _sub_table(table: Table, indices: Sequence[int], *, title: bool) -> Table:
     part = Table(title=table.title if title else None, header_style=table.header_style, box=table.box)
     columns = [table.columns[i] for i in indices]
     for column in columns:
-        part.add_column(column.header, justify=column.justify, no_wrap=True)
+        part.add_column(column.header, justify=column.justify, no_wrap=column.no_wrap)
     for r, cells in enumerate(zip(*(list(c.cells) for c in columns), strict=True)):
         part.add_row(*cells, end_section=table.rows[r].end_section if r < len(table.rows) else False)
     return part
@@ -707,7 +707,10 @@ def instruments_command(
     from deleverage.data.instruments import registry_for
 
     for line in format_instruments(registry_for(instruments) if instruments is not None else REGISTRY):
-        console.print(line)
+        if isinstance(line, Table):
+            print_table(line)
+        else:
+            console.print(line)
 
 
 def format_instruments(registry: Any) -> list[Any]:
@@ -722,7 +725,8 @@ def format_instruments(registry: Any) -> list[Any]:
     table = Table(title="Instruments (a data file replays as its own symbol; tick and lot must fit its data)",
                   header_style="bold")
     for column in ("symbol", "contract", "settle", "tick (era)", "lot", "contract size", "tiers", "source"):
-        table.add_column(column)
+        # names and numbers are never broken; the free-text source column wraps in a narrow terminal
+        table.add_column(column, no_wrap=column not in ("tick (era)", "source"))
     for symbol in registry.symbols():
         inst = registry.get(symbol)
         eras = registry.eras(symbol)
