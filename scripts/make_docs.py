@@ -13,12 +13,13 @@ everything else in it is replaced by what they print (stdout and stderr, in orde
 ```` ```python ```` block runs that code with the venv's python and writes what it prints into the
 plain fenced block that follows it (the docs' Python examples, docs/api.md).
 
-The commands run with the repository as working directory, ``deleverage`` the venv's command, and a
+The commands run in a fresh temporary directory holding a link ``src`` to the repository's ``src`` (so
+``src/deleverage/datasets/...`` paths work and nothing lands in the clone), ``deleverage`` the venv's command, and a
 fixed environment so the output is deterministic: ``COLUMNS=100`` (the tables' width),
 ``DELEVERAGE_PROGRESS=off`` (progress lines depend on timing), ``TZ=UTC``. Normalised afterwards and
 said here: every ``/tmp/`` in a command is a fresh temporary directory while it runs and is written
 back as ``/tmp/`` in the output; trailing spaces are stripped. ``setup:`` runs a shell line first in the
-same temporary directory (as ``$TMP``) without showing it.
+same temporary directory (also ``$TMP``) without showing it.
 
     python scripts/make_docs.py            # rewrite docs/*.md and README.md in place
     python scripts/make_docs.py --check    # exit 1 and name the blocks that differ
@@ -39,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = ("README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
-MARKER = re.compile(r"^<!-- make_docs(?P<opts>[^>]*)-->\s*$")
+MARKER = re.compile(r"^<!-- make_docs(?P<opts>.*?)-->\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\w*)\s*$")
 
 
@@ -134,19 +135,20 @@ def environment(bin_dir: Path) -> dict[str, str]:
 def render(block: Block, python: Path) -> list[str]:
     """The block's new body: each command, as shown, followed by what it printed."""
     tmp = Path(tempfile.mkdtemp(prefix="make_docs-"))
+    (tmp / "src").symlink_to(ROOT / "src")
     try:
         env = environment(python.parent)
         env["TMP"] = str(tmp)
         if block.setup:
-            subprocess.run(["bash", "-c", block.setup], cwd=ROOT, env=env, check=True)
+            subprocess.run(["bash", "-c", block.setup], cwd=tmp, env=env, check=True, stdout=subprocess.DEVNULL)
         out: list[str] = []
         if block.code is not None:
-            run = subprocess.run([str(python), "-c", block.code.replace("/tmp/", f"{tmp}/")], cwd=ROOT,
+            run = subprocess.run([str(python), "-c", block.code.replace("/tmp/", f"{tmp}/")], cwd=tmp,
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             text = run.stdout.replace(f"{tmp}/", "/tmp/").replace(str(tmp), "/tmp")
             return [line.rstrip() for line in text.rstrip("\n").splitlines()]
         for command in block.commands:
-            run = subprocess.run(["bash", "-c", command.replace("/tmp/", f"{tmp}/")], cwd=ROOT, env=env,
+            run = subprocess.run(["bash", "-c", command.replace("/tmp/", f"{tmp}/")], cwd=tmp, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             shown = command.splitlines()
             out.append(f"$ {shown[0]}")

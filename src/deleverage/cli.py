@@ -761,7 +761,7 @@ def data_inspect(
     registry = registry_for(instruments)
     loaded = load(path, registry=registry)
     for line in format_inspection(loaded, symbol=symbol, registry=registry, tiers=tiers):
-        console.print(line)
+        console.print(line, soft_wrap=True)  # one line per fact: the terminal wraps it, rich does not break it
 
 
 REPLAYABLE_FORMATS = ("binance_klines", "binance_capture")
