@@ -96,11 +96,30 @@ def test_stress_and_compare_fit_100_columns_with_every_digit(tmp_path, narrow) -
     _assert_fits(text[text.index("runs side by side"):])  # the legend lines name paths, which are as long as they are
     assert text.count("runs side by side") == 1  # one table (its title once)
     assert "A = " in text and "B = " in text
-    fba_a, fba_b = a["policies"]["fba"], b["policies"]["fba"]
-    for key, header, fmt in TABLE_COLUMNS:
-        diff = fba_b[key] - fba_a[key]
-        expected = "0" if fmt.format(abs(diff)).strip("0.,") == "" else ("+" if diff > 0 else "-") + fmt.format(abs(diff))
-        line = next(l for l in text.splitlines() if header in l and fmt.format(fba_a[key]).lstrip("-") in l)
-        assert expected in line or "—" in line, (header, expected, line)
-    hybrid_line = next(l for l in text.splitlines() if "hybrid" in l)
-    assert "—" in hybrid_line  # a policy the first run lacks has no value and no delta there
+    cells = _compare_cells(text)
+    for policy in ("binance", "fba"):
+        row_a, row_b = a["policies"][policy], b["policies"].get(policy)
+        for key, header, fmt in TABLE_COLUMNS:
+            shown = cells[(policy, header)]
+            assert shown[0] == cli._cell(row_a, key, fmt, interval=False)
+            if row_b is None:
+                assert shown[1:] == ["—", "—"]
+                continue
+            diff = row_b[key] - row_a[key]
+            magnitude = fmt.format(abs(diff))
+            expected = "0" if magnitude.strip("0.,") == "" else ("+" if diff > 0 else "-") + magnitude
+            assert shown[1:] == [cli._cell(row_b, key, fmt, interval=False), expected], (policy, header)
+    assert cells[("hybrid", "liqs")][0] == "—"  # a policy the first run lacks has no value there
+
+
+def _compare_cells(text: str) -> dict[tuple[str, str], list[str]]:
+    """(policy, metric) → the cells after them, from the rendered table."""
+    cells: dict[tuple[str, str], list[str]] = {}
+    policy = ""
+    for line in text.splitlines():
+        if not line.startswith("│"):
+            continue
+        parts = [p.strip() for p in line.strip("│").split("│")]
+        policy = parts[0] or policy
+        cells[(policy, parts[1])] = parts[2:]
+    return cells
