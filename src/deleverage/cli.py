@@ -120,6 +120,15 @@ def _no_negative_zero(text: str) -> str:
     return text[1:] if text.startswith("-") and text[1:].strip("0.,") == "" else text
 
 
+def _print_lines(lines: Sequence[Any]) -> None:
+    """Tables within the console's width (print_table), text as it is."""
+    for line in lines:
+        if isinstance(line, Table):
+            print_table(line)
+        else:
+            console.print(line)
+
+
 def _cell(row: Mapping[str, Any], key: str, fmt: str, *, interval: bool = True) -> str:
     """A metric, with its 95 % interval over seeds when the run has one (``<metric>_ci``)."""
     text = _no_negative_zero(fmt.format(row.get(key, 0.0)))
@@ -149,6 +158,9 @@ DEMO_ACCOUNTS = 10_000
 REPLAY_ACCOUNTS = 20_000
 ALGO_COLUMNS = ("algo", "slippage_bps", "shortfall_usdt", "impact_usdt", "model_taker_impact_usdt",
                 "time_to_complete_s", "completed")
+#: The algos table's headers (the CSV keeps the column names).
+ALGO_HEADERS = {"slippage_bps": "slippage bps", "shortfall_usdt": "shortfall USDT", "impact_usdt": "impact USDT",
+                "model_taker_impact_usdt": "model taker impact USDT", "time_to_complete_s": "time to complete s"}
 #: Names the fast argument checks accept without importing the engine (tests/test_cli.py keeps them equal
 #: to ``engine.presets.PRESETS`` and ``data.scenarios.scenario_names()``).
 PRESET_NAMES = ("binance", "bitmex", "bybit", "deribit", "drift", "dydx", "fba", "hybrid", "hyperliquid",
@@ -506,8 +518,7 @@ def tune(
                       sampler_seed=sampler_seed)
     with _interrupts_reported():
         result = run_tune(setup, trials=trials, out=out, workers=workers, force=force, progress=True)
-    for line in format_tune(result.summary):
-        console.print(line)
+    _print_lines(format_tune(result.summary))
     if (note := describe_plan(plan)) is not None:
         console.print(note)
     console.print(f"wrote {result.out}/ ({', '.join(OUTPUT_FILES)})")
@@ -706,11 +717,7 @@ def instruments_command(
     from deleverage.core.instruments import REGISTRY
     from deleverage.data.instruments import registry_for
 
-    for line in format_instruments(registry_for(instruments) if instruments is not None else REGISTRY):
-        if isinstance(line, Table):
-            print_table(line)
-        else:
-            console.print(line)
+    _print_lines(format_instruments(registry_for(instruments) if instruments is not None else REGISTRY))
 
 
 def format_instruments(registry: Any) -> list[Any]:
@@ -896,10 +903,10 @@ def algos(
     view = Table(title=f"{btc:g} BTC long liquidated over {minutes} min", header_style="bold")
     columns = [c for c in ALGO_COLUMNS if c in table.columns]
     for name in columns:
-        view.add_column(name, justify="right")
+        view.add_column(ALGO_HEADERS.get(name, name), justify="left" if name == "algo" else "right", no_wrap=True)
     for row in table.select(columns).iter_rows():
         view.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(view)
+    print_table(view)
     console.print(f"wrote {out}/execution_comparison.html and .csv")
 
 

@@ -37,6 +37,17 @@ def test_the_doc_shows_what_the_command_prints(block) -> None:
     assert make_docs.render(block, Path(sys.executable)) == block.shown, f"stale: {block.name}; run `make docs`"
 
 
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+def test_the_tables_shown_fit_100_columns(block) -> None:
+    """The commands ran with COLUMNS=100: every table line (box drawing) fits, no cell was cut (…)."""
+    table = [line for line in block.shown if line[:1] in TABLE_EDGES]
+    assert all(len(line) <= 100 for line in table), max(table, key=len)
+    assert not any("…" in line for line in table)
+
+
+TABLE_EDGES = set("┏┃┡│└├┗╭╰")
+
+
 def test_every_shown_command_output_is_marked() -> None:
     marked = {(b.path, b.start) for b in BLOCKS}
     for path in make_docs.DOC_FILES:
