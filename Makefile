@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 
-.PHONY: demo test test-deep bench lint venv clean
+.PHONY: demo test test-deep bench lint venv clean docs docs-check
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep DELEVERAGE_ENGINE_EXAMPLES=400 $(PY) -m pytest -n 2 -q
+
+# Every command output shown in README.md and docs/*.md, rerun and spliced in (scripts/make_docs.py);
+# docs-check changes nothing and fails on a stale block (tests/docs/ runs the same check).
+docs: $(STAMP)
+	$(PY) scripts/make_docs.py
+
+docs-check: $(STAMP)
+	$(PY) scripts/make_docs.py --check
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH)

@@ -9,6 +9,7 @@ before anything heavy is imported (numba, polars, plotly, the lab), so a mistake
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,8 +35,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect market data files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-# Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so tables stay readable.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so tables stay readable;
+# COLUMNS, when set, is the width either way. A table wider than the console is wrapped into parts
+# (print_table), never cut.
+console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 TABLE_COLUMNS = (
     ("shortfall_bps", "shortfall bps", "{:.1f}"),
@@ -69,9 +72,66 @@ def format_policy_table(summary: Mapping[str, Mapping[str, float]], title: str =
     return table
 
 
+def split_to_width(table: Table, width: int, *, keys: int = 1,
+                   groups: Sequence[Sequence[int]] | None = None) -> list[Table]:
+    """``table`` as one or more tables no wider than ``width``: the first ``keys`` columns repeat in each
+    part, the other columns (or ``groups`` of them, indices into ``table.columns``, kept together) are
+    packed in order. Cells are never cut; a single group wider than ``width`` gets a part of its own."""
+    columns = table.columns
+    groups = [list(g) for g in groups] if groups is not None else [[i] for i in range(keys, len(columns))]
+    parts: list[list[int]] = []
+    for group in groups:
+        if parts and _measure(_sub_table(table, [*range(keys), *parts[-1], *group], title=not parts)) <= width:
+            parts[-1].extend(group)
+        else:
+            parts.append(list(group))
+    return [_sub_table(table, [*range(keys), *part], title=n == 0) for n, part in enumerate(parts)] or [table]
+
+
+def _sub_table(table: Table, indices: Sequence[int], *, title: bool) -> Table:
+    part = Table(title=table.title if title else None, header_style=table.header_style, box=table.box)
+    columns = [table.columns[i] for i in indices]
+    for column in columns:
+        part.add_column(column.header, justify=column.justify, no_wrap=column.no_wrap)
+    for r, cells in enumerate(zip(*(list(c.cells) for c in columns), strict=True)):
+        part.add_row(*cells, end_section=table.rows[r].end_section if r < len(table.rows) else False)
+    return part
+
+
+def _measure(table: Table) -> int:
+    wide = Console(width=100_000, highlight=False)
+    return max(len(line.rstrip()) for line in _render_lines(wide, table))
+
+
+def _render_lines(target: Console, table: Table) -> list[str]:
+    with target.capture() as capture:
+        target.print(table)
+    return capture.get().splitlines() or [""]
+
+
+def print_table(table: Table, *, keys: int = 1, groups: Sequence[Sequence[int]] | None = None) -> None:
+    """Print ``table`` within the console's width, wrapped into parts when it is wider (see split_to_width)."""
+    for part in split_to_width(table, console.width, keys=keys, groups=groups):
+        console.print(part)
+
+
+def _no_negative_zero(text: str) -> str:
+    """``-0`` / ``-0.0`` (a tiny negative rounded) printed as ``0`` / ``0.0``."""
+    return text[1:] if text.startswith("-") and text[1:].strip("0.,") == "" else text
+
+
+def _print_lines(lines: Sequence[Any]) -> None:
+    """Tables within the console's width (print_table), text as it is."""
+    for line in lines:
+        if isinstance(line, Table):
+            print_table(line)
+        else:
+            console.print(line)
+
+
 def _cell(row: Mapping[str, Any], key: str, fmt: str, *, interval: bool = True) -> str:
     """A metric, with its 95 % interval over seeds when the run has one (``<metric>_ci``)."""
-    text = fmt.format(row.get(key, 0.0))
+    text = _no_negative_zero(fmt.format(row.get(key, 0.0)))
     ci = row.get(f"{key}_ci") if interval else None
     if isinstance(ci, list | tuple) and len(ci) == 2:
         text += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
@@ -98,6 +158,9 @@ DEMO_ACCOUNTS = 10_000
 REPLAY_ACCOUNTS = 20_000
 ALGO_COLUMNS = ("algo", "slippage_bps", "shortfall_usdt", "impact_usdt", "model_taker_impact_usdt",
                 "time_to_complete_s", "completed")
+#: The algos table's headers (the CSV keeps the column names).
+ALGO_HEADERS = {"slippage_bps": "slippage bps", "shortfall_usdt": "shortfall USDT", "impact_usdt": "impact USDT",
+                "model_taker_impact_usdt": "model taker impact USDT", "time_to_complete_s": "time to complete s"}
 #: Names the fast argument checks accept without importing the engine (tests/test_cli.py keeps them equal
 #: to ``engine.presets.PRESETS`` and ``data.scenarios.scenario_names()``).
 PRESET_NAMES = ("binance", "bitmex", "bybit", "deribit", "drift", "dydx", "fba", "hybrid", "hyperliquid",
@@ -193,14 +256,15 @@ def _run_comparison(kind: str, *, force: bool = False, command: str | None = Non
         from deleverage.lab.runner import run_comparison
 
         result = run_comparison(kind=kind, progress=True, force=force, command=command or kind, **kwargs)
-    console.print(format_policy_table(result.summary["policies"], title=result.title))
+    print_table(format_policy_table(result.summary["policies"], title=result.title))
     for line in format_instrument_lines(result.summary.get("instrument") or {}):
-        console.print(line)
+        console.print(line, soft_wrap=True)
     if (note := describe_plan(plan)) is not None:
-        console.print(note)
+        console.print(note, soft_wrap=True)
     if len(result.summary.get("seeds", [])) > 1:
-        console.print(format_baseline_table(result.summary))
-    console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)")
+        print_table(format_baseline_table(result.summary))
+    console.print(f"wrote {result.out}/ (summary.json, liquidations.parquet, events.parquet, report.html, headline.png)",
+                  soft_wrap=True)
 
 
 @contextmanager
@@ -454,8 +518,7 @@ def tune(
                       sampler_seed=sampler_seed)
     with _interrupts_reported():
         result = run_tune(setup, trials=trials, out=out, workers=workers, force=force, progress=True)
-    for line in format_tune(result.summary):
-        console.print(line)
+    _print_lines(format_tune(result.summary))
     if (note := describe_plan(plan)) is not None:
         console.print(note)
     console.print(f"wrote {result.out}/ ({', '.join(OUTPUT_FILES)})")
@@ -558,12 +621,66 @@ def format_fund(summary: Mapping[str, Any]) -> list[str]:
 
 @app.command()
 def compare(dirs: list[Path] = typer.Argument(..., help="output directories of earlier runs")) -> None:
-    """Put the policy tables of several runs side by side."""
+    """One table of several finished runs: a column group per run, deltas against the first."""
     from deleverage.lab.runner import load_summary
 
-    for directory in dirs:
-        summary = load_summary(directory)
-        console.print(format_policy_table(summary["policies"], title=f"{directory}: {summary['scenario']} (seed {summary['seed']}, {summary['accounts']} accounts)"))
+    summaries = [load_summary(directory) for directory in dirs]
+    labels = _run_labels(len(dirs))
+    for label, directory, summary in zip(labels, dirs, summaries, strict=True):
+        console.print(f"{label} = {directory}: {summary['scenario']} (seed {summary['seed']}, "
+                      f"{summary['accounts']:,} accounts)", soft_wrap=True)
+    table, groups = format_compare_table([s["policies"] for s in summaries], labels)
+    print_table(table, keys=2, groups=groups)
+
+
+def _run_labels(n: int) -> list[str]:
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return [letters[i] if n <= len(letters) else f"R{i + 1}" for i in range(n)]
+
+
+def format_compare_table(runs: Sequence[Mapping[str, Mapping[str, float]]],
+                         labels: Sequence[str]) -> tuple[Table, list[list[int]]]:
+    """Rows: each policy's metrics; a column group per run (its value; after the first, ``Δ`` = this run
+    minus the first run). Returns the table and its column groups (kept together when wrapped)."""
+    from rich.markup import escape
+
+    from deleverage.report.metrics import rank_policies
+
+    first = labels[0]
+    table = Table(title=f"runs side by side (Δ = run − {first})", header_style="bold")
+    table.add_column("policy")
+    table.add_column("metric")
+    groups: list[list[int]] = []
+    for n, label in enumerate(labels):
+        table.add_column(label, justify="right")
+        if n:
+            table.add_column(f"Δ {label}", justify="right")
+            groups.append([len(table.columns) - 2, len(table.columns) - 1])
+        else:
+            groups.append([len(table.columns) - 1])
+    order = [name for name, _ in rank_policies(runs[0])]
+    order += [name for run in runs[1:] for name in run if name not in order]
+    for p, name in enumerate(dict.fromkeys(order)):
+        for m, (key, header, fmt) in enumerate(TABLE_COLUMNS):
+            cells = []
+            for n, run in enumerate(runs):
+                row = run.get(name)
+                cells.append("—" if row is None else _cell(row, key, fmt, interval=False))
+                if n:
+                    cells.append(_delta(runs[0].get(name), row, key, fmt))
+            table.add_row(escape(name) if m == 0 else "", header, *cells,
+                          end_section=m == len(TABLE_COLUMNS) - 1 and p < len(order) - 1)
+    return table, groups
+
+
+def _delta(base: Mapping[str, float] | None, row: Mapping[str, float] | None, key: str, fmt: str) -> str:
+    if base is None or row is None:
+        return "—"
+    diff = float(row.get(key, 0.0)) - float(base.get(key, 0.0))
+    text = fmt.format(abs(diff))
+    if text.strip("0.,") == "":
+        return "0"
+    return ("+" if diff > 0 else "-") + text
 
 
 @app.command()
@@ -600,8 +717,7 @@ def instruments_command(
     from deleverage.core.instruments import REGISTRY
     from deleverage.data.instruments import registry_for
 
-    for line in format_instruments(registry_for(instruments) if instruments is not None else REGISTRY):
-        console.print(line)
+    _print_lines(format_instruments(registry_for(instruments) if instruments is not None else REGISTRY))
 
 
 def format_instruments(registry: Any) -> list[Any]:
@@ -616,7 +732,8 @@ def format_instruments(registry: Any) -> list[Any]:
     table = Table(title="Instruments (a data file replays as its own symbol; tick and lot must fit its data)",
                   header_style="bold")
     for column in ("symbol", "contract", "settle", "tick (era)", "lot", "contract size", "tiers", "source"):
-        table.add_column(column)
+        # names and numbers are never broken; the free-text source column wraps in a narrow terminal
+        table.add_column(column, no_wrap=column not in ("tick (era)", "source"))
     for symbol in registry.symbols():
         inst = registry.get(symbol)
         eras = registry.eras(symbol)
@@ -651,7 +768,7 @@ def data_inspect(
     registry = registry_for(instruments)
     loaded = load(path, registry=registry)
     for line in format_inspection(loaded, symbol=symbol, registry=registry, tiers=tiers):
-        console.print(line)
+        console.print(line, soft_wrap=True)  # one line per fact: the terminal wraps it, rich does not break it
 
 
 REPLAYABLE_FORMATS = ("binance_klines", "binance_capture")
@@ -786,10 +903,10 @@ def algos(
     view = Table(title=f"{btc:g} BTC long liquidated over {minutes} min", header_style="bold")
     columns = [c for c in ALGO_COLUMNS if c in table.columns]
     for name in columns:
-        view.add_column(name, justify="right")
+        view.add_column(ALGO_HEADERS.get(name, name), justify="left" if name == "algo" else "right", no_wrap=True)
     for row in table.select(columns).iter_rows():
         view.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row])
-    console.print(view)
+    print_table(view)
     console.print(f"wrote {out}/execution_comparison.html and .csv")
 
 

@@ -175,7 +175,8 @@ def compare_algorithms(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        figure.write_html(out / "execution_comparison.html", include_plotlyjs=True)  # inlined: works offline
+        # inlined: works offline; a fixed div id: the same run gives a byte-identical page
+        figure.write_html(out / "execution_comparison.html", include_plotlyjs=True, div_id="execution-comparison")
         table.write_csv(out / "execution_comparison.csv")
         try:  # PNG needs kaleido, which is optional
             figure.write_image(out / "execution_comparison.png")
