@@ -59,6 +59,7 @@ from deleverage.service.store import (
     Head,
     InputRow,
     OutputRow,
+    Staged,
     StoredInput,
     StoreError,
     StoreUnavailable,
@@ -243,10 +244,18 @@ class Service:
         return time.perf_counter() - started
 
     # --- one group (sync; the writer calls it on the event loop) ------------------------------------------
-    def prepare(self, requests: list[Request], found: Mapping[tuple[str, str], _Remembered]) -> Batch:
-        """Validate and apply each request in order; nothing is stored yet (see :meth:`commit`)."""
-        batch = Batch(requests, started=time.perf_counter())
-        for index, req in enumerate(requests):
+    def prepare(self, requests: list[Request], found: Mapping[tuple[str, str], _Remembered],
+                into: Batch | None = None) -> Batch:
+        """Validate and apply each request in order; nothing is stored yet (see :meth:`commit`).
+
+        ``into``: a group not yet committed that these requests join (the writer adds what arrives
+        while the previous group's fsync runs, so they share the next one)."""
+        if into is None:
+            batch = Batch(requests, started=time.perf_counter())
+        else:
+            batch = into
+            batch.requests.extend(requests)
+        for index, req in enumerate(requests, start=len(batch.answers)):
             if batch.poisoned:
                 batch.answers.append(Answer.error(503, "the service is rebuilding its state after an internal "
                                                        "error; retry (with the same Idempotency-Key)",
@@ -504,12 +513,16 @@ def _timed_commit(store: EventStore, batch: Batch) -> tuple[Head, dict[str, int]
     return result
 
 
+def _timed_finish(store: EventStore, staged: Staged | None, batch: Batch, started: float) -> tuple[Head, dict[str, int]]:
+    result = store.finish(staged)
+    batch.commit_seconds = time.perf_counter() - started
+    return result
+
+
 
 # --- the writer: group commit on an event loop -------------------------------------------------------------
 class GroupWriter:
     """Queues requests, prepares groups on the event loop, commits them on one thread, in order."""
-
-    MAX_IN_FLIGHT = 2
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -523,7 +536,7 @@ class GroupWriter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshotting: ForkedWriter | None = None
         self.max_queue = 20 * service.config.max_batch
-        self.inline = service.store.local and not service.config.commit_thread
+        self.stage_here = service.store.local and not service.config.commit_thread
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def ensure_running(self) -> None:
@@ -608,7 +621,25 @@ class GroupWriter:
         if service.snapshot_due() and self._snapshotting is None:
             await self._drain_inflight()
             self._start_snapshot()
-        requests = [self.queue.popleft() for _ in range(min(len(self.queue), service.config.max_batch))]
+        batch = await self._take(None)
+        if batch is None:
+            return
+        batch = await self._absorb(batch)
+        assert self.loop is not None
+        future = self._start_commit(batch)
+        self.inflight.append((batch, future))
+        future.add_done_callback(functools.partial(self._on_commit, batch))
+        if batch.poisoned:
+            await self._drain_inflight()
+            await self._rebuild("an input failed to apply")
+
+    async def _take(self, batch: Batch | None) -> Batch | None:
+        """Pop what is queued (up to the room left in ``batch``), resolve its keys, prepare it."""
+        service = self.service
+        room = service.config.max_batch - (len(batch.requests) if batch is not None else 0)
+        requests = [self.queue.popleft() for _ in range(min(len(self.queue), room))]
+        if not requests:
+            return batch
         pairs = [(r.client, r.key) for r in requests if r.key is not None]
         missing = [ck for ck in dict.fromkeys(pairs) if ck not in service.recent]
         found: dict[tuple[str, str], _Remembered] = {}
@@ -619,34 +650,53 @@ class GroupWriter:
             except StoreUnavailable as exc:
                 for req in requests:
                     self._resolve(req, Answer.error(503, str(exc), retry_after=1.0))
-                return
-        batch = service.prepare(requests, found)
+                return batch
+        return service.prepare(requests, found, into=batch)
+
+    async def _absorb(self, batch: Batch) -> Batch:
+        """While the previous group commits, prepare what arrives into ``batch``: everything that came
+        during one fsync shares the next (one commit in flight at a time, strictly in order)."""
+        assert self._wake is not None
+        limit = self.service.config.max_batch
+        while self.inflight:
+            if self.queue and len(batch.requests) < limit and not batch.poisoned:
+                taken = await self._take(batch)
+                batch = taken if taken is not None else batch
+                continue
+            self._wake.clear()
+            if self.inflight and not (self.queue and len(batch.requests) < limit and not batch.poisoned):
+                await self._wake.wait()  # set by a new request or by the commit finishing
+        return batch
+
+    def _start_commit(self, batch: Batch) -> asyncio.Future[tuple[Head, dict[str, int]]]:
+        """SQLite: the rows are written here, on the event loop, and only COMMIT (the fsync, which
+        releases the GIL once) runs on the commit thread, so requests keep being read and prepared
+        meanwhile; a thread doing the inserts would take the GIL back from the busy loop once per
+        row. PostgreSQL (or ``commit_thread``): the whole transaction on the commit thread."""
+        service = self.service
         assert self.loop is not None
-        if self.inline:
-            # SQLite: the whole commit here, on the event loop. A commit thread would have to take the
-            # GIL back from the loop after every call into the database — on a busy machine that
-            # hand-over costs more than the fsync itself — and with one request in flight per
-            # connection nothing new arrives during the commit anyway.
-            future: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
-            try:
-                future.set_result(_timed_commit(service.store, batch))
-            except StoreUnavailable as exc:
-                future.set_exception(exc)
-        else:
-            future = self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
-        self.inflight.append((batch, future))
-        future.add_done_callback(functools.partial(self._on_commit, batch))
-        if batch.poisoned:
-            await self._drain_inflight()
-            await self._rebuild("an input failed to apply")
-            return
-        while len(self.inflight) >= self.MAX_IN_FLIGHT:
-            await asyncio.wait([self.inflight[0][1]])
-            await asyncio.sleep(0)  # let the done-callback run (it pops the group)
+        try:
+            if service.unready is not None:  # the previous group failed: this one was prepared on top of it
+                raise StoreUnavailable(service.unready)
+            if not self.stage_here:
+                return self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
+            started = time.perf_counter()
+            staged = service.store.stage(batch.items)
+        except StoreUnavailable as exc:
+            failed: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        if staged is None:  # nothing to write (refusals, replayed answers): no thread hop
+            done: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
+            done.set_result(service.store.finish(None))
+            return done
+        return self.loop.run_in_executor(self.commit_pool, _timed_finish, service.store, staged, batch, started)
 
     def _on_commit(self, batch: Batch, future: asyncio.Future[tuple[Head, dict[str, int]]]) -> None:
         if self.inflight and self.inflight[0][0] is batch:
             self.inflight.popleft()
+        if self._wake is not None:
+            self._wake.set()  # the group waiting in _absorb may commit now
         service = self.service
         exc = future.exception() if not future.cancelled() else StoreUnavailable("commit cancelled")
         if exc is None:
@@ -679,9 +729,7 @@ class GroupWriter:
             await asyncio.sleep(0)
 
     async def _store_call(self, fn: Callable[[], Any]) -> Any:
-        """A call on the writer connection: in-line for SQLite, on the commit thread for PostgreSQL."""
-        if self.inline:
-            return fn()
+        """A call on the writer connection, on the commit thread (after any commit in progress)."""
         assert self.loop is not None
         return await self.loop.run_in_executor(self.commit_pool, fn)
 
