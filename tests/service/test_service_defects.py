@@ -277,6 +277,47 @@ def test_concurrent_inputs_share_one_commit_and_are_answered_after_it(tmp_path, 
     close(c)
 
 
+@pytest.mark.parametrize("commit_thread", [False, True])
+def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, commit_thread):
+    """Group commit as the issue asks: while one group's fsync runs (held here), the inputs that
+    arrive are prepared into one next group — one transaction, one fsync — and none is answered
+    before it commits. (Before: the next group was taken as soon as its first input arrived, and
+    with the commit on the event loop nothing was even read during the fsync.)"""
+    c = client(config(tmp_path / "e.db", commit_thread=commit_thread))
+    service = c.app.state.service
+    groups, stage, finish = [], service.store.stage, service.store.finish
+    release, entered = threading.Event(), threading.Event()
+
+    def counting(batch):  # noqa: ANN001, ANN202
+        groups.append(len(batch))
+        return stage(batch)
+
+    def held(staged):  # noqa: ANN001, ANN202
+        if len(groups) == 1:
+            entered.set()
+            release.wait(10)
+        return finish(staged)
+
+    service.store.stage, service.store.finish = counting, held
+    deposit = {"asset": "USDT", "amount": "1"}
+    with concurrent.futures.ThreadPoolExecutor(11) as pool:
+        first = pool.submit(c.post, "/v1/accounts/bob/deposit", headers=FEED, json=deposit)
+        assert entered.wait(5)
+        rest = [pool.submit(c.post, f"/v1/accounts/a{i}/deposit", headers=FEED, json=deposit) for i in range(10)]
+        for _ in range(500):  # all ten read, checked and applied in memory (not committed)
+            if service.state.seq == 11:
+                break
+            time.sleep(0.01)
+        assert service.state.seq == 11 and service.read.view.seq == 0
+        assert not first.done() and not any(r.done() for r in rest)
+        release.set()
+        answers = [first.result(timeout=10), *(r.result(timeout=10) for r in rest)]
+    assert [a.status_code for a in answers] == [200] * 11
+    assert groups == [1, 10]
+    assert get(c, "/v1/state")["rows"]["inputs"] == 11
+    close(c)
+
+
 def test_scoped_reader_sees_only_its_accounts(svc):
     open_alice(svc)
     post(svc, "/v1/accounts/bob/deposit", {"asset": "USDT", "amount": "5", "ts_ns": 4})

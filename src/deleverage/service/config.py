@@ -115,6 +115,9 @@ class ServiceConfig(BaseModel):
     ts_window_behind_s: float = Field(86_400.0, ge=0)
     # --- durability and speed ---------------------------------------------------------------------
     max_batch: int = Field(512, ge=1, le=100_000)  # inputs per group commit
+    # after a commit, wait up to this long for the clients it answered to send their next inputs,
+    # so they share the next fsync (0: commit what is there at once)
+    commit_delay_s: float = Field(0.001, ge=0, le=0.1)
     snapshot_every: int = Field(20_000, ge=0)  # inputs between snapshots; 0: never
     snapshots_kept: int = Field(2, ge=1, le=100)
     snapshot_fork: bool = True  # write snapshots from a forked child, so writers never wait
