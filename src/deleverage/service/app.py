@@ -219,7 +219,7 @@ class InputGate:
                 status, message, fld = refusal(exc)
                 waiting.append(Answer.error(status, message, fld))
             else:
-                waiting.append(asyncio.ensure_future(self.service.writer.submit(req)))
+                waiting.append(self.service.writer.enqueue(req))
         answers = [a if isinstance(a, Answer) else await a for a in waiting]
         out = [{"status": a.status, "body": a.body, **({"replayed": True} if a.replayed else {})} for a in answers]
         await _send_json(send, 200, {"answers": out})

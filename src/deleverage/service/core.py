@@ -585,6 +585,12 @@ class GroupWriter:
 
     # --- requests -------------------------------------------------------------------------------------------
     async def submit(self, req: Request) -> Answer:
+        queued = self.enqueue(req)
+        return queued if isinstance(queued, Answer) else await queued
+
+    def enqueue(self, req: Request) -> Answer | asyncio.Future[Answer]:
+        """Queue ``req`` (its answer comes on the future), or refuse it at once. Many requests queued
+        in one go (``POST /v1/inputs``) are all there when the writer next runs: one group."""
         self.ensure_running()
         service = self.service
         if service.unready is not None:
@@ -595,7 +601,7 @@ class GroupWriter:
         req.future = self.loop.create_future()
         self.queue.append(req)
         self._wake.set()
-        return await req.future
+        return req.future
 
     async def _run(self) -> None:
         assert self._wake is not None
