@@ -668,14 +668,18 @@ class GroupWriter:
         limit = self.service.config.max_batch
         delay = self.service.config.commit_delay_s
         waited = bool(self.inflight) or self.loop.time() - self.last_commit_at < delay
+
+        def room() -> bool:  # (not once the previous group failed: the state is being rebuilt)
+            return len(batch.requests) < limit and not batch.poisoned and self.service.unready is None
+
         while self.inflight:
-            if self.queue and len(batch.requests) < limit and not batch.poisoned:
+            if self.queue and room():
                 batch = await self._take(batch) or batch
                 continue
             self._wake.clear()
-            if self.inflight and not (self.queue and len(batch.requests) < limit and not batch.poisoned):
+            if self.inflight and not (self.queue and room()):
                 await self._wake.wait()  # set by a new request or by the commit finishing
-        if waited and delay > 0:
+        if waited and delay > 0 and self.service.unready is None:
             batch = await self._linger(batch, min(limit, len(batch.requests) + self.last_answered))
         return batch
 
@@ -688,7 +692,7 @@ class GroupWriter:
         deadline = self.loop.time() + self.service.config.commit_delay_s
         timer = self.loop.call_at(deadline, wake.set)
         try:
-            while len(batch.requests) < expect and not batch.poisoned:
+            while len(batch.requests) < expect and not batch.poisoned and self.service.unready is None:
                 if self.queue:
                     batch = await self._take(batch) or batch
                     continue
