@@ -10,9 +10,11 @@ input that differs).
 The writer takes everything queued (up to ``max_batch``) as one *group*: for each input in order it
 resolves the ``Idempotency-Key`` (a retry gets the first answer), checks the input against the state
 (:meth:`ServiceState.check`), applies it in memory, and computes its outputs and digests. The group
-is then written in one transaction with one fsync on a dedicated commit thread, and every request of
-the group is answered only after that commit. While a group commits, the next one is validated and
-applied (two groups at most in flight); commits happen strictly in order. A refused input is answered
+is then written in one transaction with one fsync (SQLite: the rows on the event loop, only COMMIT
+on the commit thread), and every request of the group is answered only after that commit. One
+commit is in flight at a time; what arrives while it runs is validated and applied into the next
+group, which also waits up to ``commit_delay_s`` after the commit for the clients just answered.
+Commits happen strictly in order. A refused input is answered
 4xx and never stored; an input that passed the checks cannot fail to apply, so nothing written is
 ever undone. If applying raises anyway (a bug), that request gets a 500, nothing of it is stored and
 the state is rebuilt from the latest snapshot plus the store. If a commit fails (the database went
