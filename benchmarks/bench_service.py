@@ -8,10 +8,9 @@ second is not counted. Baseline, same generator, same run: a no-op ASGI endpoint
 uvicorn settings that reads the body and answers a fixed JSON (what HTTP alone costs here). Printed:
 accepted inputs/s, p50/p99 latency, the ratio to the no-op, the mean group size and commit time
 from the service's own ``/metrics``, and this disk's fdatasync median measured in the same run.
-The writer prepares what arrives while a group's fsync runs into the next group (and lingers
-``commit_delay_s`` for the clients just answered), but with one request in flight per connection
-a group holds at most 8 inputs, so throughput is bounded by 8 / commit time — the line "bound"
-prints it. Then the same with ``POST /v1/inputs`` carrying 10 marks per request (a feed's
+The writer prepares what arrives while a group's fsync runs into the next group, but with one
+request in flight per connection a group holds at most 8 inputs, so throughput is bounded by
+8 / commit time — the line "bound" prints it. Then the same with ``POST /v1/inputs`` carrying 10 marks per request (a feed's
 batches): up to 80 inputs share a commit, bound 80 / commit time.
 
 **Restart.** A store of ``--inputs`` inputs (10,000 accounts opened, then marks on a random walk with

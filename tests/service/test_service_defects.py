@@ -318,6 +318,42 @@ def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, c
     close(c)
 
 
+def test_commit_delay_holds_the_next_group_for_the_clients_just_answered(tmp_path):
+    """``commit_delay_s``: after a commit the next group waits (here up to 1 s, not reached) until
+    as many inputs joined as that commit answered, so a client answered by it shares the next fsync."""
+    c = client(config(tmp_path / "e.db", commit_delay_s=1.0))
+    service = c.app.state.service
+    groups, stage, finish = [], service.store.stage, service.store.finish
+    release, entered = threading.Event(), threading.Event()
+
+    def counting(batch):  # noqa: ANN001, ANN202
+        groups.append(len(batch))
+        return stage(batch)
+
+    def held(staged):  # noqa: ANN001, ANN202
+        if len(groups) == 1:
+            entered.set()
+            release.wait(10)
+        return finish(staged)
+
+    service.store.stage, service.store.finish = counting, held
+    deposit = {"asset": "USDT", "amount": "1"}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, "/v1/accounts/a/deposit", headers=FEED, json=deposit)
+        assert entered.wait(5)
+        second = pool.submit(c.post, "/v1/accounts/b/deposit", headers=FEED, json=deposit)
+        for _ in range(500):  # b is applied in memory, behind the held commit
+            if service.state.seq == 2:
+                break
+            time.sleep(0.01)
+        release.set()
+        assert first.result(timeout=10).status_code == 200
+        third = c.post("/v1/accounts/a/deposit", headers=FEED, json=deposit)  # a's next input
+        assert third.status_code == second.result(timeout=10).status_code == 200
+    assert groups == [1, 2]  # without the delay: [1, 1, 1]
+    close(c)
+
+
 def test_scoped_reader_sees_only_its_accounts(svc):
     open_alice(svc)
     post(svc, "/v1/accounts/bob/deposit", {"asset": "USDT", "amount": "5", "ts_ns": 4})

@@ -13,7 +13,7 @@ resolves the ``Idempotency-Key`` (a retry gets the first answer), checks the inp
 is then written in one transaction with one fsync (SQLite: the rows on the event loop, only COMMIT
 on the commit thread), and every request of the group is answered only after that commit. One
 commit is in flight at a time; what arrives while it runs is validated and applied into the next
-group, which also waits up to ``commit_delay_s`` after the commit for the clients just answered.
+group (which, with ``commit_delay_s`` > 0, also waits that long for the clients just answered).
 Commits happen strictly in order. A refused input is answered
 4xx and never stored; an input that passed the checks cannot fail to apply, so nothing written is
 ever undone. If applying raises anyway (a bug), that request gets a 500, nothing of it is stored and
