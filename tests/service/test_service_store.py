@@ -17,7 +17,7 @@ from deleverage.errors import InvalidInput
 from deleverage.service.state import StoreDivergence
 from deleverage.service.store import EventStore, StoreError
 
-from .service_kit import FEED, MARKS, client, close, config, get, post, run_scenario
+from .service_kit import FEED, MARKS, READ, client, close, config, get, post, run_scenario
 
 
 def _snapshot(c):  # noqa: ANN001, ANN202
@@ -210,3 +210,24 @@ def test_a_version_1_store_is_migrated_and_replays_to_the_same_digest(stored, tm
 def test_postgresql_without_driver_is_a_clear_error():
     with pytest.raises(InvalidInput, match="psycopg"):
         EventStore("postgresql://user:pw@localhost/deleverage")
+
+
+def test_an_unexpected_error_on_a_read_or_before_the_writer_is_a_json_500(tmp_path):
+    """Issue 15: 500s were text/plain. A bug in a read route (FastAPI) and one in the write gate before
+    the input reaches the writer both answer ``{"error", "field"}`` as JSON, and nothing is stored."""
+    c = client(config(tmp_path / "events.db"), raise_server_exceptions=False)
+    service = c.app.state.service
+
+    def broken(*_, **__):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("store bug")
+
+    service.store.outputs = broken
+    r = c.get("/v1/events", headers=READ)
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert set(r.json()) == {"error", "field"} and "RuntimeError" in r.json()["error"]
+    service.parser.parse = broken
+    r = c.post("/v1/marks", json={"symbol": "BTCUSDT", "price": "60000", "ts_ns": 5}, headers=FEED)
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert set(r.json()) == {"error", "field"} and "nothing of this input was stored" in r.json()["error"]
+    assert service.store.head.seq == 0
+    close(c)

@@ -73,6 +73,9 @@ BATCH_KINDS = frozenset({*WRITE_ROUTES.values(), *ACCOUNT_ROUTES.values()})
 ACCOUNT_KINDS = frozenset(ACCOUNT_ROUTES.values())
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # made once: every answer goes through it
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number here")
 
@@ -219,7 +222,7 @@ class InputGate:
                 status, message, fld = refusal(exc)
                 waiting.append(Answer.error(status, message, fld))
             else:
-                waiting.append(asyncio.ensure_future(self.service.writer.submit(req)))
+                waiting.append(self.service.writer.enqueue(req))
         answers = [a if isinstance(a, Answer) else await a for a in waiting]
         out = [{"status": a.status, "body": a.body, **({"replayed": True} if a.replayed else {})} for a in answers]
         await _send_json(send, 200, {"answers": out})
@@ -245,7 +248,7 @@ class InputGate:
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], *,
                      extra: list[tuple[bytes, bytes]] | None = None, close: bool = False) -> None:
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = _COMPACT.encode(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                *(extra or ())]
     if close:

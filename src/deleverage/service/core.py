@@ -10,9 +10,11 @@ input that differs).
 The writer takes everything queued (up to ``max_batch``) as one *group*: for each input in order it
 resolves the ``Idempotency-Key`` (a retry gets the first answer), checks the input against the state
 (:meth:`ServiceState.check`), applies it in memory, and computes its outputs and digests. The group
-is then written in one transaction with one fsync on a dedicated commit thread, and every request of
-the group is answered only after that commit. While a group commits, the next one is validated and
-applied (two groups at most in flight); commits happen strictly in order. A refused input is answered
+is then written in one transaction with one fsync (SQLite: the rows on the event loop, only COMMIT
+on the commit thread), and every request of the group is answered only after that commit. One
+commit is in flight at a time; what arrives while it runs is validated and applied into the next
+group (which, with ``commit_delay_s`` > 0, also waits that long for the clients just answered).
+Commits happen strictly in order. A refused input is answered
 4xx and never stored; an input that passed the checks cannot fail to apply, so nothing written is
 ever undone. If applying raises anyway (a bug), that request gets a 500, nothing of it is stored and
 the state is rebuilt from the latest snapshot plus the store. If a commit fails (the database went
@@ -59,6 +61,7 @@ from deleverage.service.store import (
     Head,
     InputRow,
     OutputRow,
+    Staged,
     StoredInput,
     StoreError,
     StoreUnavailable,
@@ -243,10 +246,18 @@ class Service:
         return time.perf_counter() - started
 
     # --- one group (sync; the writer calls it on the event loop) ------------------------------------------
-    def prepare(self, requests: list[Request], found: Mapping[tuple[str, str], _Remembered]) -> Batch:
-        """Validate and apply each request in order; nothing is stored yet (see :meth:`commit`)."""
-        batch = Batch(requests, started=time.perf_counter())
-        for index, req in enumerate(requests):
+    def prepare(self, requests: list[Request], found: Mapping[tuple[str, str], _Remembered],
+                into: Batch | None = None) -> Batch:
+        """Validate and apply each request in order; nothing is stored yet (see :meth:`commit`).
+
+        ``into``: a group not yet committed that these requests join (the writer adds what arrives
+        while the previous group's fsync runs, so they share the next one)."""
+        if into is None:
+            batch = Batch(requests, started=time.perf_counter())
+        else:
+            batch = into
+            batch.requests.extend(requests)
+        for index, req in enumerate(requests, start=len(batch.answers)):
             if batch.poisoned:
                 batch.answers.append(Answer.error(503, "the service is rebuilding its state after an internal "
                                                        "error; retry (with the same Idempotency-Key)",
@@ -504,12 +515,16 @@ def _timed_commit(store: EventStore, batch: Batch) -> tuple[Head, dict[str, int]
     return result
 
 
+def _timed_finish(store: EventStore, staged: Staged | None, batch: Batch, started: float) -> tuple[Head, dict[str, int]]:
+    result = store.finish(staged)
+    batch.commit_seconds = time.perf_counter() - started
+    return result
+
+
 
 # --- the writer: group commit on an event loop -------------------------------------------------------------
 class GroupWriter:
     """Queues requests, prepares groups on the event loop, commits them on one thread, in order."""
-
-    MAX_IN_FLIGHT = 2
 
     def __init__(self, service: Service) -> None:
         self.service = service
@@ -523,7 +538,9 @@ class GroupWriter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._snapshotting: ForkedWriter | None = None
         self.max_queue = 20 * service.config.max_batch
-        self.inline = service.store.local and not service.config.commit_thread
+        self.stage_here = service.store.local and not service.config.commit_thread
+        self.last_answered = 0  # requests the last commit answered, and when (see _linger)
+        self.last_commit_at = float("-inf")
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def ensure_running(self) -> None:
@@ -570,6 +587,12 @@ class GroupWriter:
 
     # --- requests -------------------------------------------------------------------------------------------
     async def submit(self, req: Request) -> Answer:
+        queued = self.enqueue(req)
+        return queued if isinstance(queued, Answer) else await queued
+
+    def enqueue(self, req: Request) -> Answer | asyncio.Future[Answer]:
+        """Queue ``req`` (its answer comes on the future), or refuse it at once. Many requests queued
+        in one go (``POST /v1/inputs``) are all there when the writer next runs: one group."""
         self.ensure_running()
         service = self.service
         if service.unready is not None:
@@ -580,7 +603,7 @@ class GroupWriter:
         req.future = self.loop.create_future()
         self.queue.append(req)
         self._wake.set()
-        return await req.future
+        return req.future
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -608,7 +631,25 @@ class GroupWriter:
         if service.snapshot_due() and self._snapshotting is None:
             await self._drain_inflight()
             self._start_snapshot()
-        requests = [self.queue.popleft() for _ in range(min(len(self.queue), service.config.max_batch))]
+        batch = await self._take(None)
+        if batch is None:
+            return
+        batch = await self._absorb(batch)
+        assert self.loop is not None
+        future = self._start_commit(batch)
+        self.inflight.append((batch, future))
+        future.add_done_callback(functools.partial(self._on_commit, batch))
+        if batch.poisoned:
+            await self._drain_inflight()
+            await self._rebuild("an input failed to apply")
+
+    async def _take(self, batch: Batch | None) -> Batch | None:
+        """Pop what is queued (up to the room left in ``batch``), resolve its keys, prepare it."""
+        service = self.service
+        room = service.config.max_batch - (len(batch.requests) if batch is not None else 0)
+        requests = [self.queue.popleft() for _ in range(min(len(self.queue), room))]
+        if not requests:
+            return batch
         pairs = [(r.client, r.key) for r in requests if r.key is not None]
         missing = [ck for ck in dict.fromkeys(pairs) if ck not in service.recent]
         found: dict[tuple[str, str], _Remembered] = {}
@@ -619,34 +660,83 @@ class GroupWriter:
             except StoreUnavailable as exc:
                 for req in requests:
                     self._resolve(req, Answer.error(503, str(exc), retry_after=1.0))
-                return
-        batch = service.prepare(requests, found)
+                return batch
+        return service.prepare(requests, found, into=batch)
+
+    async def _absorb(self, batch: Batch) -> Batch:
+        """While the previous group commits, prepare what arrives into ``batch``: everything that came
+        during one fsync shares the next (one commit in flight at a time, strictly in order)."""
+        assert self._wake is not None and self.loop is not None
+        limit = self.service.config.max_batch
+        delay = self.service.config.commit_delay_s
+        waited = bool(self.inflight) or self.loop.time() - self.last_commit_at < delay
+
+        def room() -> bool:  # (not once the previous group failed: the state is being rebuilt)
+            return len(batch.requests) < limit and not batch.poisoned and self.service.unready is None
+
+        while self.inflight:
+            if self.queue and room():
+                batch = await self._take(batch) or batch
+                continue
+            self._wake.clear()
+            if self.inflight and not (self.queue and room()):
+                await self._wake.wait()  # set by a new request or by the commit finishing
+        if waited and delay > 0 and self.service.unready is None:
+            batch = await self._linger(batch, min(limit, len(batch.requests) + self.last_answered))
+        return batch
+
+    async def _linger(self, batch: Batch, expect: int) -> Batch:
+        """The clients the last commit answered usually send their next input within a round trip:
+        wait up to ``commit_delay_s`` for as many inputs to join, so they share this fsync instead of
+        waiting out a whole one (PostgreSQL's ``commit_delay``). Never waits for an idle writer."""
+        assert self._wake is not None and self.loop is not None
+        wake = self._wake
+        deadline = self.loop.time() + self.service.config.commit_delay_s
+        timer = self.loop.call_at(deadline, wake.set)
+        try:
+            while len(batch.requests) < expect and not batch.poisoned and self.service.unready is None:
+                if self.queue:
+                    batch = await self._take(batch) or batch
+                    continue
+                if self.loop.time() >= deadline:
+                    break
+                wake.clear()
+                await wake.wait()
+        finally:
+            timer.cancel()
+        return batch
+
+    def _start_commit(self, batch: Batch) -> asyncio.Future[tuple[Head, dict[str, int]]]:
+        """SQLite: the rows are written here, on the event loop, and only COMMIT (the fsync, which
+        releases the GIL once) runs on the commit thread, so requests keep being read and prepared
+        meanwhile; a thread doing the inserts would take the GIL back from the busy loop once per
+        row. PostgreSQL (or ``commit_thread``): the whole transaction on the commit thread."""
+        service = self.service
         assert self.loop is not None
-        if self.inline:
-            # SQLite: the whole commit here, on the event loop. A commit thread would have to take the
-            # GIL back from the loop after every call into the database — on a busy machine that
-            # hand-over costs more than the fsync itself — and with one request in flight per
-            # connection nothing new arrives during the commit anyway.
-            future: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
-            try:
-                future.set_result(_timed_commit(service.store, batch))
-            except StoreUnavailable as exc:
-                future.set_exception(exc)
-        else:
-            future = self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
-        self.inflight.append((batch, future))
-        future.add_done_callback(functools.partial(self._on_commit, batch))
-        if batch.poisoned:
-            await self._drain_inflight()
-            await self._rebuild("an input failed to apply")
-            return
-        while len(self.inflight) >= self.MAX_IN_FLIGHT:
-            await asyncio.wait([self.inflight[0][1]])
-            await asyncio.sleep(0)  # let the done-callback run (it pops the group)
+        try:
+            if service.unready is not None:  # the previous group failed: this one was prepared on top of it
+                raise StoreUnavailable(service.unready)
+            if not self.stage_here:
+                return self.loop.run_in_executor(self.commit_pool, _timed_commit, service.store, batch)
+            started = time.perf_counter()
+            staged = service.store.stage(batch.items)
+        except StoreUnavailable as exc:
+            failed: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        if staged is None:  # nothing to write (refusals, replayed answers): no thread hop
+            done: asyncio.Future[tuple[Head, dict[str, int]]] = self.loop.create_future()
+            done.set_result(service.store.finish(None))
+            return done
+        return self.loop.run_in_executor(self.commit_pool, _timed_finish, service.store, staged, batch, started)
 
     def _on_commit(self, batch: Batch, future: asyncio.Future[tuple[Head, dict[str, int]]]) -> None:
         if self.inflight and self.inflight[0][0] is batch:
             self.inflight.popleft()
+        self.last_answered = len(batch.requests) + len(batch.followers)
+        self.last_commit_at = self.loop.time() if self.loop is not None else 0.0
+        if self._wake is not None:
+            self._wake.set()  # the group waiting in _absorb may commit now
         service = self.service
         exc = future.exception() if not future.cancelled() else StoreUnavailable("commit cancelled")
         if exc is None:
@@ -679,9 +769,7 @@ class GroupWriter:
             await asyncio.sleep(0)
 
     async def _store_call(self, fn: Callable[[], Any]) -> Any:
-        """A call on the writer connection: in-line for SQLite, on the commit thread for PostgreSQL."""
-        if self.inline:
-            return fn()
+        """A call on the writer connection, on the commit thread (after any commit in progress)."""
         assert self.loop is not None
         return await self.loop.run_in_executor(self.commit_pool, fn)
 
