@@ -71,7 +71,7 @@ def render(summary: dict) -> str:
     order = sorted(policies, key=lambda n: policies[n]["shortfall_bps"])
     base = summary["baseline"]
     lines = [f"{summary['scenario']}: seeds {summary['seeds'][0]}–{summary['seeds'][-1]}, {summary['accounts']:,} "
-             f"accounts, open interest {summary['open_interest'] / 1e9:.2f} B (first seed); means [95 % t interval]; "
+             f"accounts open at the start, open interest {summary['open_interest'] / 1e9:.2f} B (first seed); means [95 % t interval]; "
              f"quote amounts in M USDT",
              f" {'policy':<12} {'shortfall_bps':<24} {'system_loss':<24} {'cascade_notional':<24} "
              f"{'netted':>6} {'fund drawdown':<20} {'ADL':>6} {'liquidated':>10}  shortfall_bps vs {base}"]
