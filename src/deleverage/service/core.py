@@ -48,6 +48,7 @@ from typing import Any
 
 from deleverage.errors import DeleverageError
 from deleverage.service.config import ServiceConfig
+from deleverage.service.listing import KIND as LISTING
 from deleverage.service.snapshot import ForkedWriter, SnapshotInfo, SnapshotStore, can_fork
 from deleverage.service.state import (
     AccountRecord,
@@ -191,7 +192,7 @@ class Service:
         except BaseException:
             self.store.close()
             raise
-        self.catalogue = Catalogue(self.state.instruments, config.tiers_for)
+        self.catalogue = Catalogue(self.state.instruments, self.state.tiers_for)
         self.parser = self.state.parser
         self.read = ReadModel(self.state, self.store.counts, snapshot)
         self.snapshot_seq = snapshot.seq if snapshot is not None else 0
@@ -232,6 +233,7 @@ class Service:
         """Replace the in-memory state by the store's (after a failed apply or commit)."""
         self.state, self.replayed, snapshot = self.load_state()
         self.parser = self.state.parser
+        self.catalogue = Catalogue(self.state.instruments, self.state.tiers_for)
         self.read = ReadModel(self.state, self.store.counts, snapshot or self.read.snapshot)
         self.recent.clear()
 
@@ -302,6 +304,8 @@ class Service:
             batch.poisoned = True
             return Answer.error(500, f"internal error while applying this {req.kind} input; nothing of it was "
                                      "stored (the service rebuilds its state from the store)")
+        if req.kind == LISTING:  # a new symbol: formatting must know it (a fresh object: readers hold the old)
+            self.catalogue = Catalogue(state.instruments, state.tiers_for)
         digest = outputs_digest(applied.outputs)
         chain = chain_digest(state.chain, seq, req.kind, text, digest)
         state.seq, state.chain = seq, chain
