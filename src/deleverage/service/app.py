@@ -313,6 +313,7 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if config.warm_up:
             log.info("kernels warmed up in %.2f s", service.warm_up())
+        service.freeze_heap()  # after the warm-up's garbage is gone (see Service.freeze_heap)
         service.writer.ensure_running()
         if monitor is not None:
             await monitor.start()
