@@ -30,13 +30,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any
 
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import WORLD_ID, JournalRecord, Ledger
 from deleverage.core.money import Asset
-from deleverage.core.tiers import MarginTiers
 from deleverage.core.positions import Position, contract_sign
+from deleverage.core.tiers import MarginTiers
 from deleverage.engine.engine import LiquidationEngine
 from deleverage.engine.events import AuditEvent, AuditLog
 from deleverage.errors import (
@@ -322,11 +323,15 @@ class Applied:
 class ServiceState:
     """Ledger, engine and books of the genesis, advanced by canonical inputs (see module docstring)."""
 
+    # tier specs of instruments listed after the genesis; replaced, never mutated (the class default
+    # also serves a snapshot pickled before listings existed)
+    listed_tiers: Mapping[str, str] = MappingProxyType({})
+
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.policy = config.load_policy()
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in config.load_instruments()}
-        self.listed_tiers: dict[str, str] = {}  # tier specs of instruments listed after the genesis
+        self.listed_tiers = {}
         self.parser = InputParser(config, self.instruments)
         self.assets = self.parser.assets
         self.ledger = Ledger()
@@ -483,7 +488,7 @@ class ServiceState:
     def _list(self, p: Mapping[str, Any]) -> None:
         inst = listing.instrument_of(p, self.assets)
         tiers = listing.tiers_of(p["tiers"])
-        self.listed_tiers[inst.symbol] = p["tiers"]
+        self.listed_tiers = {**self.listed_tiers, inst.symbol: p["tiers"]}
         self.instruments[inst.symbol] = inst
         self.parser.add(inst)
         self.books[inst.symbol] = book = L2Book(max_span_ticks=self.config.book_max_span_ticks)
