@@ -136,8 +136,18 @@ def test_kill_9_under_load_with_idempotent_retries_loses_nothing_and_applies_not
     """8 clients post keyed deposits; the server is killed -9 mid-load and restarted; clients retry
     whatever got no answer (and some that did). Every acknowledged deposit is there exactly once and
     the balances equal the sum of distinct deposits."""
-    db = tmp_path / "e.db"
-    toml = _toml(tmp_path, db, snapshot_every=150)
+    _kill_9_under_load(_toml(tmp_path, tmp_path / "e.db", snapshot_every=150), tmp_path)
+
+
+def test_kill_9_under_load_with_idempotent_retries_on_postgresql(pg_url, tmp_path):
+    """The same on PostgreSQL: the killed server's session (its advisory lock, its open transaction)
+    ends with the process, and the restarted server finds every acknowledged input exactly once."""
+    toml = _toml(tmp_path, tmp_path / "unused.db", url=pg_url, snapshot_every=150,
+                 state_dir=f'"{tmp_path / "state"}"')
+    _kill_9_under_load(toml, tmp_path)
+
+
+def _kill_9_under_load(toml: Path, tmp_path: Path) -> None:
     server = ServerProcess(toml, tmp_path / "server.log")
     server.start()
     total, acked = 600, {}
@@ -192,8 +202,8 @@ def test_kill_9_under_load_with_idempotent_retries_loses_nothing_and_applies_not
     assert r.returncode == 0, r.stdout
 
 
-def _toml(tmp_path: Path, db: Path, **extra: object) -> Path:
-    lines = [f'database_url = "sqlite:///{db}"', 'policy = "binance"', 'instruments = ["BTCUSDT"]',
+def _toml(tmp_path: Path, db: Path, url: str | None = None, **extra: object) -> Path:
+    lines = [f'database_url = "{url or f"sqlite:///{db}"}"', 'policy = "binance"', 'instruments = ["BTCUSDT"]',
              'insurance_fund = { USDT = "100000" }', 'maintenance_tiers = { BTCUSDT = "flat:0.004" }',
              "ts_window_behind_s = inf"]
     lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items()]

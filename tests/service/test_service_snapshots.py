@@ -171,3 +171,22 @@ def test_published_totals_equal_the_ledger_total_values(tmp_path_factory, steps)
     assert_conserved(state.ledger, before, marks, inflow={k: v - 10_000_000_000_000 * (k == "USDT")
                                                           for k, v in inflow.items()})
     service.close()
+
+
+def test_the_frozen_heap_is_given_back_on_rebuild_and_close(tmp_path):
+    """``freeze_heap`` (the server does it once started) must not keep a dropped state alive: a
+    rebuild thaws before loading and freezes the new state; close thaws."""
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    service = Service(config(tmp_path / "e.db", snapshot_every=0), clock_ns=ManualClock())
+    _scenario_inputs(service)
+    service.freeze_heap()
+    assert gc.get_freeze_count() > 0
+    old = weakref.ref(service.state.ledger)
+    service.rebuild()
+    assert service.heap_frozen and gc.get_freeze_count() > 0
+    assert old() is None  # the replaced state was collected, not frozen
+    assert service.submit("mark", {"symbol": "BTCUSDT", "price": "59000", "ts_ns": 50}).status == 200
+    service.close()
+    assert not service.heap_frozen and gc.get_freeze_count() == 0

@@ -11,8 +11,8 @@ request validation → 422, unknown account → 404, bad or missing key → 401,
 403, time going backwards → 409, body too large → 413, store unavailable or rebuilding → 503 (with
 ``Retry-After``).
 
-**Writes** (``POST /v1/marks``, ``/v1/oracle``, ``/v1/advance``, ``/v1/book``,
-``/v1/accounts/{id}/deposit|withdraw|fills``) are served by :class:`InputGate`, a plain ASGI layer in
+**Writes** (``POST /v1/marks``, ``/v1/oracle``, ``/v1/advance``, ``/v1/book``, ``/v1/instruments``
+(list a new symbol: :mod:`deleverage.service.listing`), ``/v1/accounts/{id}/deposit|withdraw|fills``) are served by :class:`InputGate`, a plain ASGI layer in
 front of FastAPI: it checks the body size from ``Content-Length`` and the key from the headers
 *before* reading the body (a 100 MB body from an unknown client is refused without being read),
 reads at most ``max_body_bytes``, parses, validates and hands the input to the group-commit writer.
@@ -67,7 +67,8 @@ log = logging.getLogger("deleverage.service")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-WRITE_ROUTES = {"/v1/marks": "mark", "/v1/oracle": "oracle", "/v1/advance": "advance", "/v1/book": "book"}
+WRITE_ROUTES = {"/v1/marks": "mark", "/v1/oracle": "oracle", "/v1/advance": "advance", "/v1/book": "book",
+                "/v1/instruments": "instrument_listed"}
 ACCOUNT_ROUTES = {"deposit": "deposit", "withdraw": "withdraw", "fills": "fill"}
 BATCH_KINDS = frozenset({*WRITE_ROUTES.values(), *ACCOUNT_ROUTES.values()})
 ACCOUNT_KINDS = frozenset(ACCOUNT_ROUTES.values())
@@ -312,6 +313,7 @@ def create_app(config: ServiceConfig | str | Path | None = None, *,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if config.warm_up:
             log.info("kernels warmed up in %.2f s", service.warm_up())
+        service.freeze_heap()  # after the warm-up's garbage is gone (see Service.freeze_heap)
         service.writer.ensure_running()
         if monitor is not None:
             await monitor.start()

@@ -57,6 +57,7 @@ class ServiceMetrics:
         r = self.registry
         self.inputs = Counter("deleverage_inputs", "Inputs answered, by kind and outcome.", ["kind", "outcome"],
                               registry=r)
+        self._input_children: dict[tuple[str, str], Any] = {}
         self.latency = Histogram("deleverage_input_latency_seconds", "From the request read to its answer.",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.commit = Histogram("deleverage_commit_seconds", "One group commit: transaction, fsync, head file.",
@@ -88,7 +89,10 @@ class ServiceMetrics:
     def answered(self, kind: str, status: int, replayed: bool, started: float) -> None:
         outcome = ("replayed" if replayed else "accepted") if status == 200 else (
             "refused" if status < 500 else "failed")
-        self.inputs.labels(kind, outcome).inc()
+        child = self._input_children.get((kind, outcome))
+        if child is None:  # labels() costs ≈ 4 µs: once per (kind, outcome), not once per input
+            child = self._input_children[(kind, outcome)] = self.inputs.labels(kind, outcome)
+        child.inc()
         self.latency.observe(time.perf_counter() - started)
 
     def add_collector(self, collect: Callable[[], Iterable[Any]]) -> None:

@@ -30,12 +30,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any
 
 from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import WORLD_ID, JournalRecord, Ledger
 from deleverage.core.money import Asset
 from deleverage.core.positions import Position, contract_sign
+from deleverage.core.tiers import MarginTiers
 from deleverage.engine.engine import LiquidationEngine
 from deleverage.engine.events import AuditEvent, AuditLog
 from deleverage.errors import (
@@ -45,14 +47,14 @@ from deleverage.errors import (
     InvalidInput,
     SimulationError,
 )
-from deleverage.service import limits
+from deleverage.service import limits, listing
 from deleverage.service.config import ServiceConfig
 from deleverage.service.store import GENESIS_CHAIN, OutputRow, canonical_json
 from deleverage.venues.l2 import L2Book
 
 INSURANCE_FUND, FEE_POOL, MARKET = "insurance_fund", "fee_pool", "market"
 SYSTEM_ACCOUNTS = (INSURANCE_FUND, FEE_POOL, MARKET)
-INPUT_KINDS = ("advance", "book", "deposit", "fill", "mark", "oracle", "withdraw")
+INPUT_KINDS = ("advance", "book", "deposit", "fill", listing.KIND, "mark", "oracle", "withdraw")
 
 
 class UnknownAccount(InvalidInput):
@@ -166,7 +168,14 @@ class InputParser:
             inst = self.instrument(body.get("symbol"))
             out |= {"symbol": inst.symbol, "bids": self._levels(inst, body.get("bids"), "bids"),
                     "asks": self._levels(inst, body.get("asks"), "asks")}
+        elif kind == listing.KIND:
+            out |= listing.parse_listing(body, self.assets)
         return out
+
+    def add(self, instrument: Instrument) -> None:
+        """Serve a newly listed instrument (its settlement asset is already served)."""
+        self.instruments[instrument.symbol] = instrument
+        self.limits[instrument.symbol] = limits.instrument_limits(instrument, self.config.max_book_levels)
 
     def _levels(self, inst: Instrument, levels: Any, field: str) -> list[list[int]]:
         if not isinstance(levels, list):
@@ -197,6 +206,7 @@ _FIELDS: dict[str, set[str]] = {
     "deposit": _TS | {"asset", "amount"},
     "withdraw": _TS | {"asset", "amount"},
     "fill": _TS | {"symbol", "side", "qty", "price"},
+    listing.KIND: set(listing.FIELDS),
 }
 
 
@@ -313,10 +323,15 @@ class Applied:
 class ServiceState:
     """Ledger, engine and books of the genesis, advanced by canonical inputs (see module docstring)."""
 
+    # tier specs of instruments listed after the genesis; replaced, never mutated (the class default
+    # also serves a snapshot pickled before listings existed)
+    listed_tiers: Mapping[str, str] = MappingProxyType({})
+
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.policy = config.load_policy()
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in config.load_instruments()}
+        self.listed_tiers = {}
         self.parser = InputParser(config, self.instruments)
         self.assets = self.parser.assets
         self.ledger = Ledger()
@@ -329,7 +344,7 @@ class ServiceState:
         self.books = {s: L2Book(max_span_ticks=config.book_max_span_ticks) for s in self.instruments}
         self.audit = StreamingAuditLog()
         self.engine = LiquidationEngine(self.ledger, instruments=self.instruments.values(), policy=self.policy,
-                                        liquidity=self.books, tiers_for=config.tiers_for, audit=self.audit,
+                                        liquidity=self.books, tiers_for=self.tiers_for, audit=self.audit,
                                         insurance_fund=INSURANCE_FUND, fee_pool=FEE_POOL, market=MARKET)
         self.engine.track_all()
         self.seq = 0
@@ -346,6 +361,11 @@ class ServiceState:
         self.mirror.update(self.ledger, set(SYSTEM_ACCOUNTS), self._active())
 
     # --- lookups ------------------------------------------------------------------------------------
+    def tiers_for(self, instrument: Instrument) -> MarginTiers:
+        """A listed instrument's own tier table, else the configuration's."""
+        spec = self.listed_tiers.get(instrument.symbol)
+        return self.config.tiers_for(instrument) if spec is None else listing.tiers_of(spec)
+
     def require_account(self, account_id: str) -> None:
         if not account_id or account_id == WORLD_ID or not self.ledger.has_account(account_id):
             raise UnknownAccount(account_id)
@@ -362,6 +382,13 @@ class ServiceState:
         """Refuse an input that could not apply in full; afterwards :meth:`apply` cannot fail on it."""
         if p["ts_ns"] < self.last_ts_ns:
             raise TimeWentBackwards(f"ts_ns={p['ts_ns']} is older than the last input's {self.last_ts_ns}")
+        symbol = p.get("symbol")
+        if kind == listing.KIND:
+            if symbol in self.instruments:
+                raise InvalidInput("symbol", symbol, "is already listed")
+            return
+        if symbol is not None and symbol not in self.instruments:  # (a listing rebuilt away)
+            raise InvalidInput("symbol", symbol, f"not served; known: {sorted(self.instruments)}")
         aid = str(p.get("account_id") or "")
         if kind == "deposit":
             if aid == WORLD_ID or aid in (FEE_POOL, MARKET):
@@ -413,7 +440,7 @@ class ServiceState:
         if missing:
             raise InvalidInput("amount", str(self.assets[code].from_minor(amount_minor)),
                                f"cannot value the open positions yet (no mark or trade on {missing})")
-        state = self.ledger.margin_state(account_id, marks, self.config.tiers_for, asset_code=code)
+        state = self.ledger.margin_state(account_id, marks, self.tiers_for, asset_code=code)
         if state.equity_exact - amount_minor <= state.maintenance_exact:
             raise InvalidInput("amount", str(self.assets[code].from_minor(amount_minor)),
                                f"would leave equity at or below maintenance margin "
@@ -443,6 +470,8 @@ class ServiceState:
             engine.on_position_changed(p["account_id"])
         elif kind == "fill":
             self._apply_fill(seq, p)
+        elif kind == listing.KIND:
+            self._list(p)
         else:
             raise InvalidInput("kind", kind, f"must be one of {list(INPUT_KINDS)}")
         self.last_ts_ns = ts
@@ -455,6 +484,15 @@ class ServiceState:
                                qty_lots=p["qty_lots"], ts_ns=p["ts_ns"], reason=f"fill #{seq} {aid}")
         self.last_price[inst.symbol] = p["price_ticks"]
         self.engine.on_position_changed(aid)
+
+    def _list(self, p: Mapping[str, Any]) -> None:
+        inst = listing.instrument_of(p, self.assets)
+        tiers = listing.tiers_of(p["tiers"])
+        self.listed_tiers = {**self.listed_tiers, inst.symbol: p["tiers"]}
+        self.instruments[inst.symbol] = inst
+        self.parser.add(inst)
+        self.books[inst.symbol] = book = L2Book(max_span_ticks=self.config.book_max_span_ticks)
+        listing.extend_engine(self.engine, inst, tiers, book)
 
     def _drain_journal(self) -> list[JournalRecord]:
         # the ledger keeps every record it ever posted; the store keeps them here, so the ledger's
