@@ -277,14 +277,9 @@ def test_concurrent_inputs_share_one_commit_and_are_answered_after_it(tmp_path, 
     close(c)
 
 
-@pytest.mark.parametrize("commit_thread", [False, True])
-def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, commit_thread):
-    """Group commit as the issue asks: while one group's fsync runs (held here), the inputs that
-    arrive are prepared into one next group — one transaction, one fsync — and none is answered
-    before it commits. (Before: the next group was taken as soon as its first input arrived, and
-    with the commit on the event loop nothing was even read during the fsync.)"""
-    c = client(config(tmp_path / "e.db", commit_thread=commit_thread))
-    service = c.app.state.service
+def _hold_the_first_commit(service):  # noqa: ANN001, ANN202
+    """Count each group's size as it is staged and hold the first group's commit (its fsync) until
+    ``release`` is set; ``entered`` is set once that commit is being held."""
     groups, stage, finish = [], service.store.stage, service.store.finish
     release, entered = threading.Event(), threading.Event()
 
@@ -299,6 +294,18 @@ def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, c
         return finish(staged)
 
     service.store.stage, service.store.finish = counting, held
+    return groups, entered, release
+
+
+@pytest.mark.parametrize("commit_thread", [False, True])
+def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, commit_thread):
+    """Group commit as the issue asks: while one group's fsync runs (held here), the inputs that
+    arrive are prepared into one next group — one transaction, one fsync — and none is answered
+    before it commits. (Before: the next group was taken as soon as its first input arrived, and
+    with the commit on the event loop nothing was even read during the fsync.)"""
+    c = client(config(tmp_path / "e.db", commit_thread=commit_thread))
+    service = c.app.state.service
+    groups, entered, release = _hold_the_first_commit(service)
     deposit = {"asset": "USDT", "amount": "1"}
     with concurrent.futures.ThreadPoolExecutor(11) as pool:
         first = pool.submit(c.post, "/v1/accounts/bob/deposit", headers=FEED, json=deposit)
@@ -323,20 +330,7 @@ def test_commit_delay_holds_the_next_group_for_the_clients_just_answered(tmp_pat
     as many inputs joined as that commit answered, so a client answered by it shares the next fsync."""
     c = client(config(tmp_path / "e.db", commit_delay_s=1.0))
     service = c.app.state.service
-    groups, stage, finish = [], service.store.stage, service.store.finish
-    release, entered = threading.Event(), threading.Event()
-
-    def counting(batch):  # noqa: ANN001, ANN202
-        groups.append(len(batch))
-        return stage(batch)
-
-    def held(staged):  # noqa: ANN001, ANN202
-        if len(groups) == 1:
-            entered.set()
-            release.wait(10)
-        return finish(staged)
-
-    service.store.stage, service.store.finish = counting, held
+    groups, entered, release = _hold_the_first_commit(service)
     deposit = {"asset": "USDT", "amount": "1"}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(c.post, "/v1/accounts/a/deposit", headers=FEED, json=deposit)
