@@ -28,7 +28,7 @@ import numpy as np
 from deleverage.config.events import AuditLog, EventKind
 from deleverage.config.policy import LiquidationPolicy
 from deleverage.core.instruments import Instrument
-from deleverage.core.ledger import Ledger
+from deleverage.core.ledger import Ledger, Position
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import (
@@ -49,6 +49,7 @@ from deleverage.venues.liquidity import EmptyBook
 
 NS_PER_MS = 1_000_000
 _NO_ACTIONS: tuple[LiquidationRecord, ...] = ()
+_FLOAT_EXACT = 2**53  # integers below it are exact float64s
 
 
 class BasicSafeguards:
@@ -174,17 +175,43 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         ``extra_capacity``: room for accounts that will open positions later (:meth:`on_position_changed`).
         """
         for symbol, inst in self._instruments.items():
-            rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            positions = [p for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            rows = [p.account_id for p in positions]
             for aid in rows:
                 self._links.update(self.ledger, aid)
-            data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
-            arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+            columns = self._screen_columns(symbol, positions)
             det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024 + extra_capacity,
                                  buffer_bps=self.policy.trigger.screen_buffer_bps,
                                  confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
-            det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+            det.load(rows, *columns)
             self._detectors[symbol] = det
         self._settler.observe_fund(max(self._last_ts, 0))
+
+    def _screen_columns(self, symbol: str, positions: list[Position]) -> tuple[np.ndarray, ...]:
+        """The float rows of ``positions`` (:func:`float_row`) as four columns.
+
+        One instrument, linear with an integer value per tick-lot, every integer below 2**53: each float of
+        :func:`float_row` is one correctly rounded operation on exactly representable operands, which numpy
+        performs identically over the columns. Otherwise row by row.
+        """
+        inst = self._instruments[symbol]
+        per = inst.linear_value_per_tick_lot if inst.contract == "linear" else None
+        if len(self._instruments) == 1 and per is not None and per.denominator == 1 and positions:
+            qty = np.array([p.qty_lots for p in positions], dtype=object)
+            cost = np.array([p.cost_minor for p in positions], dtype=object)
+            held, _ = self.ledger.margin_balances((p.account_id for p in positions), symbol)
+            balance = np.array(held, dtype=object)
+            unit = int(per.numerator) * qty
+            if all(int(np.abs(a).max()) < _FLOAT_EXACT for a in (unit, cost, balance)):
+                tick = float(inst.tick_size)
+                cost_f = cost.astype(np.float64)
+                entry = np.where(cost_f != 0.0, cost_f / unit.astype(np.float64) * tick, tick)
+                return (qty.astype(np.float64) * float(inst.lot_size), entry,
+                        balance.astype(np.float64) / float(inst.settle.minor_per_unit), np.zeros(len(positions)))
+        data = [float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
+                for p in positions]
+        arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+        return tuple(np.ascontiguousarray(arr[:, k]) for k in range(4))
 
     def load_arrays(self, symbol: str, account_ids: list[str], qty: np.ndarray, entry_price: np.ndarray,
                     balance: np.ndarray) -> None:
