@@ -18,8 +18,9 @@ import pytest
 from deleverage.config.policy import get_policy
 from deleverage.config.presets import PRESET_SPECS
 from deleverage.core.instruments import BTCUSDT
-from deleverage.core.ledger import Ledger
-from deleverage.engine.detect import float_row
+from deleverage.core.ledger import Ledger, isolated_account_id
+from deleverage.engine import engine as engine_module
+from deleverage.engine.detect import float_row, maintenance_exact
 from deleverage.engine.engine import LiquidationEngine
 from deleverage.lab import setup
 from deleverage.lab.config import RunConfig
@@ -45,8 +46,34 @@ def reference_total_values(ledger: Ledger, marks: dict[str, int]) -> dict[str, F
     return dict(sorted(totals.items()))
 
 
+def reference_float_row(ledger: Ledger, account_id: str, symbol: str, marks: dict, instruments: dict,
+                        tiers: dict) -> tuple[float, float, float, float]:
+    """``float_row`` as it was: every value a Fraction, converted at the end."""
+    inst = instruments[symbol]
+    pos = ledger.position(account_id, symbol)
+    if pos.qty_lots == 0:
+        return 0.0, 1.0, 0.0, 0.0
+    entry = pos.entry_price_ticks(inst)
+    entry_price = float(entry) * float(inst.tick_size) if entry else float(inst.tick_size)
+    qty = pos.qty_lots * float(inst.lot_size)
+    minor = inst.settle.minor_per_unit
+    pocket = isolated_account_id(account_id, symbol)
+    if ledger.has_account(pocket):
+        return qty, entry_price, ledger.balance(pocket, inst.settle.code) / minor, 0.0
+    balance = Fraction(ledger.balance(account_id, inst.settle.code))
+    other_mm: Fraction | int = 0
+    for sym, other in instruments.items():
+        if sym == symbol or other.settle.code != inst.settle.code or sym not in marks:
+            continue
+        p = ledger.position(account_id, sym)
+        if p.qty_lots:
+            balance += p.unrealized_pnl_exact(other, marks[sym])
+            other_mm += maintenance_exact(other, tiers[sym], p.qty_lots, marks[sym])
+    return qty, entry_price, float(balance / minor), float(other_mm / minor)
+
+
 def reference_screen_columns(self: LiquidationEngine, symbol: str, positions: list) -> tuple[np.ndarray, ...]:
-    data = [float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
+    data = [reference_float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
             for p in positions]
     arr = np.array(data, dtype=np.float64).reshape(-1, 4)
     return tuple(np.ascontiguousarray(arr[:, k]) for k in range(4))
@@ -118,9 +145,33 @@ def test_every_preset_runs_the_same_with_the_reference_paths(scenes, preset: str
             m.setattr(Ledger, "total_values", reference_total_values)
             m.setattr(EntryCursor, "open_due", EntryCursor.open_due_one_by_one)
             m.setattr(LiquidationEngine, "_screen_columns", reference_screen_columns)
+            m.setattr(engine_module, "float_row", reference_float_row)
             copies = final_ledgers(m)
             run_ref, digest_ref = run_policy(policy, scene, config(seed))
             ref_ledger = copies[0]
         assert digest_new == digest_ref, (preset, seed)
         assert run_new.records.equals(run_ref.records) and run_new.totals == run_ref.totals
         assert new_ledger.digest() == ref_ledger.digest() and new_ledger.journal == ref_ledger.journal
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_float_rows_equal_the_fraction_reference_on_every_account(scenes, seed: int) -> None:
+    from deleverage.core.instruments import ETHUSDT
+
+    scene = scenes[seed]
+    ledger, symbol = scene.ledger, scene.instrument.symbol
+    instruments, tiers = {symbol: scene.instrument}, {symbol: scene.tiers}
+    ids = [a for a in ledger.account_ids() if a.startswith("t")]
+    marks = {symbol: 600_000}
+    for aid in ids:
+        assert float_row(ledger, aid, symbol, marks, instruments, tiers) == reference_float_row(
+            ledger, aid, symbol, marks, instruments, tiers)
+    # a cross account holding a second instrument takes the Fraction path for its other PnL and maintenance
+    two = ledger.copy()
+    cross = next(a for a in ids if two.account(a).margin_mode == "cross" and two.position(a, symbol).qty_lots)
+    two.apply_fill(buyer=cross, seller=MARKET, instrument=ETHUSDT, price_ticks=30_000, qty_lots=7, ts_ns=1,
+                   reason="open position")
+    both, tiers2, marks2 = {**instruments, ETHUSDT.symbol: ETHUSDT}, {**tiers, ETHUSDT.symbol: scene.tiers}, {
+        symbol: 600_000, ETHUSDT.symbol: 29_000}
+    row = float_row(two, cross, symbol, marks2, both, tiers2)
+    assert row == reference_float_row(two, cross, symbol, marks2, both, tiers2) and row[3] > 0.0

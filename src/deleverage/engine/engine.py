@@ -49,7 +49,6 @@ from deleverage.venues.liquidity import EmptyBook
 
 NS_PER_MS = 1_000_000
 _NO_ACTIONS: tuple[LiquidationRecord, ...] = ()
-_FLOAT_EXACT = 2**53  # integers below it are exact float64s
 
 
 class BasicSafeguards:
@@ -190,28 +189,25 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
     def _screen_columns(self, symbol: str, positions: list[Position]) -> tuple[np.ndarray, ...]:
         """The float rows of ``positions`` (:func:`float_row`) as four columns.
 
-        One instrument, linear with an integer value per tick-lot, every integer below 2**53: each float of
-        :func:`float_row` is one correctly rounded operation on exactly representable operands, which numpy
-        performs identically over the columns. Otherwise row by row.
+        One linear instrument with an integer value per tick-lot: the same floats as :func:`float_row` (each a
+        correctly rounded int division or one float product), in list passes without a Fraction per row.
+        Otherwise row by row.
         """
         inst = self._instruments[symbol]
         per = inst.linear_value_per_tick_lot if inst.contract == "linear" else None
-        if len(self._instruments) == 1 and per is not None and per.denominator == 1 and positions:
-            qty = np.array([p.qty_lots for p in positions], dtype=object)
-            cost = np.array([p.cost_minor for p in positions], dtype=object)
-            held, _ = self.ledger.margin_balances((p.account_id for p in positions), symbol)
-            balance = np.array(held, dtype=object)
-            unit = int(per.numerator) * qty
-            if all(int(np.abs(a).max()) < _FLOAT_EXACT for a in (unit, cost, balance)):
-                tick = float(inst.tick_size)
-                cost_f = cost.astype(np.float64)
-                entry = np.where(cost_f != 0.0, cost_f / unit.astype(np.float64) * tick, tick)
-                return (qty.astype(np.float64) * float(inst.lot_size), entry,
-                        balance.astype(np.float64) / float(inst.settle.minor_per_unit), np.zeros(len(positions)))
-        data = [float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
-                for p in positions]
-        arr = np.array(data, dtype=np.float64).reshape(-1, 4)
-        return tuple(np.ascontiguousarray(arr[:, k]) for k in range(4))
+        if len(self._instruments) != 1 or per is None or per.denominator != 1:
+            data = [float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
+                    for p in positions]
+            arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+            return tuple(np.ascontiguousarray(arr[:, k]) for k in range(4))
+        unit, tick, lot = int(per.numerator), float(inst.tick_size), float(inst.lot_size)
+        minor = inst.settle.minor_per_unit
+        held, _ = self.ledger.margin_balances((p.account_id for p in positions), symbol)
+        qty = [p.qty_lots * lot for p in positions]
+        entry = [p.cost_minor / (unit * p.qty_lots) * tick if p.cost_minor else tick for p in positions]
+        balance = [h / minor for h in held]
+        return (np.array(qty, dtype=np.float64), np.array(entry, dtype=np.float64),
+                np.array(balance, dtype=np.float64), np.zeros(len(positions)))
 
     def load_arrays(self, symbol: str, account_ids: list[str], qty: np.ndarray, entry_price: np.ndarray,
                     balance: np.ndarray) -> None:
