@@ -30,7 +30,7 @@ import gc
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import repeat
 from typing import Literal, NamedTuple
@@ -54,6 +54,7 @@ from deleverage.core.positions import (
     Position,
     PositionBook,
     apply_trade,
+    contract_sign,
     mark_ticks_for,
     trade_value_minor,
 )
@@ -600,6 +601,95 @@ class Ledger:
         self._book.commit(new_positions)
         return self._apply(posting, fill)
 
+    def open_positions(
+        self, account_ids: list[str], signed_lots: list[int], isolated_minor: list[int], *,
+        instrument: Instrument, price_ticks: int, counterparty: str, ts_ns: int, reason: str = "open position",
+    ) -> None:
+        """Open flat accounts' positions against ``counterparty`` at one price, in row order: exactly
+        ``add_isolated_margin`` (where ``isolated_minor`` > 0) then ``apply_fill`` per row — same state,
+        digest and journal — without re-validating what the batch check already proved.
+
+        When any row is not a plain open from flat (unknown account, not flat, repeated, overdrawn, ...)
+        the rows go through those two calls one by one, which refuse it as they always did.
+        """
+        if not self._opens_ok(account_ids, signed_lots, isolated_minor, instrument, price_ticks, counterparty,
+                              ts_ns, reason):
+            self._open_one_by_one(account_ids, signed_lots, isolated_minor, instrument, price_ticks, counterparty,
+                                  ts_ns, reason)
+            return
+        code, symbol = instrument.settle.code, instrument.symbol
+        clearing = clearing_account_id(symbol)
+        self._register(instrument)
+        market = self._book.get(counterparty, symbol)
+        for account_id, lots, margin in zip(account_ids, signed_lots, isolated_minor, strict=True):
+            isolated = self._accounts[account_id].margin_mode == "isolated"
+            pocket = isolated_account_id(account_id, symbol) if isolated else ""
+            if margin > 0:
+                self._open_system(pocket, "isolated", account_id)
+                self._apply(Posting(((account_id, code, -margin), (pocket, code, margin)),
+                                    "add isolated margin", ts_ns))
+            size = abs(lots)
+            value = trade_value_minor(instrument, price_ticks, size)
+            before = self._book.get(account_id, symbol)
+            direction = 1 if lots > 0 else -1
+            mine = replace(before, qty_lots=lots, cost_minor=before.cost_minor + direction * value)
+            outcome = apply_trade(market, instrument, signed_qty_lots=-lots, value_minor=value,
+                                  price_ticks=price_ticks)
+            market, realized = outcome.position, outcome.realized_minor
+            if isolated:
+                self._open_system(pocket, "isolated", account_id)
+            buyer, seller = (account_id, counterparty) if lots > 0 else (counterparty, account_id)
+            self._book.commit([mine, market] if lots > 0 else [market, mine])
+            entries = ((counterparty, code, realized), (clearing, code, -realized)) if realized else ()
+            self._apply(Posting(entries, reason, ts_ns), FillRecord(symbol, buyer, seller, price_ticks, size, value))
+
+    def _opens_ok(self, account_ids: list[str], signed_lots: list[int], isolated_minor: list[int],
+                  instrument: Instrument, price_ticks: int, counterparty: str, ts_ns: int, reason: str) -> bool:
+        """True when every row is an open from flat that the one-by-one calls would accept."""
+        try:
+            self._book.check_instrument(instrument)
+        except InvalidInput:
+            return False
+        cp = self._accounts.get(counterparty)
+        if (cp is None or cp.kind not in OPENABLE_KINDS or cp.margin_mode != "cross"
+                or not (len(account_ids) == len(signed_lots) == len(isolated_minor))
+                or len(set(account_ids)) != len(account_ids) or counterparty in account_ids
+                or type(price_ticks) is not int or price_ticks < 1 or type(ts_ns) is not int or ts_ns < 0
+                or not isinstance(reason, str) or not reason):
+            return False
+        code, symbol = instrument.settle.code, instrument.symbol
+        for account_id, lots, margin in zip(account_ids, signed_lots, isolated_minor, strict=True):
+            acc = self._accounts.get(account_id) if isinstance(account_id, str) else None
+            if (acc is None or acc.kind not in OPENABLE_KINDS or type(lots) is not int or lots == 0
+                    or type(margin) is not int or margin < 0 or self._book.get(account_id, symbol).qty_lots):
+                return False
+            if margin and (acc.margin_mode != "isolated" or (
+                    self._balances.get((account_id, code), 0) < margin and not acc.allow_negative)):
+                return False
+        return True
+
+    def _open_one_by_one(self, account_ids: list[str], signed_lots: list[int], isolated_minor: list[int],
+                         instrument: Instrument, price_ticks: int, counterparty: str, ts_ns: int,
+                         reason: str) -> None:
+        """The reference: the ledger's own calls per row (and their refusals)."""
+        for account_id, lots, margin in zip(account_ids, signed_lots, isolated_minor, strict=True):
+            if margin > 0:
+                self.add_isolated_margin(account_id, instrument, margin, ts_ns=ts_ns)
+            buyer, seller = (account_id, counterparty) if lots > 0 else (counterparty, account_id)
+            self.apply_fill(buyer=buyer, seller=seller, instrument=instrument, price_ticks=price_ticks,
+                            qty_lots=abs(lots), ts_ns=ts_ns, reason=reason)
+
+    def margin_balances(self, account_ids: Iterable[str], symbol: str) -> tuple[list[int], list[bool]]:
+        """Per account: the isolated pocket's balance in ``symbol`` where the pocket exists, else the wallet's
+        (the margin a screen row starts from), and whether it was the pocket."""
+        code = self._book.instrument(symbol).settle.code
+        accounts, balances = self._accounts, self._balances
+        ids = list(account_ids)
+        pockets = [isolated_account_id(a, symbol) for a in ids]
+        pocketed = [p in accounts for p in pockets]
+        held = [balances.get((p if has else a, code), 0) for a, p, has in zip(ids, pockets, pocketed, strict=True)]
+        return held, pocketed
+
     def _check_fill_args(
         self, buyer: str, seller: str, instrument: Instrument, price_ticks: int, qty_lots: int,
         ts_ns: int, reason: str,
@@ -714,15 +804,40 @@ class Ledger:
         )
 
     def total_values(self, marks: Mapping[str, int]) -> dict[str, Fraction]:
-        """Per asset: balances of all non-world, non-clearing accounts plus all unrealized PnL."""
-        totals: dict[str, Fraction] = {}
-        for (account_id, code), amount in self._balances.items():
-            if self._accounts[account_id].kind not in ("world", "clearing"):
-                totals[code] = totals.get(code, Fraction(0)) + amount
-        for pos in self._book.iterate():
-            code = self._book.instrument(pos.symbol).settle.code
-            totals[code] = totals.get(code, Fraction(0)) + self._book.unrealized_exact(pos, marks)
+        """Per asset: balances of all non-world, non-clearing accounts plus all unrealized PnL.
+
+        Summed in integers, one exact division per instrument at the end: a position's value is linear
+        in its size, so Σ unrealized = κ·(notional(mark, Σ qty) − Σ cost) over the open positions of an
+        instrument (the same Fraction as adding each position's, without a Fraction per position).
+        """
+        totals: dict[str, Fraction] = {
+            code: Fraction(amount) for code, amount in self._balance_totals().items()}
+        for symbol, (qty, cost) in sorted(self._book.open_sums().items()):
+            instrument = self._book.instrument(symbol)
+            mark = mark_ticks_for(marks, symbol)
+            unrealized = contract_sign(instrument) * (instrument.notional(mark, qty) - cost)
+            code = instrument.settle.code
+            totals[code] = totals.get(code, Fraction(0)) + unrealized
         return dict(sorted(totals.items()))
+
+    def _balance_totals(self) -> dict[str, int]:
+        """Per asset, the sum of every balance held by an account other than the world and the clearing ones
+        (an asset appears when such an account has an entry in it, even a zero one)."""
+        excluded = [a for a in (WORLD_ID, *map(clearing_account_id, self._book.symbols()))
+                    if a in self._accounts and self._accounts[a].kind in ("world", "clearing")]
+        balances = self._balances
+        if len(self._asset_codes) == 1:  # one asset: a C-level sum over all balances, minus the few excluded
+            (code,) = self._asset_codes
+            held = [(a, code) for a in excluded if (a, code) in balances]
+            if len(balances) == len(held):
+                return {}
+            return {code: sum(balances.values()) - sum(balances[k] for k in held)}
+        skip = set(excluded)
+        totals: dict[str, int] = {}
+        for (account_id, code), amount in balances.items():
+            if account_id not in skip:
+                totals[code] = totals.get(code, 0) + amount
+        return totals
 
     def total_value(self, marks: Mapping[str, int], asset_code: str | None = None) -> Fraction:
         """Total value in one asset; ``asset_code`` may be omitted when only one asset is in use."""

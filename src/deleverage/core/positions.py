@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
+from operator import attrgetter
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
@@ -192,6 +193,10 @@ def mark_ticks_for(marks: Mapping[str, int], symbol: str) -> int:
     return mark
 
 
+_QTY = attrgetter("qty_lots")
+_COST = attrgetter("cost_minor")
+
+
 class PositionBook:
     """Every (account, instrument) position and the instruments in use; the ledger owns one.
 
@@ -274,6 +279,25 @@ class PositionBook:
         for pos in candidates:
             if pos.is_open or not open_only:
                 yield pos
+
+    def symbols(self) -> list[str]:
+        """The instruments in use, sorted."""
+        return sorted(self._instruments)
+
+    def open_sums(self) -> dict[str, tuple[int, int]]:
+        """Per symbol with an open position: (Σ qty, Σ cost) over its open positions, in Python ints."""
+        sums: dict[str, tuple[int, int]] = {}
+        if len(self._instruments) == 1:  # one instrument: sum the columns at C speed
+            (symbol,) = self._instruments
+            open_positions = [p for p in self._positions.values() if p.qty_lots]
+            if open_positions:
+                sums[symbol] = (sum(map(_QTY, open_positions)), sum(map(_COST, open_positions)))
+            return sums
+        for pos in self._positions.values():
+            if pos.qty_lots:
+                qty, cost = sums.get(pos.symbol, (0, 0))
+                sums[pos.symbol] = (qty + pos.qty_lots, cost + pos.cost_minor)
+        return sums
 
     def unrealized_exact(self, pos: Position, marks: Mapping[str, int]) -> Fraction:
         if not pos.is_open:

@@ -26,7 +26,7 @@ import numpy as np
 from deleverage.core import _kernels as kernels
 from deleverage.core.book import AccountBook
 from deleverage.core.instruments import Instrument
-from deleverage.core.ledger import Ledger, Posting, isolated_account_id
+from deleverage.core.ledger import Ledger, Position, Posting, isolated_account_id
 from deleverage.core.liqindex import LiquidationPriceIndex
 from deleverage.core.tiers import MarginTiers
 from deleverage.errors import InvalidInput
@@ -417,29 +417,45 @@ def float_row(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, 
     """(qty, entry price, margin balance, other maintenance) in human units for the float screen.
 
     Margin balance = wallet (or isolated pocket) plus the other positions' unrealised PnL; the other
-    positions' maintenance goes to ``other_maintenance`` (Binance's TMM1/UPNL1 convention).
+    positions' maintenance goes to ``other_maintenance`` (Binance's TMM1/UPNL1 convention). Each float is
+    the exact value correctly rounded: an int division where the value is a ratio of ints (no Fraction).
     """
     inst = instruments[symbol]
     pos = ledger.position(account_id, symbol)
     if pos.qty_lots == 0:
         return 0.0, 1.0, 0.0, 0.0
-    entry = pos.entry_price_ticks(inst)
-    entry_price = float(entry) * float(inst.tick_size) if entry else float(inst.tick_size)
+    entry_price = _entry_price(pos, inst)
     qty = pos.qty_lots * float(inst.lot_size)
     minor = inst.settle.minor_per_unit
+    code = inst.settle.code
     pocket = isolated_account_id(account_id, symbol)
     if ledger.has_account(pocket):
-        return qty, entry_price, ledger.balance(pocket, inst.settle.code) / minor, 0.0
-    balance = Fraction(ledger.balance(account_id, inst.settle.code))
+        return qty, entry_price, ledger.balance(pocket, code) / minor, 0.0
+    wallet = ledger.balance(account_id, code)
+    balance: Fraction | None = None
     other_mm: Fraction | int = 0
     for sym, other in instruments.items():
-        if sym == symbol or other.settle.code != inst.settle.code or sym not in marks:
+        if sym == symbol or other.settle.code != code or sym not in marks:
             continue
         p = ledger.position(account_id, sym)
         if p.qty_lots:
-            balance += p.unrealized_pnl_exact(other, marks[sym])
+            balance = (Fraction(wallet) if balance is None else balance) + p.unrealized_pnl_exact(other, marks[sym])
             other_mm += maintenance_exact(other, tiers[sym], p.qty_lots, marks[sym])
+    if balance is None:  # no other position: the wallet alone (a ratio of ints, rounded once)
+        return qty, entry_price, wallet / minor, 0.0
     return qty, entry_price, float(balance / minor), float(other_mm / minor)
+
+
+def _entry_price(pos: Position, inst: Instrument) -> float:
+    """The average entry price in human units, ``float(entry_ticks) × float(tick)`` (the tick if no cost)."""
+    tick = float(inst.tick_size)
+    if pos.cost_minor == 0:
+        return tick
+    per = inst.linear_value_per_tick_lot if inst.contract == "linear" else None
+    if per is not None and per.denominator == 1:  # entry ticks = cost / (value per tick-lot × qty)
+        return pos.cost_minor / (per.numerator * pos.qty_lots) * tick
+    entry = pos.entry_price_ticks(inst)
+    return float(entry) * tick if entry else tick
 
 
 def bulk_open_positions(ledger: Ledger, account_ids: Sequence[str], instrument: Instrument,

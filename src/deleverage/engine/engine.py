@@ -28,7 +28,7 @@ import numpy as np
 from deleverage.config.events import AuditLog, EventKind
 from deleverage.config.policy import LiquidationPolicy
 from deleverage.core.instruments import Instrument
-from deleverage.core.ledger import Ledger
+from deleverage.core.ledger import Ledger, Position
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import (
@@ -174,17 +174,40 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         ``extra_capacity``: room for accounts that will open positions later (:meth:`on_position_changed`).
         """
         for symbol, inst in self._instruments.items():
-            rows = [p.account_id for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            positions = [p for p in self.ledger.positions(symbol) if p.account_id not in self._system]
+            rows = [p.account_id for p in positions]
             for aid in rows:
                 self._links.update(self.ledger, aid)
-            data = [float_row(self.ledger, a, symbol, self._marks, self._instruments, self._tiers) for a in rows]
-            arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+            columns = self._screen_columns(symbol, positions)
             det = SymbolDetector(inst, self._tiers[symbol], capacity=int(len(rows) * 1.25) + 1024 + extra_capacity,
                                  buffer_bps=self.policy.trigger.screen_buffer_bps,
                                  confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
-            det.load(rows, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+            det.load(rows, *columns)
             self._detectors[symbol] = det
         self._settler.observe_fund(max(self._last_ts, 0))
+
+    def _screen_columns(self, symbol: str, positions: list[Position]) -> tuple[np.ndarray, ...]:
+        """The float rows of ``positions`` (:func:`float_row`) as four columns.
+
+        One linear instrument with an integer value per tick-lot: the same floats as :func:`float_row` (each a
+        correctly rounded int division or one float product), in list passes without a Fraction per row.
+        Otherwise row by row.
+        """
+        inst = self._instruments[symbol]
+        per = inst.linear_value_per_tick_lot if inst.contract == "linear" else None
+        if len(self._instruments) != 1 or per is None or per.denominator != 1:
+            data = [float_row(self.ledger, p.account_id, symbol, self._marks, self._instruments, self._tiers)
+                    for p in positions]
+            arr = np.array(data, dtype=np.float64).reshape(-1, 4)
+            return tuple(np.ascontiguousarray(arr[:, k]) for k in range(4))
+        unit, tick, lot = int(per.numerator), float(inst.tick_size), float(inst.lot_size)
+        minor = inst.settle.minor_per_unit
+        held, _ = self.ledger.margin_balances((p.account_id for p in positions), symbol)
+        qty = [p.qty_lots * lot for p in positions]
+        entry = [p.cost_minor / (unit * p.qty_lots) * tick if p.cost_minor else tick for p in positions]
+        balance = [h / minor for h in held]
+        return (np.array(qty, dtype=np.float64), np.array(entry, dtype=np.float64),
+                np.array(balance, dtype=np.float64), np.zeros(len(positions)))
 
     def load_arrays(self, symbol: str, account_ids: list[str], qty: np.ndarray, entry_price: np.ndarray,
                     balance: np.ndarray) -> None:

@@ -5,16 +5,22 @@ worker (lab/executor.py) — and :class:`RunProgress` shows them. On a terminal 
 (``rich``); when stdout is a pipe or a file (CI logs, ``make demo | tee``) it prints one plain line at the
 start, one every ``interval_s`` seconds and one per finished run, so long work is never silent.
 
+Before the runs, :class:`SceneProgress` reports the scene build (population, ledger load, ...) stage by
+stage, so a large replay is not silent while it loads; the build calls :func:`scene_stage`, which does
+nothing unless a :func:`scene_progress` block is open.
+
 ``DELEVERAGE_PROGRESS`` chooses: ``auto`` (default: live on a terminal, plain otherwise), ``live``,
 ``plain`` or ``off``. Progress only observes: it never changes a result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 from deleverage.errors import InvalidInput
@@ -140,4 +146,79 @@ class RunProgress:
             self._live.remove_task(self._bars.pop(label))  # finished runs make room for running ones
 
 
-__all__ = ["LINE_WIDTH", "MODES", "PLAIN_INTERVAL_S", "RunProgress", "progress_mode"]
+class SceneProgress:
+    """The scene build's stages: a bar of stages done on a terminal, a line per stage start and end elsewhere."""
+
+    def __init__(self, stages: int, *, mode: str | None = None, what: str = "building the scene",
+                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stages = max(int(stages), 1)
+        self.what = what
+        self.mode = progress_mode(mode, stream)
+        self.stream = stream if stream is not None else sys.stdout
+        self.clock = clock
+        self.done = 0
+        self._started = clock()
+        self._live: Any = None
+        self._bar: Any = None
+        if self.mode == "live":
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._live = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30),
+                                  TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn(),
+                                  transient=True)
+            self._live.start()
+            self._bar = self._live.add_task(what, total=self.stages)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """One stage: announced when it starts, timed when it ends (a failed stage is not reported done)."""
+        began = self.clock()
+        self._show(f"{name} …")
+        yield
+        self.done = min(self.done + 1, self.stages)
+        self._show(f"{name}: done in {self.clock() - began:.1f} s", advance=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _show(self, text: str, advance: bool = False) -> None:
+        if self._live is not None:
+            self._live.update(self._bar, description=f"{self.what}: {text}", completed=self.done)
+        elif self.mode == "plain":
+            line = f"[{self.clock() - self._started:5.0f}s] {self.what}: {text}"
+            try:
+                print(line[:LINE_WIDTH], file=self.stream, flush=True)
+            except (OSError, ValueError):  # a closed pipe loses progress, never the run
+                pass
+
+
+_SCENE: ContextVar[SceneProgress | None] = ContextVar("deleverage_scene_progress", default=None)
+
+
+@contextlib.contextmanager
+def scene_progress(stages: int, *, mode: str | None = None, stream: TextIO | None = None) -> Iterator[SceneProgress]:
+    """Report the :func:`scene_stage` calls made inside this block (``mode`` as :class:`RunProgress`)."""
+    reporter = SceneProgress(stages, mode=mode, stream=stream)
+    token = _SCENE.set(reporter)
+    try:
+        yield reporter
+    finally:
+        _SCENE.reset(token)
+        reporter.close()
+
+
+@contextlib.contextmanager
+def scene_stage(name: str) -> Iterator[None]:
+    """A stage of the scene build, shown by the open :func:`scene_progress` block (none: nothing happens)."""
+    reporter = _SCENE.get()
+    if reporter is None:
+        yield
+        return
+    with reporter.stage(name):
+        yield
+
+
+__all__ = ["LINE_WIDTH", "MODES", "PLAIN_INTERVAL_S", "RunProgress", "SceneProgress", "progress_mode",
+           "scene_progress", "scene_stage"]

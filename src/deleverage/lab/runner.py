@@ -180,7 +180,8 @@ def run_comparison(
     seed_list = [seed + i for i in range(seeds)]
     per_seed: dict[int, dict[str, PolicyRun]] = {}
     digests: dict[int, dict[str, str]] = {}
-    first_scene = build_scene(config, population_path=population_path)
+    with _scene_progress(progress):
+        first_scene = build_scene(config, population_path=population_path)
     key, run_key = _run_key(config, first_scene, resolved, seed_list)
     with contextlib.ExitStack() as stack:
         if executor is None:
@@ -188,7 +189,11 @@ def run_comparison(
                                                          address=address))
         for s in seed_list:
             seed_config = replace(config, seed=s)
-            scene = first_scene if s == seed else build_scene(seed_config, population_path=population_path)
+            if s == seed:
+                scene = first_scene
+            else:
+                with _scene_progress(progress):
+                    scene = build_scene(seed_config, population_path=population_path)
             per_seed[s], digests[s] = _run_seed(resolved, scene, seed_config, progress=progress, executor=executor)
         summary = _summary(config, first_scene, per_seed, digests, resolved, baseline, key, run_key)
         summary["realism"] = compute_realism(per_seed[seed], first_scene.facts,
@@ -854,6 +859,17 @@ class _Callback:
 
     def close(self) -> None:
         pass
+
+
+#: Stages of a scene build reported by lab/setup.py (population, ledger load, liquidation prices).
+SCENE_STAGES = 3
+
+
+def _scene_progress(progress: bool | Callable[[str, int | None], None]) -> Any:
+    """The scene build's progress when progress is shown (``True``); a caller's callable sees only the runs."""
+    from deleverage.lab.progress import scene_progress
+
+    return scene_progress(SCENE_STAGES) if progress is True else contextlib.nullcontext()
 
 
 def _progress(progress: bool | Callable[[str, int | None], None], labels: list[str], ticks: int,

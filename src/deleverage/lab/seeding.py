@@ -80,11 +80,26 @@ class EntryCursor:
 
     def open_due(self, ledger: Ledger, ts_ns: int, price_ticks: int) -> list[str]:
         """Open every position due by ``ts_ns`` at ``price_ticks`` against the market; their ids."""
+        entries = self.plan.entries
+        start = self.next
+        while self.next < len(entries) and entries[self.next].opened_ns <= ts_ns:
+            self.next += 1
+        due = entries[start:self.next]
+        if not due:
+            return []
+        opened = [e.account_id for e in due]
+        # one batch call: the same postings, fills and journal as add_isolated_margin + apply_fill per entry
+        ledger.open_positions(opened, [e.qty_lots if e.side == "long" else -e.qty_lots for e in due],
+                              [e.isolated_minor for e in due], instrument=self.plan.instrument,
+                              price_ticks=int(price_ticks), counterparty=MARKET, ts_ns=ts_ns)
+        return opened
+
+    def open_due_one_by_one(self, ledger: Ledger, ts_ns: int, price_ticks: int) -> list[str]:
+        """The reference path of :meth:`open_due`: the ledger's own calls, entry by entry."""
         entries, instrument = self.plan.entries, self.plan.instrument
         opened: list[str] = []
         while self.next < len(entries) and entries[self.next].opened_ns <= ts_ns:
-            entry = entries[self.next]
-            self.next += 1
+            entry = self.next_entry()
             if entry.isolated_minor > 0:
                 ledger.add_isolated_margin(entry.account_id, instrument, entry.isolated_minor, ts_ns=ts_ns)
             buyer, seller = (entry.account_id, MARKET) if entry.side == "long" else (MARKET, entry.account_id)
@@ -92,6 +107,11 @@ class EntryCursor:
                               qty_lots=entry.qty_lots, ts_ns=ts_ns, reason="open position")
             opened.append(entry.account_id)
         return opened
+
+    def next_entry(self) -> DeferredEntry:
+        entry = self.plan.entries[self.next]
+        self.next += 1
+        return entry
 
 
 def seed_ledger(

@@ -32,6 +32,7 @@ from deleverage.data.population import (
 )
 from deleverage.errors import InvalidInput
 from deleverage.lab.config import RunConfig, StressShape
+from deleverage.lab.progress import scene_stage
 from deleverage.lab.seeding import DeferredEntries, SeedReport, deferred_entries, seed_ledger
 from deleverage.lab.window import NS_PER_DAY
 from deleverage.lab.window import parse_window as _parse_window
@@ -550,32 +551,36 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
     plan = _population_plan(config, default_oi, oi_source, start_ns) if generated else None
     if plan is not None:
         tiers = scale_tiers(tiers, plan.multiplicity)
-    population = _population(config, history, instrument, population_path, plan=plan, run_bars=run_bars,
-                             tiers=tiers, shape=shape)
-    underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
-    if plan is not None and plan.open_interest is not None and kept_oi > 0:
-        # aim the *seeded* open interest at the target: redraw (same seed) scaled by what the screen kept
-        population = _population(config, history, instrument, None, plan=plan, run_bars=run_bars, tiers=tiers,
-                                 target=plan.open_interest * plan.open_interest / kept_oi, shape=shape)
+    with scene_stage(f"population of {config.accounts:,} accounts" if generated else "population"):
+        population = _population(config, history, instrument, population_path, plan=plan, run_bars=run_bars,
+                                 tiers=tiers, shape=shape)
         underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
+        if plan is not None and plan.open_interest is not None and kept_oi > 0:
+            # aim the *seeded* open interest at the target: redraw (same seed) scaled by what the screen kept
+            population = _population(config, history, instrument, None, plan=plan, run_bars=run_bars, tiers=tiers,
+                                     target=plan.open_interest * plan.open_interest / kept_oi, shape=shape)
+            underwater, kept_oi = _screen_start(population, start_price, tiers, start_ns)
     fund = config.insurance_fund_share * kept_oi
     backstop_capital = config.backstop_share * kept_oi / max(config.backstops, 1)
     backstop_ids = [f"backstop{i}" for i in range(config.backstops)]
-    ledger, report = seed_ledger(
-        population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,
-        backstops=[(b, backstop_capital) for b in backstop_ids], drop_liquidatable=underwater,
-        ts_ns=0, start_ns=start_ns,
-    )
-    entries = deferred_entries(population, instrument, start_ns=start_ns, drop=underwater)
+    with scene_stage(f"ledger load of {population.height - len(underwater):,} accounts"):
+        ledger, report = seed_ledger(
+            population, instrument, start_mark_ticks=start_ticks, insurance_fund=fund,
+            backstops=[(b, backstop_capital) for b in backstop_ids], drop_liquidatable=underwater,
+            ts_ns=0, start_ns=start_ns,
+        )
+        entries = deferred_entries(population, instrument, start_ns=start_ns, drop=underwater)
     settle = instrument.settle
 
     make_backstops = partial(_backstops, settle, instrument, config, backstop_ids, backstop_capital, start_price)
     make_frontrunner = partial(_frontrunner, instrument, config)
 
-    at_start = population.filter(~pl.col("account_id").is_in(underwater) & _at_start(population, start_ns))
-    liquidation_prices = _initial_liquidation_prices(at_start, instrument, tiers)
-    low, high = _reference_extremes(probe if hasattr(probe, "path_ticks") else make_market())
-    population_notes = _population_notes(config, plan, report, population, len(underwater), start_ns)
+    with scene_stage("liquidation prices and digests"):
+        at_start = population.filter(~pl.col("account_id").is_in(underwater) & _at_start(population, start_ns))
+        liquidation_prices = _initial_liquidation_prices(at_start, instrument, tiers)
+        low, high = _reference_extremes(probe if hasattr(probe, "path_ticks") else make_market())
+        population_notes = _population_notes(config, plan, report, population, len(underwater), start_ns)
+        digest = population_digest(population)
     notes = notes + [
         f"population: {report.accounts:,} accounts open at the start with {report.open_interest_notional:,.0f} "
         f"{settle.code} of open interest ({population_notes['open_interest_source']}), {report.deferred:,} more "
@@ -595,7 +600,7 @@ def _finish(config: RunConfig, title: str, instrument: Instrument, tiers: Margin
         title=title, instrument=instrument, tiers=tiers, ledger=ledger, seed_report=report,
         times=times, make_market=make_market, make_backstops=make_backstops,
         make_frontrunner=make_frontrunner, data_digest=data_digest,
-        population_digest=population_digest(population), notes=notes, published=published,
+        population_digest=digest, notes=notes, published=published,
         liquidation_prices=liquidation_prices, reference_low_ticks=low, reference_high_ticks=high,
         entries=entries if len(entries) else None, market_digest=market_digest,
         population_notes=population_notes, facts=facts or {},
