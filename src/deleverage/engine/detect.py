@@ -387,6 +387,11 @@ class CrossLinks:
         self._by_symbol: dict[str, set[str]] = {s: set() for s in instruments}
         self.count = 0  # (symbol, account) links in all (0: nothing to do on any tick)
 
+    def add_symbol(self, instrument: Instrument) -> None:
+        """A newly listed symbol: no account holds it yet, so no account's links change."""
+        self._instruments[instrument.symbol] = instrument
+        self._by_symbol[instrument.symbol] = set()
+
     def update(self, ledger: Ledger, account_id: str) -> None:
         """Re-read which symbols link ``account_id`` (after a trade, a transfer, a liquidation)."""
         if len(self._instruments) < 2:

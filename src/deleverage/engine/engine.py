@@ -193,6 +193,8 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         correctly rounded int division or one float product), in list passes without a Fraction per row.
         Otherwise row by row.
         """
+        if not positions:  # an empty book (a venue starting up): the ledger may not know the symbol yet
+            return tuple(np.zeros(0, dtype=np.float64) for _ in range(4))
         inst = self._instruments[symbol]
         per = inst.linear_value_per_tick_lot if inst.contract == "linear" else None
         if len(self._instruments) != 1 or per is None or per.denominator != 1:
@@ -208,6 +210,37 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         balance = [h / minor for h in held]
         return (np.array(qty, dtype=np.float64), np.array(entry, dtype=np.float64),
                 np.array(balance, dtype=np.float64), np.zeros(len(positions)))
+
+    def list_instrument(self, instrument: Instrument, *, tiers: MarginTiers | None = None,
+                        liquidity: Any = None) -> None:
+        """Serve a new symbol on a running engine: a venue lists a contract without a restart.
+
+        No position holds the symbol yet, so nothing is re-screened; its detector starts empty and grows
+        as accounts open positions (:meth:`on_position_changed`). Refused, with nothing changed, when the
+        symbol is served already or settles in another asset than the engine's fund.
+        """
+        symbol = instrument.symbol
+        if symbol in self._instruments:
+            raise InvalidInput("symbol", symbol, "is listed already")
+        if instrument.settle.code != self._fund_code:
+            raise InvalidInput("settle", instrument.settle.code,
+                               f"must be the insurance fund's asset {self._fund_code}")
+        tiers = tiers if tiers is not None else _tiers_of(instrument)
+        self._instruments[symbol] = instrument  # the same dicts as the settler's and the Dutch executor's
+        self._tiers[symbol] = self._base_tiers[symbol] = tiers
+        self._liquidity[symbol] = liquidity if liquidity is not None else EmptyBook()
+        self._holding[symbol] = False
+        self._mark_waits[symbol] = {}
+        self._cases[symbol] = {}
+        self._batch_close[symbol] = None
+        self._batch_members[symbol] = {}
+        self._cleared[symbol] = {}
+        self._links.add_symbol(instrument)
+        det = SymbolDetector(instrument, tiers, capacity=1024, buffer_bps=self.policy.trigger.screen_buffer_bps,
+                             confirm=self._confirmer(symbol), cleared=self._cleared[symbol])
+        empty = np.zeros(0, dtype=np.float64)
+        det.load([], empty, empty, empty, empty)
+        self._detectors[symbol] = det
 
     def load_arrays(self, symbol: str, account_ids: list[str], qty: np.ndarray, entry_price: np.ndarray,
                     balance: np.ndarray) -> None:

@@ -16,7 +16,7 @@ Body::
 ``tiers`` is ``flat:<rate>`` (0 < rate < 1) or a bundled table name; ``settle`` must be a settlement
 asset the store already serves (a new asset would need a seeded insurance fund: a new genesis).
 
-:func:`extend_engine` adds the symbol to a running :class:`~deleverage.engine.engine.LiquidationEngine`.
+:meth:`LiquidationEngine.list_instrument <deleverage.engine.engine.LiquidationEngine.list_instrument>` adds the symbol to the running engine.
 The engine has no public way to do that yet, so this fills in each of its per-symbol tables the way
 its constructor and ``track_all`` do (a new symbol holds no position, so its screen starts empty);
 ``tests/service/test_service_listing.py`` checks that no per-symbol table is left without the symbol.
@@ -32,7 +32,6 @@ from typing import Any
 from deleverage.core.instruments import Instrument
 from deleverage.core.money import Asset
 from deleverage.core.tiers import MarginTiers
-from deleverage.engine.detect import SymbolDetector
 from deleverage.errors import DeleverageError, InvalidInput
 from deleverage.service import limits
 
@@ -115,33 +114,4 @@ def instrument_of(p: Mapping[str, Any], assets: Mapping[str, Asset]) -> Instrume
                       lot_size=Decimal(p["lot_size"]), contract_size=Decimal(p["contract_size"]), tiers=None)
 
 
-def extend_engine(engine: Any, instrument: Instrument, tiers: MarginTiers, book: Any) -> None:
-    """Add ``instrument`` (no positions yet) to a running engine's per-symbol tables."""
-    e, symbol = engine, instrument.symbol
-    e._instruments[symbol] = instrument  # shared with the settler and the Dutch executor
-    e._tiers[symbol] = tiers  # shared with the settler
-    e._base_tiers[symbol] = tiers
-    e._liquidity[symbol] = book
-    e._holding[symbol] = False
-    e._mark_waits[symbol] = {}
-    e._cases[symbol] = {}
-    e._batch_close[symbol] = None
-    e._batch_members[symbol] = {}
-    e._cleared[symbol] = {}
-    links = e._links
-    links._instruments[symbol] = instrument
-    links._by_symbol[symbol] = set()
-    # no account holds the new symbol yet, so no account's links change
-    det = SymbolDetector(instrument, tiers, capacity=1024, buffer_bps=e.policy.trigger.screen_buffer_bps,
-                         confirm=e._confirmer(symbol), cleared=e._cleared[symbol])
-    det.load([], *([_empty()] * 4))
-    e._detectors[symbol] = det
-
-
-def _empty() -> Any:
-    import numpy as np  # noqa: PLC0415
-
-    return np.zeros(0, dtype=np.float64)
-
-
-__all__ = ["FIELDS", "KIND", "extend_engine", "instrument_of", "parse_listing", "tiers_of"]
+__all__ = ["FIELDS", "KIND", "instrument_of", "parse_listing", "tiers_of"]

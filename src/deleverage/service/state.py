@@ -492,7 +492,7 @@ class ServiceState:
         self.instruments[inst.symbol] = inst
         self.parser.add(inst)
         self.books[inst.symbol] = book = L2Book(max_span_ticks=self.config.book_max_span_ticks)
-        listing.extend_engine(self.engine, inst, tiers, book)
+        self.engine.list_instrument(inst, tiers=tiers, liquidity=book)
 
     def _drain_journal(self) -> list[JournalRecord]:
         # the ledger keeps every record it ever posted; the store keeps them here, so the ledger's
