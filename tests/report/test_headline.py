@@ -91,3 +91,23 @@ def test_a_real_runs_headline(small_run) -> None:
     summary = small_run.summary
     assert summary["headline"] == headline(summary)
     _check(summary["headline"], summary)
+
+
+def test_a_winner_that_auto_deleveraged_says_how_much_beside_the_others_liquidations() -> None:
+    summary = _summary({"binance": 12.34, "fba": 9.5, "dydx": 3.0, "okx": 11.0})
+    liquidated = {"binance": 3.0e9, "fba": 2.5e9, "dydx": 0.5e9, "okx": 2.0e9}
+    for name, row in summary["policies"].items():
+        row["liquidated_notional"] = liquidated[name]
+        row["adl_count"] = 1416.0 if name == "dydx" else 0.0
+        row["adl_notional"] = 969_913_065.4 if name == "dydx" else 0.0
+    sentence = headline(summary)
+    _check(sentence.split(". It auto-deleveraged")[0] + ".", summary)
+    m = re.search(rf"It auto-deleveraged {NUM} accounts \({NUM} USDT of ADL notional\) and liquidated {NUM} USDT, "
+                  rf"against a median of {NUM} for the others", sentence)
+    assert m
+    assert [_number(g) for g in m.groups()] == [1416, 969_913_065, 500_000_000, 2_500_000_000]
+
+
+def test_no_adl_no_second_sentence() -> None:
+    summary = _summary({"binance": 12.34, "fba": 3.21})
+    assert "auto-deleveraged" not in headline(summary)

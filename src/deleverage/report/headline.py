@@ -4,7 +4,9 @@ Which policy lost least on the lab's common yardstick (``shortfall_bps``: implem
 against the unimpacted reference, report/metrics.py), by how much against the next policy and against
 the baseline, with the 95 % interval when there are several seeds (``<metric>_ci`` of the policy and
 the paired difference ``vs_baseline``). :func:`headline_facts` returns the numbers, :func:`headline`
-the sentence; both read only what ``summary.json`` holds, so a reader can check the one against the
+the sentence (and, when the policy that lost least auto-deleveraged accounts, a second sentence saying
+how many, with its liquidated notional beside the others' median: a policy can be cheapest on the
+yardstick by liquidating less and deleveraging more); both read only what ``summary.json`` holds, so a reader can check the one against the
 other (tests/report/test_headline.py does).
 """
 
@@ -54,6 +56,16 @@ def headline_facts(summary: Mapping[str, Any]) -> dict[str, Any]:
             facts["vs_baseline_ci"] = [_bps(v) for v in diff[f"{YARDSTICK}_ci"]]
     elif baseline == best:
         facts["baseline"] = baseline
+    adl = round(float(row.get("adl_count", 0.0)))
+    if adl > 0:  # cheapest by moving positions onto profitable traders: say so beside the yardstick
+        facts["best_adl_count"] = adl
+        facts["best_adl_notional"] = round(float(row.get("adl_notional", 0.0)))
+        others = sorted(float(policies[n].get("liquidated_notional", 0.0)) for n in order[1:])
+        if others:
+            mid = len(others) // 2
+            median = others[mid] if len(others) % 2 else (others[mid - 1] + others[mid]) / 2
+            facts["best_liquidated"] = round(float(row.get("liquidated_notional", 0.0)))
+            facts["others_median_liquidated"] = round(median)
     return facts
 
 
@@ -95,7 +107,15 @@ def headline(summary: Mapping[str, Any]) -> str:
             text += f" (the interval includes 0: no clear difference over {f['seeds']} seeds)"
     elif f.get("baseline") == f["best"] and len(policies) > 1:
         text += "; it is the baseline"
-    return text + "."
+    text += "."
+    if "best_adl_count" in f:
+        text += (f" It auto-deleveraged {_money(f['best_adl_count'])} accounts "
+                 f"({_money(f['best_adl_notional'])} {f['settle']} of ADL notional)")
+        if "best_liquidated" in f:
+            text += (f" and liquidated {_money(f['best_liquidated'])} {f['settle']}, against a median of "
+                     f"{_money(f['others_median_liquidated'])} for the others")
+        text += ": read ADL and the liquidated notional beside the shortfall."
+    return text
 
 
 __all__ = ["YARDSTICK", "headline", "headline_facts", "ranked"]
