@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import repeat
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -906,7 +906,7 @@ class Ledger:
         text = repr((accounts, balances, self._book.state_key(), self.journal_length()))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> dict[str, Any]:
         """Pickled with the accounts as columns (a named tuple each pickles through a Python-level
         ``__getnewargs__``: seconds for a million accounts when a scene is shared with workers)."""
         state = dict(self.__dict__)
@@ -914,10 +914,10 @@ class Ledger:
         state["_accounts"] = [list(column) for column in zip(*accounts, strict=True)] if accounts else []
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        columns = state.pop("_accounts")
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        columns: list[list[Any]] = state.pop("_accounts")
         self.__dict__.update(state)
-        self._accounts = dict(zip(columns[0], map(_Account, *columns), strict=True)) if columns else {}  # type: ignore[index]
+        self._accounts = dict(zip(columns[0], map(_Account, *columns), strict=True)) if columns else {}
 
     def copy(self) -> Ledger:
         """An independent copy; positions and postings are immutable, so sharing them is safe."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
@@ -216,7 +217,7 @@ class PositionBook:
         self._symbol_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._instruments: dict[str, Instrument] = {}
 
-    def __getstate__(self) -> dict[str, object]:
+    def __getstate__(self) -> dict[str, Any]:
         """Pickled as columns (ids, symbols, five int lists): a scene shared with workers holds a million
         positions, and one dataclass ``__getstate__``/``__setstate__`` per position took seconds each way."""
         state = dict(self.__dict__)
@@ -224,11 +225,10 @@ class PositionBook:
         state["_positions"] = [list(map(attrgetter(name), values)) for name in _POSITION_FIELDS]
         return state
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        columns = state.pop("_positions")
-        aids, symbols = columns[0], columns[1]  # type: ignore[index]
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        columns: list[list[Any]] = state.pop("_positions")
         self.__dict__.update(state)
-        self._positions = dict(zip(zip(aids, symbols), map(Position, *columns), strict=True))  # type: ignore[call-overload]
+        self._positions = dict(zip(zip(columns[0], columns[1], strict=True), map(Position, *columns), strict=True))
 
     def copy(self) -> PositionBook:
         other = PositionBook()
