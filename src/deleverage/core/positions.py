@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
@@ -103,6 +104,10 @@ class Position:
         if instrument.contract == "linear":
             return Fraction(self.cost_minor) / instrument.notional(1, self.qty_lots)
         return instrument.notional(1, self.qty_lots) / self.cost_minor
+
+
+_POSITION_FIELDS = ("account_id", "symbol", "qty_lots", "cost_minor", "realized_pnl_minor", "fees_minor",
+                    "funding_minor")  # Position's fields in order: PositionBook pickles them as columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,19 @@ class PositionBook:
         self._symbol_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._instruments: dict[str, Instrument] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as columns (ids, symbols, five int lists): a scene shared with workers holds a million
+        positions, and one dataclass ``__getstate__``/``__setstate__`` per position took seconds each way."""
+        state = dict(self.__dict__)
+        values = list(self._positions.values())
+        state["_positions"] = [list(map(attrgetter(name), values)) for name in _POSITION_FIELDS]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        columns: list[list[Any]] = state.pop("_positions")
+        self.__dict__.update(state)
+        self._positions = dict(zip(zip(columns[0], columns[1], strict=True), map(Position, *columns), strict=True))
+
     def copy(self) -> PositionBook:
         other = PositionBook()
         other._positions = dict(self._positions)
@@ -271,11 +289,11 @@ class PositionBook:
         if account_id is not None:
             candidates = [self._positions[(account_id, s)] for s in self._by_account.get(account_id, ())
                           if symbol is None or s == symbol]
+        elif symbol is not None:  # one symbol: (symbol, account) order is account order, a plain str sort
+            book = self._positions
+            candidates = [book[(aid, symbol)] for aid in sorted([aid for aid, sym in book if sym == symbol])]
         else:
-            candidates = [
-                pos for (_, sym), pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))
-                if symbol is None or sym == symbol
-            ]
+            candidates = [pos for _, pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
         for pos in candidates:
             if pos.is_open or not open_only:
                 yield pos

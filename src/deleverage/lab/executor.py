@@ -25,7 +25,8 @@ The interface (:class:`Executor`):
   tasks and results must pickle. An exception in a task is raised in the caller when its result is
   reached; the remaining work is cancelled.
 - ``on_progress(label, completed)`` — called in the caller's process for every message a task sends with
-  :func:`report_progress` (``completed`` ticks done; ``None``: the task named ``label`` is done).
+  :func:`report_progress` (``completed`` ticks done; ``None``: the task named ``label`` is done) or
+  :func:`report_stage` (``completed`` a ``str``: a start-up stage, e.g. the scene being loaded).
   Progress only observes: it never changes a result.
 - ``share(obj) -> Shared`` — a handle to a large read-only object (a built scene) put in a task instead of
   the object: ``shared.get()`` in the task returns it. The object is serialised **once** (pickle protocol 5:
@@ -49,6 +50,7 @@ Ctrl-C stops them without a traceback, see :mod:`deleverage.lab.workers`) and :c
 from __future__ import annotations
 
 import contextlib
+import gc
 import mmap
 import os
 import pickle
@@ -63,7 +65,7 @@ from deleverage.errors import InvalidInput
 
 T = TypeVar("T")
 R = TypeVar("R")
-ProgressCallback = Callable[[str, int | None], None]
+ProgressCallback = Callable[[str, "int | str | None"], None]
 
 BACKENDS = ("local", "ray")
 #: How long the caller waits for a result before it looks at progress messages again (seconds).
@@ -89,6 +91,15 @@ def report_progress(label: str, completed: int | None) -> None:
     if send is not None:
         with contextlib.suppress(Exception):
             send(label, completed)
+
+
+def report_stage(label: str, text: str) -> None:
+    """From a task: the task ``label`` is at a start-up stage (``text``, e.g. "loading the scene …").
+
+    Sent through the same channel as :func:`report_progress`, with a ``str`` where the ticks go, so a
+    worker's silent start (unpickling the scene, building its screen) shows in the caller's progress.
+    """
+    report_progress(label, text)  # type: ignore[arg-type]
 
 
 def progress_sender() -> Callable[[str, int | None], None] | None:
@@ -120,6 +131,10 @@ class Shared:
         self.__dict__.update(state)
         self._value = _MISSING
 
+    def loaded_here(self) -> bool:
+        """Whether ``get()`` returns at once in this process (the object is here or already loaded)."""
+        return self._value is not _MISSING or self.token in _LOADED
+
     def get(self) -> Any:
         if self._value is not _MISSING:
             return self._value
@@ -127,6 +142,7 @@ class Shared:
             return _LOADED[self.token]
         if self.path is not None:
             value = _load_shared(Path(self.path))
+            gc.freeze()  # the scene is read-only here: the collector need not rescan its million objects
         elif self.ref is not None:
             import ray
 
@@ -142,7 +158,8 @@ def _dump_shared(obj: Any, directory: Path) -> None:
     """Pickle ``obj`` (protocol 5) into ``directory``: the stream, and every out-of-band buffer, aligned,
     in one file (``buffers.bin``) with their offsets at the end of the stream file."""
     buffers: list[pickle.PickleBuffer] = []
-    stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    with _collector_paused():
+        stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     offsets: list[tuple[int, int]] = []
     with open(directory / "buffers.bin", "wb") as handle:
         position = 0
@@ -171,7 +188,21 @@ def _load_shared(directory: Path) -> Any:
         views = [whole[start:start + length] for start, length in offsets]
     else:
         views = [bytearray() for _ in offsets]
-    return pickle.loads(stream, buffers=views)
+    with _collector_paused():
+        return pickle.loads(stream, buffers=views)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a scene is (un)pickled: a million new objects would set off
+    full collections over the growing heap (half of a 1e5-account scene's load time); restored after."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 # --- the interface ---------------------------------------------------------------------------------
@@ -476,5 +507,6 @@ __all__ = [
     "make_executor",
     "progress_sender",
     "report_progress",
+    "report_stage",
     "scratch_dir",
 ]

@@ -69,8 +69,11 @@ class RunProgress:
 
     # --- what the runs send ---------------------------------------------------------------------------
 
-    def on_progress(self, label: str, completed: int | None) -> None:
-        """A run's ticks done (``None``: it has finished)."""
+    def on_progress(self, label: str, completed: int | str | None) -> None:
+        """A run's ticks done (``None``: it has finished; a ``str``: a start-up stage, see :meth:`note`)."""
+        if isinstance(completed, str):
+            self.note(completed, label)
+            return
         if completed is None:
             if label not in self.finished:
                 self.finished.append(label)
@@ -83,6 +86,18 @@ class RunProgress:
         self._update(label)
         if self.mode == "plain" and self.clock() - self._last_line >= self.interval_s:
             self._print(self._line())
+
+    def note(self, text: str, label: str | None = None) -> None:
+        """A stage before the ticks (the scene shared, a worker loading it, its screen built): a plain line,
+        or the run's bar description on a terminal, so the start of a large run is not silent."""
+        if self._live is not None:
+            key = label if label is not None else "*"
+            if key not in self._bars:
+                self._bars[key] = self._live.add_task(f"  {label}", total=self.total)
+            base = f"  {label}" if label is not None else f"{self.what} (all runs)"
+            self._live.update(self._bars[key], description=f"{base}: {text}")
+        elif self.mode == "plain":
+            self._print(self._line(f"{label}: {text}" if label is not None else text, running=False)[:LINE_WIDTH])
 
     def fraction(self) -> float:
         """Share of all runs' ticks done, 0 … 1."""
@@ -103,14 +118,15 @@ class RunProgress:
 
     # --- plain lines ----------------------------------------------------------------------------------
 
-    def _line(self, event: str | None = None) -> str:
+    def _line(self, event: str | None = None, *, running: bool = True) -> str:
         elapsed = self.clock() - self._started
         head = (f"[{elapsed:5.0f}s] {self.what} {self.fraction():4.0%}, "
                 f"{len(self.finished)}/{len(self.labels)} runs done")
         if event is not None:
             head += f"; {event}"
-        running = [label for label in self.labels if label in self.done and label not in self.finished]
-        for label in running:
+        for label in self.labels if running else ():
+            if label not in self.done or label in self.finished:
+                continue
             part = f"; {label} {self.done[label] / self.total:.0%}"
             if len(head) + len(part) > LINE_WIDTH:
                 head += "; …" if len(head) + 3 <= LINE_WIDTH else ""
@@ -140,8 +156,8 @@ class RunProgress:
             return
         if label not in self._bars:
             self._bars[label] = self._live.add_task(f"  {label}", total=self.total)
-        self._live.update(self._bars[label], completed=self.done[label])
-        self._live.update(self._bars["*"], completed=sum(self.done.values()))
+        self._live.update(self._bars[label], completed=self.done[label], description=f"  {label}")
+        self._live.update(self._bars["*"], completed=sum(self.done.values()), description=f"{self.what} (all runs)")
         if label in self.finished:
             self._live.remove_task(self._bars.pop(label))  # finished runs make room for running ones
 

@@ -15,9 +15,10 @@ import contextlib
 import hashlib
 import json
 import math
+import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from dataclasses import fields as fields_of
 from fractions import Fraction
@@ -40,6 +41,7 @@ from deleverage.lab.executor import (
     check_backend,
     make_executor,
     progress_sender,
+    report_stage,
     scratch_dir,
 )
 from deleverage.lab.kernel import PRIORITY_MARKET, Kernel
@@ -256,7 +258,10 @@ def _run_seed(policies: list[LiquidationPolicy], scene: Scene, config: RunConfig
             return _run_seed(policies, scene, config, progress=progress, executor=own)
     tasks = _tasks(policies, config)
     reporter = _progress(progress, [task_label(p.name, fb, config) for p, fb in tasks], len(scene.times), config)
+    began = time.monotonic()
+    reporter.note(f"sharing the scene with {executor.workers} worker{'s' * (executor.workers != 1)} …")
     shared = executor.share(scene)
+    reporter.note(f"scene shared in {time.monotonic() - began:.1f} s")
     results: dict[tuple[str, bool], tuple[PolicyRun, str]] = {}
     try:
         jobs = [(shared, config, p, fb) for p, fb in tasks]
@@ -283,12 +288,27 @@ def policy_task(task: tuple[Shared, RunConfig, LiquidationPolicy, bool]) -> tupl
     """One policy run, as an executor task: ``(shared scene, config, policy, feedback)`` →
     ``(policy name, feedback, run, audit digest)``; progress goes out through the executor's channel."""
     shared, config, policy, feedback = task
-    scene = shared.get()
-    counter = _TickReporter(task_label(policy.name, feedback, config))
+    label = task_label(policy.name, feedback, config)
+    if shared.loaded_here():
+        scene = shared.get()
+    else:
+        with startup_stage(label, "loading the scene", "scene loaded"):
+            scene = shared.get()
+    counter = _TickReporter(label)
     run, digest = run_policy(policy, scene, config, on_tick=counter, feedback=feedback,
-                             keep_events=feedback == config.feedback)
+                             keep_events=feedback == config.feedback, label=label)
     counter.finish()
     return policy.name, feedback, _spill(run), digest
+
+
+@contextlib.contextmanager
+def startup_stage(label: str, doing: str, done: str) -> Iterator[None]:
+    """A run's start-up stage, announced and timed through the executor's progress channel: before its
+    first tick a worker loads the scene and builds its screen, a minute of silence at 1 M accounts."""
+    began = time.monotonic()
+    report_stage(label, f"{doing} …")
+    yield
+    report_stage(label, f"{done} in {time.monotonic() - began:.1f} s")
 
 
 class _TickReporter:
@@ -373,12 +393,14 @@ def run_policy(
     on_tick: Callable[[], None] | None = None,
     feedback: bool | None = None,
     keep_events: bool = True,
+    label: str | None = None,
 ) -> tuple[PolicyRun, str]:
     """Run one policy over the scene; returns its :class:`PolicyRun` and the audit-log digest.
 
     ``feedback`` (default ``config.feedback``): whether our flow's impact moves the mark. The records
     carry the exact columns of the yardstick; the run checks that they account for every lot the fund
-    and the backstops hold at the end (else ``SimulationError``).
+    and the backstops hold at the end (else ``SimulationError``). ``label`` (default the policy's name)
+    names the run in the start-up stages it reports (:func:`startup_stage`).
     """
     feedback = config.feedback if feedback is None else feedback
     ledger = scene.ledger.copy()
@@ -401,7 +423,8 @@ def run_policy(
         audit=audit,
         on_before_execute=frontrunner.on_before_execute if frontrunner is not None else None,
     )
-    engine.track_all(extra_capacity=len(scene.entries) if scene.entries is not None else 0)
+    with startup_stage(label or policy.name, "building the screen", "screen built"):
+        engine.track_all(extra_capacity=len(scene.entries) if scene.entries is not None else 0)
     start_marks = {symbol: market.mark_ticks()}
     code = instrument.settle.code
     backstop_before = {
@@ -855,7 +878,14 @@ class _Callback:
     """A caller's own progress callable, with the reporter's ``on_progress``/``close``."""
 
     def __init__(self, fn: Callable[[str, int | None], None]) -> None:
-        self.on_progress = fn
+        self.fn = fn
+
+    def on_progress(self, label: str, completed: int | str | None) -> None:
+        if not isinstance(completed, str):  # a caller's callable sees ticks and ends, not start-up stages
+            self.fn(label, completed)
+
+    def note(self, text: str) -> None:
+        pass
 
     def close(self) -> None:
         pass
