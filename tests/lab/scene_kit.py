@@ -79,3 +79,20 @@ def scene(path_ticks: list[int], positions: list[tuple[str, str, str, str, str]]
         data_digest="hand", population_digest="hand", reference_low_ticks=min(path_ticks),
         reference_high_ticks=max(path_ticks),
     )
+
+
+def record_ledger_copies(monkeypatch: Any) -> list[Any]:
+    """Patch ``Ledger.copy`` to keep every copy it makes: a run works on a copy of the scene's ledger,
+    so the copies are the run's final ledgers (the scene's own stays untouched)."""
+    from deleverage.core.ledger import Ledger  # noqa: PLC0415
+
+    copies: list[Ledger] = []
+    real_copy = Ledger.copy
+
+    def recording_copy(self: Ledger) -> Ledger:
+        out = real_copy(self)
+        copies.append(out)
+        return out
+
+    monkeypatch.setattr(Ledger, "copy", recording_copy)
+    return copies

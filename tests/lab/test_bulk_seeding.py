@@ -23,6 +23,8 @@ from deleverage.lab.config import RunConfig
 from deleverage.lab.runner import run_policy
 from deleverage.lab.seeding import seed_ledger
 
+from .scene_kit import record_ledger_copies
+
 SEEDS = (3, 11)
 
 
@@ -66,15 +68,7 @@ def test_bulk_seeded_ledger_equals_the_one_by_one_ledger(scene_pairs, seed: int)
 
 @pytest.mark.parametrize("preset", sorted(PRESET_SPECS))
 def test_every_preset_runs_the_same_on_a_bulk_seeded_ledger(scene_pairs, preset: str, monkeypatch) -> None:
-    copies: list[Ledger] = []
-    real_copy = Ledger.copy
-
-    def recording_copy(self: Ledger) -> Ledger:
-        out = real_copy(self)
-        copies.append(out)
-        return out
-
-    monkeypatch.setattr(Ledger, "copy", recording_copy)
+    copies = record_ledger_copies(monkeypatch)
     policy = get_policy(preset)
     for seed, (bulk, one) in scene_pairs.items():
         copies.clear()

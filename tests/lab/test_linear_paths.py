@@ -27,6 +27,8 @@ from deleverage.lab.config import RunConfig
 from deleverage.lab.runner import run_policy
 from deleverage.lab.seeding import MARKET, EntryCursor
 
+from .scene_kit import record_ledger_copies
+
 SEEDS = (3, 11)
 
 
@@ -85,16 +87,7 @@ def scenes() -> dict[int, Any]:
 
 
 def final_ledgers(monkeypatch: pytest.MonkeyPatch) -> list[Ledger]:
-    copies: list[Ledger] = []
-    real_copy = Ledger.copy
-
-    def recording_copy(self: Ledger) -> Ledger:
-        out = real_copy(self)
-        copies.append(out)
-        return out
-
-    monkeypatch.setattr(Ledger, "copy", recording_copy)
-    return copies
+    return record_ledger_copies(monkeypatch)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
