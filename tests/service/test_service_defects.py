@@ -297,6 +297,14 @@ def _hold_the_first_commit(service):  # noqa: ANN001, ANN202
     return groups, entered, release
 
 
+def _wait_for_seq(service, seq: int) -> None:  # noqa: ANN001
+    """Poll (up to 5 s) until the service has applied ``seq`` inputs in memory."""
+    for _ in range(500):
+        if service.state.seq == seq:
+            return
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("commit_thread", [False, True])
 def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, commit_thread):
     """Group commit as the issue asks: while one group's fsync runs (held here), the inputs that
@@ -311,10 +319,7 @@ def test_everything_that_arrives_during_a_commit_shares_the_next_one(tmp_path, c
         first = pool.submit(c.post, "/v1/accounts/bob/deposit", headers=FEED, json=deposit)
         assert entered.wait(5)
         rest = [pool.submit(c.post, f"/v1/accounts/a{i}/deposit", headers=FEED, json=deposit) for i in range(10)]
-        for _ in range(500):  # all ten read, checked and applied in memory (not committed)
-            if service.state.seq == 11:
-                break
-            time.sleep(0.01)
+        _wait_for_seq(service, 11)  # all ten read, checked and applied in memory (not committed)
         assert service.state.seq == 11 and service.read.view.seq == 0
         assert not first.done() and not any(r.done() for r in rest)
         release.set()
@@ -336,10 +341,7 @@ def test_commit_delay_holds_the_next_group_for_the_clients_just_answered(tmp_pat
         first = pool.submit(c.post, "/v1/accounts/a/deposit", headers=FEED, json=deposit)
         assert entered.wait(5)
         second = pool.submit(c.post, "/v1/accounts/b/deposit", headers=FEED, json=deposit)
-        for _ in range(500):  # b is applied in memory, behind the held commit
-            if service.state.seq == 2:
-                break
-            time.sleep(0.01)
+        _wait_for_seq(service, 2)  # b is applied in memory, behind the held commit
         release.set()
         assert first.result(timeout=10).status_code == 200
         third = c.post("/v1/accounts/a/deposit", headers=FEED, json=deposit)  # a's next input
