@@ -95,3 +95,61 @@ def test_offload_half_life_is_validated() -> None:
         BackstopProvider("x", 1, 10.0, 1, offload_half_life_s=0.0)
     with pytest.raises(InvalidInput, match="offload_half_life_s"):
         BackstopProvider("x", 1, 10.0, 1, offload_half_life_s=float("nan"))
+
+
+def test_a_banded_resale_sells_only_the_depth_near_the_mark_and_waits_for_more() -> None:
+    """offload_band_bps = 10: every resale fill is at mark × (1 − 10 bps) or better; with a book that never
+    refills (ρ = 0, 1 lot per tick below the mark) the vault sells exactly the lots inside the band and holds
+    the rest instead of walking the emptied book."""
+    ledger = ledger_with([WHALE], backstops=("vault",))
+    vault = BackstopProvider("vault", 10_000_000 * USDT, 500.0, 100_000, offload_half_life_s=60.0,
+                             offload_band_bps=10.0)
+    d = Driver(engine_for("hyperliquid", ledger, backstops=[vault], liquidity=book(depth_lots=1)))
+    d.mark(60_000, 0)
+    d.mark(54_030, 1, move_book=False)
+    assert ledger.position("vault", "BTCUSDT").qty_lots == 3_000
+    limit = math.ceil(ticks(54_030) * (1 - 0.001))  # 539,760: the worst price the band accepts
+    assert vault.offload_limit_ticks(3_000, ticks(54_030)) == limit
+    assert vault.offload_limit_ticks(-3_000, ticks(54_030)) == math.floor(ticks(54_030) * 1.001)
+    for t in range(2, 400, 10):
+        d.mark(54_030, t)  # the book's mid at the mark; it never refills
+    inside = ticks(54_030) - 1 - limit + 1  # bid levels 540,299 … 539,760, one lot each
+    assert ledger.position("vault", "BTCUSDT").qty_lots == 3_000 - inside
+    fills = [e.data for e in d.engine.audit.of_kind(EventKind.BACKSTOP_OFFLOADED)]
+    assert sum(f["lots"] for f in fills) == inside and all(f["vwap_ticks"] >= limit for f in fills)
+
+
+def test_offload_band_is_validated() -> None:
+    for bad in (-1.0, 10_000.0, float("inf"), True):
+        with pytest.raises(InvalidInput, match="offload_band_bps"):
+            BackstopProvider("x", 1, 10.0, 1, offload_band_bps=bad)
+    assert BackstopProvider("x", 1, 10.0, 1).offload_limit_ticks(5, 1_000) is None
+
+
+def test_a_paced_resale_offers_a_share_of_the_depth_inside_the_band_each_step() -> None:
+    """offload_depth_share = 0.1 inside a 10 bps band, on a book that never refills: each step the vault
+    offers min(what its half-life makes due, ⌊0.1 × the lots resting inside the band⌋) — checked against
+    that schedule written out step by step."""
+    ledger = ledger_with([WHALE], backstops=("vault",))
+    vault = BackstopProvider("vault", 10_000_000 * USDT, 500.0, 100_000, offload_half_life_s=60.0,
+                             offload_band_bps=10.0, offload_depth_share=0.1)
+    d = Driver(engine_for("hyperliquid", ledger, backstops=[vault], liquidity=book(depth_lots=1)))
+    d.mark(60_000, 0)
+    d.mark(54_030, 1, move_book=False)
+    position, depth = 3_000, ticks(54_030) - math.ceil(ticks(54_030) * (1 - 0.001))  # 540 lots in the band
+    expected, last = [], 1  # the takeover's step started the clock (offload_lots)
+    for t in range(2, 400, 10):
+        d.mark(54_030, t)
+        due = min(position, math.ceil(position * (1 - 2 ** (-(t - last) / 60.0)) - 1e-12))
+        lots = min(due, math.floor(depth * 0.1))
+        if lots:
+            expected.append(lots)
+            position, depth = position - lots, depth - lots
+        last = t
+    got = [e.data["lots"] for e in d.engine.audit.of_kind(EventKind.BACKSTOP_OFFLOADED)]
+    assert got == expected and expected[:2] == [35, 50] and depth > 0  # the cap binds from the second step
+    assert ledger.position("vault", "BTCUSDT").qty_lots == position
+    with pytest.raises(InvalidInput, match="offload_depth_share"):
+        BackstopProvider("x", 1, 10.0, 1, offload_depth_share=0.5)  # no band to count the depth in
+    with pytest.raises(InvalidInput, match="offload_depth_share"):
+        BackstopProvider("x", 1, 10.0, 1, offload_band_bps=10.0, offload_depth_share=0.0)

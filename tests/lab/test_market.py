@@ -584,3 +584,71 @@ def test_capture_tiles_repeat_the_first_tile_and_reset_the_book_once_per_tile(bt
     three.advance_to(int(three.times()[-1]))
     with pytest.raises(SimulationError, match="advanced"):
         _ = unread.capacity
+
+
+BOUNDED = BarImpactLaw(log_lambda=-7.0, flow_exponent=0.6, volume_coef=-0.5, range_coef=1.0, flow_coef=-0.3,
+                       volume_ref=100.0, range_ref=0.001, floor=0.7, decay_per_s=0.01, flow_floor=5.0,
+                       flow_cap=2_000.0)
+
+
+def test_bounded_law_is_linear_below_its_floor_flat_beyond_its_cap_and_the_power_law_between() -> None:
+    level = BOUNDED.level(400.0, 0.004)
+    for s in (5.0, 80.0, -350.0, 2_000.0):  # inside the support: the fitted power law itself
+        assert BOUNDED.impact(s, level, -0.2) == pytest.approx(_bar_law(s, 400.0, 0.004, -0.2))
+    at_floor = _bar_law(5.0, 400.0, 0.004, -0.2)
+    for s in (0.5, 1.0, 2.5):  # below the floor: the chord from 0 to the floor's value
+        assert BOUNDED.impact(s, level, -0.2) == pytest.approx(at_floor * s / 5.0)
+    for s in (2_000.5, 5_000.0, 1e7):  # beyond the cap: the cap's value
+        assert BOUNDED.impact(-s, level, -0.2) == pytest.approx(_bar_law(-2_000.0, 400.0, 0.004, -0.2))
+    unbounded = BarImpactLaw(**{**{f: getattr(BOUNDED, f) for f in BOUNDED.__dataclass_fields__},
+                                "flow_floor": 0.0, "flow_cap": 0.0})
+    assert unbounded.impact(-5_000.0, level, -0.2) == pytest.approx(_bar_law(-5_000.0, 400.0, 0.004, -0.2))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 10**8), min_size=3, max_size=3, unique=True).map(lambda v: [x / 1_000 for x in v]))
+def test_bounded_size_term_is_continuous_concave_and_nondecreasing(points) -> None:
+    a, b, c = sorted(points)
+    f = BOUNDED.size_term
+    assert f(a) <= f(b) <= f(c) <= f(2_000.0) + 1e-15
+    # concave: the chord slope never rises (with a tolerance for floating point)
+    assert (f(c) - f(b)) / (c - b) <= (f(b) - f(a)) / (b - a) * (1 + 1e-9) + 1e-15
+    assert f(5.0 - 1e-9) == pytest.approx(f(5.0 + 1e-9), rel=1e-6)
+
+
+def test_simulated_flow_past_the_cap_adds_no_permanent_impact_and_stays_in_the_walk() -> None:
+    perm = PermanentImpact(BOUNDED, ts_ns=0)
+    perm.start_bar(0, recorded_flow=-1_900.0, volume=4_000.0, rng=0.004, imbalance=-0.2)
+    perm.add_flow(-100.0)  # to the cap exactly
+    at_cap = perm.offset()
+    assert at_cap == pytest.approx(_bar_law(-2_000.0, 4_000.0, 0.004, -0.2) - _bar_law(-1_900.0, 4_000.0, 0.004, -0.2))
+    perm.add_flow(-10_000.0)
+    assert perm.offset() == at_cap
+    ladder = Ladder(1_000.0, 1.0, 100_000)
+    book = ImpactBook(reference_ticks=1_000_000, bid=ladder, ask=ladder, spread_ticks=2, resilience_per_s=1.0,
+                      permanent_share=0.5, ts_ns=0, permanent=perm, base_per_lot=0.001)
+    before = (book.permanent_ticks, book.consumed_lots)
+    book.take("sell", 20_000)
+    assert book.permanent_ticks == before[0]  # the law is saturated: the whole walk is transient
+    assert book.consumed_lots == before[1] - 20_000
+
+
+def test_bounded_law_fields_are_validated() -> None:
+    base = {f: getattr(BOUNDED, f) for f in BOUNDED.__dataclass_fields__}
+    for name, bad in (("flow_floor", -1.0), ("flow_cap", float("inf")), ("flow_floor", float("nan"))):
+        with pytest.raises(InvalidInput, match=name):
+            BarImpactLaw(**{**base, name: bad})
+    with pytest.raises(InvalidInput, match="flow_floor"):
+        BarImpactLaw(**{**base, "flow_floor": 3_000.0})
+
+
+def test_flow_support_is_the_tenth_percentile_and_the_largest_minute() -> None:
+    from deleverage.lab.impact_fit import Bars, flow_support
+
+    n = 20
+    volume = np.full(n, 1_000.0)
+    flows = np.array([0.0] + [float(10 * k) for k in range(1, n)])  # |s| = 0, 10, …, 190; zeros are not flow
+    bars = Bars(ts_ns=np.arange(n) * 60 * NS, open=np.ones(n), high=np.ones(n), low=np.ones(n), close=np.ones(n),
+                volume=volume, taker_buy_volume=(volume - flows) / 2, bar_s=60.0, source="t", digest="-")
+    floor, cap = flow_support(bars)
+    assert cap == 190.0 and floor == pytest.approx(np.quantile(flows[1:], 0.10))

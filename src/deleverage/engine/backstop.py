@@ -12,7 +12,11 @@ backstops are paid) instead of by the provider; a protocol vault that takes over
 price (Hyperliquid) is asked with ``check_price=False``. What a provider takes it holds as inventory
 and works back into the book over time: each step it sells (buys back) the share
 ``1 − 2^(−Δt / offload_half_life_s)`` of its position (:meth:`offload_lots`), and the capacity that
-inventory held is freed as it goes (:meth:`release`).
+inventory held is freed as it goes (:meth:`release`). With ``offload_band_bps`` the resale is a limit
+order no worse than that far from the mark (:meth:`offload_limit_ticks`): it sells only into the depth
+the book holds near the mark, so it waits for the book to refill instead of walking an emptied one; with
+``offload_depth_share`` it offers at most that share of the depth resting inside the band each step
+(:meth:`offload_paced`), so a thin, stressed book gets little of it and a refilled one what is due.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class BackstopProvider:
     used_minor: int = 0
     offload_half_life_s: float | None = 60.0  # None: holds what it takes until the end
     last_offload_ns: dict[str, int] = field(default_factory=dict)  # per symbol
+    offload_band_bps: float | None = None  # None: resale at market; else limited to this far from the mark
+    offload_depth_share: float | None = None  # with a band: sell at most this share of the depth inside it
 
     def __post_init__(self) -> None:
         if not isinstance(self.account_id, str) or not self.account_id:
@@ -62,6 +68,16 @@ class BackstopProvider:
         if h is not None and not (isinstance(h, int | float) and not isinstance(h, bool) and math.isfinite(h)
                                   and h > 0):
             raise InvalidInput("offload_half_life_s", h, "must be a finite number of seconds > 0, or None")
+        band = self.offload_band_bps
+        if band is not None and not (isinstance(band, int | float) and not isinstance(band, bool)
+                                     and math.isfinite(band) and 0 <= band < 10_000):
+            raise InvalidInput("offload_band_bps", band, "must be in [0, 10000) bps, or None")
+        share = self.offload_depth_share
+        if share is not None and not (isinstance(share, int | float) and not isinstance(share, bool)
+                                      and 0 < share <= 1):
+            raise InvalidInput("offload_depth_share", share, "must be in (0, 1], or None")
+        if share is not None and band is None:
+            raise InvalidInput("offload_depth_share", share, "needs offload_band_bps (the depth is counted inside it)")
 
     @property
     def remaining_minor(self) -> int:
@@ -142,6 +158,23 @@ class BackstopProvider:
             return 0
         share = 1.0 - 2.0 ** (-(ts_ns - last) / 1e9 / self.offload_half_life_s)
         return min(abs(position_lots), math.ceil(abs(position_lots) * share - 1e-12))
+
+    def offload_limit_ticks(self, position_lots: int, mark_ticks: int) -> int | None:
+        """The worst price a resale accepts: ``mark × (1 ∓ band)`` (selling a long / buying back a
+        short), or None (at market) without a band."""
+        if self.offload_band_bps is None or position_lots == 0:
+            return None
+        factor = Fraction(str(self.offload_band_bps)) / 10_000
+        if position_lots > 0:
+            return max(1, math.ceil(mark_ticks * (1 - factor)))
+        return math.floor(mark_ticks * (1 + factor))
+
+    def offload_paced(self, due_lots: int, depth_lots: int) -> int:
+        """Lots to offer now: what is due, at most ``offload_depth_share`` of the resting depth inside the
+        band (``depth_lots``) — a thin book gets little, a refilled one what is due."""
+        if self.offload_depth_share is None:
+            return due_lots
+        return min(due_lots, math.floor(depth_lots * self.offload_depth_share))
 
     def release(self, position_lots_before: int, lots: int) -> None:
         """Free the capacity of ``lots`` sold out of an inventory of ``position_lots_before`` (pro rata)."""

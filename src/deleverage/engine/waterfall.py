@@ -319,9 +319,10 @@ class Settler:
         return out
 
     def sell_inventory(self, holder: str, symbol: str, book: Any, lots: int, long: bool, ts_ns: int,
-                       reason: str) -> FillSummary:
-        """``holder`` (the fund, a backstop) sells ``lots`` of a long (buys back a short) to the book."""
-        walk = fill_of(book.take("sell" if long else "buy", lots, None))
+                       reason: str, limit_ticks: int | None = None) -> FillSummary:
+        """``holder`` (the fund, a backstop) sells ``lots`` of a long (buys back a short) to the book,
+        no worse than ``limit_ticks`` when given."""
+        walk = fill_of(book.take("sell" if long else "buy", lots, limit_ticks))
         inst = self.instruments[symbol]
         out = FillSummary()
         for price, q in split_vwap(walk):
@@ -342,7 +343,15 @@ class Settler:
             lots = provider.offload_lots(symbol, qty, ts_ns)
             if lots <= 0:
                 continue
-            got = self.sell_inventory(provider.account_id, symbol, book, lots, qty > 0, ts_ns, "backstop offload")
+            limit = provider.offload_limit_ticks(qty, self.marks[symbol])
+            if limit is not None and provider.offload_depth_share is not None:
+                side = "bid" if qty > 0 else "ask"
+                cover = math.ceil(lots / provider.offload_depth_share)
+                lots = provider.offload_paced(lots, sum(q for _, q in book.depth_within(side, limit, cover)))
+                if lots <= 0:
+                    continue
+            got = self.sell_inventory(provider.account_id, symbol, book, lots, qty > 0, ts_ns, "backstop offload",
+                                      limit)
             if got.lots:
                 provider.release(qty, got.lots)
                 self.audit.record(EventKind.BACKSTOP_OFFLOADED, ts_ns, symbol=symbol,

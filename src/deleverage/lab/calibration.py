@@ -149,6 +149,11 @@ class DepthModel:
                 f"{pm('range_coef')}·log σ/σ_ref {law.flow_coef:+.3f}{pm('flow_coef')}·sign(s)·x) in log "
                 f"price; it decays as G(τ) = {law.floor:.3f}{pm('permanent_floor')} + "
                 f"{1 - law.floor:.3f}·e^(−{law.decay_per_s:.4g}{pm('permanent_decay_per_s')}/s · τ)")
+            if law.flow_floor or law.flow_cap:
+                lines.append(f"the law is used where it was fitted: linear below |s| = {law.flow_floor:,.4g} "
+                             f"(the fitted flows' 10th percentile), flat beyond |s| = {law.flow_cap:,.0f} "
+                             "(the largest fitted minute); a larger simulated flow moves the price only "
+                             "through the book walk, which refills")
         else:
             lines.append(f"permanent part: a share {self.permanent_floor:.3g} stays, the rest decays at "
                          f"{self.permanent_decay_per_s:.4g}/s")
@@ -203,7 +208,7 @@ DEFAULT_DEPTH_MODEL = DepthModel(
         log_lambda=-6.913058906174177, flow_exponent=0.6187793999311804,
         volume_coef=-0.46568283019042367, range_coef=0.9407318810036968, flow_coef=-0.9696496514396801,
         volume_ref=176.892, range_ref=0.0007894850658581865, floor=0.8754247767062467,
-        decay_per_s=0.03661460272947383),
+        decay_per_s=0.03661460272947383, flow_floor=4.8063, flow_cap=3295.2889999999998),
 )
 
 
@@ -493,7 +498,7 @@ def _capture_fit(capture: Capture, *, window_s: float, digest: str) -> tuple[Dep
 
 def _with_impact(model: DepthModel, stderr: dict[str, float], bars: list[Any], half_life: float | None,
                  fits: list[FitReport], names: list[str]) -> tuple[DepthModel, dict[str, float]]:
-    from deleverage.lab.impact_fit import fit_impact_and_decay
+    from deleverage.lab.impact_fit import fit_impact_and_decay, flow_support
 
     by_length: dict[float, list[Any]] = {}
     for b in bars:
@@ -505,10 +510,11 @@ def _with_impact(model: DepthModel, stderr: dict[str, float], bars: list[Any], h
                                          range_ref=model.range_ref)
     alpha = model.profile_exponent
     floor = min(max(decay.floor, 0.0), 1.0)
+    flow_floor, flow_cap = flow_support(bars)
     law = BarImpactLaw(log_lambda=impact.log_lambda, flow_exponent=impact.flow_exponent,
                        volume_coef=impact.volume_coef, range_coef=impact.range_coef, flow_coef=impact.flow_coef,
                        volume_ref=impact.volume_ref, range_ref=impact.range_ref, floor=floor,
-                       decay_per_s=decay.decay_per_s)
+                       decay_per_s=decay.decay_per_s, flow_floor=flow_floor, flow_cap=flow_cap)
     sources = ", ".join(impact.sources)
     fits.append(FitReport("impact", sources, ",".join(impact.digests), impact.n, impact.r2, impact.params,
                           impact.stderr, f"weighted NLS (weights 1/σ̄²) jointly with the decay law, Newey–West "

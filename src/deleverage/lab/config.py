@@ -25,6 +25,8 @@ class RunConfig:
     backstops: int = 3
     backstop_discount_bps: float = 50.0
     backstop_offload_half_life_s: float | None = 60.0
+    backstop_offload_band_bps: float | None = 50.0  # resale limited to this far from the mark (None: at market)
+    backstop_offload_depth_share: float | None = 0.01  # per step, at most this share of the depth in the band
     frontrunner: bool = True
     frontrunner_capital: float = 2_000_000.0
     oracle_heartbeat_ms: int = 60_000

@@ -8,8 +8,9 @@ the resilience rate ρ. The permanent part of the impact comes in one of two for
   (``permanent_decay_per_s``) — ``P(t) = P_fixed + P_slow(t0)·e^{−κ(t−t0)}``;
 * *bar law* (:class:`PermanentImpact`, the kline replay): the fitted law of
   :mod:`deleverage.lab.impact_fit` applied to the simulated flow of each bar on top of the bar's recorded
-  flow — ``ΔI_m = I(s_m + q_m) − I(s_m)`` in log price, concave in size and larger in stressed states —
-  and propagated by the fitted decay law ``G(τ) = ψ + (1 − ψ)·e^{−κτ}``.
+  flow — ``ΔI_m = I(s_m + q_m) − I(s_m)`` in log price, concave in size and larger in stressed states,
+  linear below and flat beyond the flows the law was fitted on — and propagated by the fitted decay law
+  ``G(τ) = ψ + (1 − ψ)·e^{−κτ}``.
 
 See :mod:`deleverage.lab.market` for how the replay markets drive it.
 """
@@ -222,7 +223,12 @@ class LazyLadder(Ladder):
 @dataclass(frozen=True, slots=True)
 class BarImpactLaw:
     """``I(s) = sign(s)·(|s|/V_ref)^δ·exp(θ₀ + θ_V log(V̄/V_ref) + θ_σ log(σ̄/σ_ref) + θ_ι sign(s) ῑ)``
-    (log-price move of a bar with signed taker flow ``s`` base units), and its decay ``G``."""
+    (log-price move of a bar with signed taker flow ``s`` base units), and its decay ``G``.
+
+    The law is used only where its fit had data (:func:`deleverage.lab.impact_fit.flow_support`): below
+    ``flow_floor`` the size term is linear in ``|s|`` and beyond ``flow_cap`` it is flat — aggregate impact
+    is linear for small imbalances and saturates for large ones (Patzelt & Bouchaud 2018); a simulated
+    flow past the largest recorded minute moves the price only through the book walk, which refills."""
 
     log_lambda: float
     flow_exponent: float
@@ -233,6 +239,8 @@ class BarImpactLaw:
     range_ref: float
     floor: float = 1.0  # ψ
     decay_per_s: float = 0.0  # κ
+    flow_floor: float = 0.0  # |s| (base units) below which the law is linear (0: the power law down to 0)
+    flow_cap: float = 0.0  # |s| (base units) beyond which it is flat (0: no cap)
 
     def __post_init__(self) -> None:
         if not 0 < self.flow_exponent <= 1.5:
@@ -243,19 +251,36 @@ class BarImpactLaw:
             raise InvalidInput("floor", self.floor, "must be in [0, 1]")
         if not (math.isfinite(self.decay_per_s) and self.decay_per_s >= 0):
             raise InvalidInput("decay_per_s", self.decay_per_s, "must be >= 0")
+        for name in ("flow_floor", "flow_cap"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidInput(name, value, "must be a finite number of base units >= 0 (0: none)")
+        if self.flow_cap and self.flow_floor > self.flow_cap:
+            raise InvalidInput("flow_floor", self.flow_floor, f"must not exceed flow_cap {self.flow_cap}")
 
     def level(self, volume: float, rng: float) -> float:
         """log λ of a bar that starts in state (V̄, σ̄), before the flow term."""
         return (self.log_lambda + self.volume_coef * math.log(volume / self.volume_ref)
                 + self.range_coef * math.log(rng / self.range_ref))
 
+    def size_term(self, flow: float) -> float:
+        """``(|s|/V_ref)^δ`` where the fit has data: linear below ``flow_floor`` (minute bars do not
+        identify the power law's infinite slope at 0), flat beyond ``flow_cap`` (the largest one-minute
+        flow the law was fitted on: no extrapolation past it). Continuous, concave, bounded."""
+        x = abs(flow)
+        if self.flow_cap and x > self.flow_cap:
+            x = self.flow_cap
+        floor = self.flow_floor
+        if floor and x < floor:
+            return (floor / self.volume_ref) ** self.flow_exponent * (x / floor)
+        return (x / self.volume_ref) ** self.flow_exponent
+
     def impact(self, signed_flow: float, level: float, imbalance: float) -> float:
         """I(s) at a precomputed :meth:`level`."""
         if signed_flow == 0:
             return 0.0
         sign = 1.0 if signed_flow > 0 else -1.0
-        return sign * (abs(signed_flow) / self.volume_ref) ** self.flow_exponent * math.exp(
-            level + self.flow_coef * sign * imbalance)
+        return sign * self.size_term(signed_flow) * math.exp(level + self.flow_coef * sign * imbalance)
 
     def response(self, tau_s: float) -> float:
         """G(τ): the share of a closed bar's impact still in the price τ seconds after it closed."""

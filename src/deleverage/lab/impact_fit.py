@@ -190,6 +190,25 @@ class NlsResult:
     sse: float
 
 
+#: Quantile of |signed flow| below which :class:`~deleverage.lab.impact_book.BarImpactLaw` is linear.
+FLOW_FLOOR_QUANTILE = 0.10
+
+
+def flow_support(bars: Bars | Sequence[Bars]) -> tuple[float, float]:
+    """(floor, cap) of the |signed flow| a fit saw, base units: its 10th percentile and its maximum.
+
+    Why: a power law fitted on minute bars says nothing below the smallest flows (its slope at 0 is
+    infinite) nor beyond the largest minute recorded; the replay's law is linear below the floor and
+    flat beyond the cap instead of extrapolating either way.
+    """
+    days = [bars] if isinstance(bars, Bars) else list(bars)
+    flows = np.abs(np.concatenate([d.signed_flow for d in days])) if days else np.zeros(0)
+    flows = flows[flows > 0]
+    if flows.size == 0:
+        raise InvalidInput("bars", "no signed flow", "the flow support needs bars with taker flow")
+    return float(np.quantile(flows, FLOW_FLOOR_QUANTILE)), float(flows.max())
+
+
 def newey_west_lags(n: int) -> int:
     """The usual automatic bandwidth floor(4 (n/100)^{2/9})."""
     return max(1, int(4 * (n / 100.0) ** (2.0 / 9.0)))

@@ -300,7 +300,9 @@ def _backstops(settle: Any, instrument: Instrument, config: RunConfig, backstop_
     capacity_minor = settle.to_minor(backstop_capital * leverage, rounding="down")
     max_lots = int(backstop_capital * leverage / start_price / float(instrument.lot_size))
     return [BackstopProvider(b, capacity_minor, config.backstop_discount_bps, max_lots,
-                             offload_half_life_s=config.backstop_offload_half_life_s) for b in backstop_ids]
+                             offload_half_life_s=config.backstop_offload_half_life_s,
+                             offload_band_bps=config.backstop_offload_band_bps,
+                             offload_depth_share=config.backstop_offload_depth_share) for b in backstop_ids]
 
 
 def _frontrunner(instrument: Instrument, config: RunConfig, ledger: Ledger, market: Any) -> Any:
