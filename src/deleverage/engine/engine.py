@@ -372,7 +372,11 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         return marks
 
     def _margin(self, account_id: str, symbol: str, price: int | None = None) -> AccountMargin:
-        marks = self._marks_at(symbol, price if price is not None else self._trigger_ticks(symbol))
+        at = price if price is not None else self._trigger_ticks(symbol)
+        marks = self._marks
+        if marks.get(symbol) == at and len(marks) == len(self._instruments):  # every mark as it is: no copy
+            return exact_margin(self.ledger, account_id, symbol, marks, self._instruments, self._tiers)
+        marks = self._marks_at(symbol, at)
         missing = [s for s in self._instruments if s not in marks]
         for s in missing:
             if self.ledger.position(account_id, s).qty_lots:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deleverage.config.events import EventKind
 from deleverage.engine.batching import BatchOrder, clear_batch, net_orders
-from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
+from deleverage.engine.detect import AccountMargin, bankruptcy_limit_of
 from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
 from deleverage.engine.records import (
     Counterparty,
@@ -92,7 +92,7 @@ class ExecutionMixin:
     def _execute_lots(self, case: LiquidationCase, m: AccountMargin, plan: Plan, lots: int, price: int,
                       ts_ns: int) -> None:
         symbol, inst = case.symbol, self._instruments[case.symbol]
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+        bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, price)
         capped = {"planned_lots": plan.qty_lots} if lots < plan.qty_lots else {}
         self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
                           qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
@@ -156,7 +156,7 @@ class ExecutionMixin:
         mark = self._trigger_ticks(symbol)
         inst = self._instruments[symbol]
         code = inst.settle.code
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, mark))
+        bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, mark)
         price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
         if tk.by == "backstop" and self.backstops:
             got = settler.backstop_takeover(case.account_id, symbol, case.side, lots,
@@ -307,7 +307,7 @@ class ExecutionMixin:
             else:
                 self._end_wait(case, ts_ns)
             batch_notional += lots * per_lot
-            bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+            bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, price)
             limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
             self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
                               qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
