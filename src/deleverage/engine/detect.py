@@ -127,11 +127,22 @@ class AccountMargin:
     def liquidatable(self) -> bool:
         return self.qty_lots != 0 and self.equity_exact <= self.maintenance_exact
 
+    def _whole(self) -> tuple[int, int] | None:
+        """(equity, maintenance) as ints when both are whole (exact_fast: int division is correctly rounded,
+        as ``float(Fraction)`` is, so the ratios below are the same floats)."""
+        e, m = self.equity_exact, self.maintenance_exact
+        if exact_fast.REFERENCE or type(m) is not int or e.denominator != 1:
+            return None
+        return int(e.numerator), m
+
     @property
     def margin_ratio(self) -> float:
         """Maintenance / equity, exact then rounded to a float; inf when equity ≤ 0 (the ledger's)."""
         if self.equity_exact <= 0:
             return math.inf
+        whole = self._whole()
+        if whole is not None:
+            return whole[1] / whole[0]
         return float(Fraction(self.maintenance_exact) / self.equity_exact)
 
     @property
@@ -139,6 +150,9 @@ class AccountMargin:
         """Equity / maintenance (inf with no maintenance): Hyperliquid's 2/3 test reads this."""
         if self.maintenance_exact <= 0:
             return math.inf
+        whole = self._whole()
+        if whole is not None:
+            return whole[0] / whole[1]
         return float(Fraction(self.equity_exact) / self.maintenance_exact)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from deleverage.config.events import EventKind
 from deleverage.engine.batching import BatchOrder, clear_batch, net_orders
 from deleverage.engine.detect import AccountMargin, bankruptcy_limit_of
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
 from deleverage.engine.records import (
     Counterparty,
@@ -222,7 +223,10 @@ class ExecutionMixin:
         inst = self._instruments[case.symbol]
         vwap = got.vwap_ticks
         case.closed_lots += got.lots
-        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
+        per = int_per_tick_lot(inst)
+        at = max(1, round(vwap or 1))
+        value = float(abs(per * at * got.lots)) if per is not None else float(abs(inst.notional(at, got.lots)))
+        notional = value / inst.settle.minor_per_unit  # float(Fraction(n)) == float(n)
         self.records.append(LiquidationRecord(
             ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
             slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]

@@ -147,8 +147,13 @@ def restore_lots_estimate(margin: AccountMargin, inst: Instrument, tiers: Margin
         return None
     minor = float(inst.settle.minor_per_unit)
     sign = 1 if margin.qty_lots > 0 else -1
-    per_lot = float(abs(inst.notional(mark_ticks, 1))) / minor
-    value = float(abs(inst.notional(price_ticks, 1))) / minor
+    per = int_per_tick_lot(inst)
+    if per is not None and type(mark_ticks) is int and type(price_ticks) is int and mark_ticks > 0 \
+            and price_ticks > 0:  # float(Fraction(n)) == float(n): the same floats without a Fraction
+        per_lot, value = float(per * mark_ticks) / minor, float(per * price_ticks) / minor
+    else:
+        per_lot = float(abs(inst.notional(mark_ticks, 1))) / minor
+        value = float(abs(inst.notional(price_ticks, 1))) / minor
     d = contract_sign(inst) * sign * (value - per_lot)
     t = float(target_ratio)
     equity = float(margin.equity_exact) / minor
