@@ -8,7 +8,9 @@ Printed, each against a baseline measured in this process (no timed assertion an
   ``apply_fill``) on a slice of the same rows, per account;
 * **per action** — a 10 % crash over ``MARKS`` marks on the largest replay size: µs per liquidation
   action (ticks with actions / actions, as in bench_engine) against one exact ``apply_fill`` (the
-  one-by-one settlement primitive) timed in the same run;
+  one-by-one settlement primitive) timed in the same run; then, on the smallest size, the integer
+  settlement path against the reference (Fraction) path in the same run (ratio new/reference, and
+  whether their audit digests are identical);
 * **growth** — wall time of load + index + crash replay at 1e5 → 3e5 → 1e6 accounts (1e7 with
   ``DELEVERAGE_BENCH_10M=1``) and the fitted exponent of time in accounts (1.0 = linear).
 
@@ -28,6 +30,7 @@ from deleverage.core.columns import TraderColumns
 from deleverage.core.instruments import BTCUSDT
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine import LiquidationEngine, get_policy
+from deleverage.engine.exact_fast import reference_settlement
 from deleverage.execution.book import ResilientBook
 from deleverage.testing import make_ledger
 
@@ -124,8 +127,15 @@ def bench_load() -> None:
         print("load 10,000,000 accounts: not run (≈ 10 GB; DELEVERAGE_BENCH_10M=1 runs it)")
 
 
-def crash_replay(n: int) -> dict[str, float]:
-    """Load n traders, index them, and drive a 10% crash over MARKS marks; wall times and actions."""
+def crash_replay(n: int, *, reference: bool = False) -> dict[str, float]:
+    """Load n traders, index them, and drive a 10% crash over MARKS marks; wall times and actions.
+
+    ``reference``: the reference (Fraction) settlement arithmetic (``exact_fast.reference_settlement``),
+    the path the integer one must match byte for byte; the audit digest is returned to show it does.
+    """
+    if reference:
+        with reference_settlement():
+            return crash_replay(n)
     cols = columns(n, seed=11)
     t0 = time.perf_counter()
     ledger = make_ledger(insurance_fund={"USDT": 10_000_000 * 10**8})
@@ -146,7 +156,8 @@ def crash_replay(n: int) -> dict[str, float]:
         if result.actions:
             acting_s += time.perf_counter() - t
     total_s = time.perf_counter() - t0
-    return {"n": n, "load_s": load_s, "total_s": total_s, "actions": len(engine.records), "acting_s": acting_s}
+    return {"n": n, "load_s": load_s, "total_s": total_s, "actions": len(engine.records), "acting_s": acting_s,
+            "audit": engine.audit.digest()}
 
 
 def apply_fill_cost(fills: int = 2_000) -> float:
@@ -182,6 +193,17 @@ def bench_replay() -> None:
     per = last["acting_s"] / max(last["actions"], 1)
     print(f"per liquidation action at {last['n']:,} accounts: {per * 1e6:,.0f} µs; one exact apply_fill "
           f"{fill * 1e6:.1f} µs → an action costs {per / fill:,.1f} one-by-one fills (goal ≤ 20 µs/action)")
+    ref_n = REPLAY_SIZES[0]  # the reference path on the smallest size, beside the integer path run again
+    gc.collect()
+    fast = crash_replay(ref_n)
+    gc.collect()
+    ref = crash_replay(ref_n, reference=True)
+    per_fast = fast["acting_s"] / max(fast["actions"], 1)
+    per_ref = ref["acting_s"] / max(ref["actions"], 1)
+    same = "identical" if fast["audit"] == ref["audit"] and fast["actions"] == ref["actions"] else "DIFFERENT"
+    print(f"per liquidation action at {ref_n:,} accounts, same run: integer path {per_fast * 1e6:,.0f} µs, "
+          f"reference (Fraction) path {per_ref * 1e6:,.0f} µs → ratio new/reference {per_fast / per_ref:.2f} "
+          f"(audit digests {same})")
     ns = np.log([r["n"] for r in runs])
     exponent = np.polyfit(ns, np.log([r["total_s"] for r in runs]), 1)[0]
     print(f"growth exponent of wall time in accounts ({REPLAY_SIZES[0]:,} → {REPLAY_SIZES[-1]:,}): "

@@ -133,7 +133,8 @@ class AuditLog:
     ) -> AuditEvent:
         if not isinstance(ts_ns, int) or isinstance(ts_ns, bool):
             raise InvalidInput("ts_ns", ts_ns, "must be an int of nanoseconds")
-        event = AuditEvent(len(self._events), ts_ns, EventKind(kind), symbol, account_id, data)
+        event = AuditEvent(len(self._events), ts_ns, kind if type(kind) is EventKind else EventKind(kind), symbol,
+                           account_id, data)
         self._events.append(event)
         self._counts[event.kind] = self._counts.get(event.kind, 0) + 1
         return event

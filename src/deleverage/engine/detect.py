@@ -29,6 +29,8 @@ from deleverage.core.instruments import Instrument
 from deleverage.core.ledger import Ledger, Position, Posting, isolated_account_id
 from deleverage.core.liqindex import LiquidationPriceIndex
 from deleverage.core.tiers import MarginTiers
+from deleverage.engine import exact_fast
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.errors import InvalidInput
 
 
@@ -56,6 +58,19 @@ class _MaintenanceTable:
 
 
 _TABLES: dict[tuple[Instrument, MarginTiers], _MaintenanceTable] = {}
+# the same tables by object identity (hashing a MarginTiers walks its brackets); entries keep both alive
+_TABLES_BY_ID: dict[tuple[int, int], tuple[Instrument, MarginTiers, _MaintenanceTable]] = {}
+
+
+def _table_of(instrument: Instrument, tiers: MarginTiers) -> _MaintenanceTable:
+    hit = _TABLES_BY_ID.get((id(instrument), id(tiers)))
+    if hit is not None and hit[0] is instrument and hit[1] is tiers:
+        return hit[2]
+    table = _TABLES.get((instrument, tiers))
+    if table is None:
+        table = _TABLES[(instrument, tiers)] = _MaintenanceTable(instrument, tiers)
+    _TABLES_BY_ID[(id(instrument), id(tiers))] = (instrument, tiers, table)
+    return table
 
 
 def maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int,
@@ -67,9 +82,11 @@ def maintenance_exact(instrument: Instrument, tiers: MarginTiers, qty_lots: int,
     arithmetic where it can (the exact what-ifs run this several times per liquidation; the core
     converts the notional to settle units and back in Fractions).
     """
-    table = _TABLES.get((instrument, tiers))
-    if table is None:
-        table = _TABLES[(instrument, tiers)] = _MaintenanceTable(instrument, tiers)
+    table = _table_of(instrument, tiers)
+    if table.integral and type(price_ticks) is int and type(qty_lots) is int and price_ticks > 0:
+        per = int_per_tick_lot(instrument)
+        if per is not None:  # integer notional: no Fraction (exact_fast)
+            return table.exact(per * price_ticks * abs(qty_lots))
     notional = instrument.notional(price_ticks, abs(qty_lots))
     if table.integral and notional.denominator == 1:
         return table.exact(int(notional))
@@ -110,11 +127,22 @@ class AccountMargin:
     def liquidatable(self) -> bool:
         return self.qty_lots != 0 and self.equity_exact <= self.maintenance_exact
 
+    def _whole(self) -> tuple[int, int] | None:
+        """(equity, maintenance) as ints when both are whole (exact_fast: int division is correctly rounded,
+        as ``float(Fraction)`` is, so the ratios below are the same floats)."""
+        e, m = self.equity_exact, self.maintenance_exact
+        if exact_fast.REFERENCE or type(m) is not int or e.denominator != 1:
+            return None
+        return int(e.numerator), m
+
     @property
     def margin_ratio(self) -> float:
         """Maintenance / equity, exact then rounded to a float; inf when equity ≤ 0 (the ledger's)."""
         if self.equity_exact <= 0:
             return math.inf
+        whole = self._whole()
+        if whole is not None:
+            return whole[1] / whole[0]
         return float(Fraction(self.maintenance_exact) / self.equity_exact)
 
     @property
@@ -122,6 +150,9 @@ class AccountMargin:
         """Equity / maintenance (inf with no maintenance): Hyperliquid's 2/3 test reads this."""
         if self.maintenance_exact <= 0:
             return math.inf
+        whole = self._whole()
+        if whole is not None:
+            return whole[0] / whole[1]
         return float(Fraction(self.equity_exact) / self.maintenance_exact)
 
 
@@ -134,6 +165,10 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
     per call, which is O(N log N) at 1M accounts.
     """
     inst = instruments[symbol]
+    if not exact_fast.REFERENCE:
+        fast = _exact_margin_int(ledger, account_id, symbol, marks, instruments, tiers)
+        if fast is not None:
+            return fast
     code = inst.settle.code
     pos = ledger.position(account_id, symbol)
     isolated = ledger.has_account(isolated_account_id(account_id, symbol))  # pockets exist only when isolated
@@ -154,6 +189,60 @@ def exact_margin(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[st
             equity += p.unrealized_pnl_exact(other, mark)
             maintenance += maintenance_exact(other, tiers[sym], p.qty_lots, mark)
     return AccountMargin(equity, maintenance, pos.qty_lots, False)
+
+
+def _exact_margin_int(ledger: Ledger, account_id: str, symbol: str, marks: Mapping[str, int],
+                      instruments: Mapping[str, Instrument], tiers: Mapping[str, MarginTiers]) -> AccountMargin | None:
+    """:func:`exact_margin` in ints when every position it values has an integer notional (exact_fast);
+    None otherwise (the caller takes the reference path). Equity = balance + Σ (per·mark·qty − cost)."""
+    inst = instruments[symbol]
+    code = inst.settle.code
+    pos = ledger.position(account_id, symbol)
+    pocket = isolated_account_id(account_id, symbol)
+    if ledger.has_account(pocket):
+        equity = ledger.balance(pocket, code)
+        maintenance: Fraction | int = 0
+        q = pos.qty_lots
+        if q:
+            per = int_per_tick_lot(inst)
+            mark = marks[symbol]
+            if per is None or type(mark) is not int or mark <= 0:
+                return None
+            equity += per * mark * q - pos.cost_minor
+            maintenance = maintenance_exact(inst, tiers[symbol], q, mark)
+        return AccountMargin(Fraction(equity), maintenance, q, True)
+    equity = ledger.balance(account_id, code)
+    maintenance = 0
+    for sym, other in instruments.items():
+        if other.settle.code != code:
+            continue
+        p = pos if sym == symbol else ledger.position(account_id, sym)
+        q = p.qty_lots
+        if q:
+            per = int_per_tick_lot(other)
+            mark = marks[sym]
+            if per is None or type(mark) is not int or mark <= 0:
+                return None
+            equity += per * mark * q - p.cost_minor
+            maintenance += maintenance_exact(other, tiers[sym], q, mark)
+    return AccountMargin(Fraction(equity), maintenance, pos.qty_lots, False)
+
+
+def bankruptcy_limit_of(side: str, instrument: Instrument, qty_lots: int, equity_exact: Fraction,
+                        mark_ticks: int) -> int | None:
+    """``bankruptcy_limit_ticks(side, bankruptcy_price(...))`` — in ints for an integer notional and
+    whole equity (exact_fast): price = (per·mark·q − E) / (per·q), rounded in the account's favour."""
+    per = int_per_tick_lot(instrument)
+    if per is None or qty_lots == 0 or equity_exact.denominator != 1 or type(mark_ticks) is not int \
+            or mark_ticks <= 0 or type(qty_lots) is not int:
+        return bankruptcy_limit_ticks(side, bankruptcy_price(instrument, qty_lots, equity_exact, mark_ticks))
+    a = per * qty_lots
+    top = a * mark_ticks - equity_exact.numerator
+    if a < 0:  # a short: price = (−top) / (−a)
+        top, a = -top, -a
+    if top <= 0:  # price ≤ 0: solvent at every price
+        return None
+    return max(1, -(-top // a)) if side == "long" else max(1, top // a)
 
 
 def bankruptcy_price(instrument: Instrument, qty_lots: int, equity_exact: Fraction,
@@ -494,6 +583,7 @@ __all__ = [
     "AccountMargin",
     "CrossLinks",
     "SymbolDetector",
+    "bankruptcy_limit_of",
     "bankruptcy_limit_ticks",
     "bankruptcy_price",
     "bulk_open_positions",

@@ -39,6 +39,7 @@ from deleverage.engine.detect import (
     float_row,
 )
 from deleverage.engine.dutch_exec import DutchExecutor
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.engine.execute import ExecutionMixin
 from deleverage.engine.guarded import GuardedMixin
 from deleverage.engine.records import LiquidationCase, LiquidationRecord, StepResult
@@ -372,7 +373,11 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
         return marks
 
     def _margin(self, account_id: str, symbol: str, price: int | None = None) -> AccountMargin:
-        marks = self._marks_at(symbol, price if price is not None else self._trigger_ticks(symbol))
+        at = price if price is not None else self._trigger_ticks(symbol)
+        marks = self._marks
+        if marks.get(symbol) == at and len(marks) == len(self._instruments):  # every mark as it is: no copy
+            return exact_margin(self.ledger, account_id, symbol, marks, self._instruments, self._tiers)
+        marks = self._marks_at(symbol, at)
         missing = [s for s in self._instruments if s not in marks]
         for s in missing:
             if self.ledger.position(account_id, s).qty_lots:
@@ -528,10 +533,16 @@ class LiquidationEngine(ExecutionMixin, GuardedMixin):
                 self._skip(case, ts_ns, "missing_mark", missing_symbol=blocked[case.account_id])
         live = [c for c in live if c.account_id not in blocked]
         margins = {c.account_id: self._margin(c.account_id, symbol, price) for c in live}
+        per = int_per_tick_lot(inst) if type(price) is int and price > 0 else None
         for c in live:
             m = margins[c.account_id]
             c.margin_ratio = m.margin_ratio
-            c.notional_minor = float(abs(inst.notional(price, m.qty_lots))) if m.qty_lots else 0.0
+            if not m.qty_lots:
+                c.notional_minor = 0.0
+            elif per is not None:  # float(Fraction(n)) == float(n)
+                c.notional_minor = float(abs(per * price * m.qty_lots))
+            else:
+                c.notional_minor = float(abs(inst.notional(price, m.qty_lots)))
         changed = self._settler.changed
         for case in sorted(live, key=LiquidationCase.sort_key):
             if case.account_id not in cases:

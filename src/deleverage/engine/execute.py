@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from deleverage.config.events import EventKind
 from deleverage.engine.batching import BatchOrder, clear_batch, net_orders
-from deleverage.engine.detect import AccountMargin, bankruptcy_limit_ticks, bankruptcy_price
+from deleverage.engine.detect import AccountMargin, bankruptcy_limit_of
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.engine.planning import Plan, order_limit_ticks, plan_quantity, takeover_price_ticks
 from deleverage.engine.records import (
     Counterparty,
@@ -92,7 +93,7 @@ class ExecutionMixin:
     def _execute_lots(self, case: LiquidationCase, m: AccountMargin, plan: Plan, lots: int, price: int,
                       ts_ns: int) -> None:
         symbol, inst = case.symbol, self._instruments[case.symbol]
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+        bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, price)
         capped = {"planned_lots": plan.qty_lots} if lots < plan.qty_lots else {}
         self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
                           qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,
@@ -156,7 +157,7 @@ class ExecutionMixin:
         mark = self._trigger_ticks(symbol)
         inst = self._instruments[symbol]
         code = inst.settle.code
-        bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, mark))
+        bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, mark)
         price = takeover_price_ticks(self.policy, case.side, bankrupt, self._oracles.get(symbol, 0), mark)
         if tk.by == "backstop" and self.backstops:
             got = settler.backstop_takeover(case.account_id, symbol, case.side, lots,
@@ -222,7 +223,10 @@ class ExecutionMixin:
         inst = self._instruments[case.symbol]
         vwap = got.vwap_ticks
         case.closed_lots += got.lots
-        notional = float(abs(inst.notional(max(1, round(vwap or 1)), got.lots))) / inst.settle.minor_per_unit
+        per = int_per_tick_lot(inst)
+        at = max(1, round(vwap or 1))
+        value = float(abs(per * at * got.lots)) if per is not None else float(abs(inst.notional(at, got.lots)))
+        notional = value / inst.settle.minor_per_unit  # float(Fraction(n)) == float(n)
         self.records.append(LiquidationRecord(
             ts_ns, case.symbol, case.account_id, case.side, got.lots, notional, case.trigger_mark_ticks, vwap,
             slippage_bps(case.side, vwap, case.trigger_mark_ticks), venue, self.policy.name, action,  # type: ignore[arg-type]
@@ -307,7 +311,7 @@ class ExecutionMixin:
             else:
                 self._end_wait(case, ts_ns)
             batch_notional += lots * per_lot
-            bankrupt = bankruptcy_limit_ticks(case.side, bankruptcy_price(inst, m.qty_lots, m.equity_exact, price))
+            bankrupt = bankruptcy_limit_of(case.side, inst, m.qty_lots, m.equity_exact, price)
             limit = order_limit_ticks(self.policy, case.side, bankrupt, m, inst, price, ts_ns, lots)
             self.audit.record(EventKind.LIQUIDATION_PLANNED, ts_ns, symbol=symbol, account_id=case.account_id,
                               qty_lots=lots, mode=plan.reason, position_lots=m.qty_lots, price_ticks=price,

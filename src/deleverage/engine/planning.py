@@ -24,6 +24,7 @@ from deleverage.core.instruments import Instrument
 from deleverage.core.positions import contract_sign, trade_value_minor
 from deleverage.core.tiers import MarginTiers
 from deleverage.engine.detect import AccountMargin, maintenance_exact
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.engine.policy import LiquidationPolicy
 from deleverage.engine.records import LiquidationCase
 from deleverage.execution.algos import ExecutionState, FillablePriceIOC
@@ -73,10 +74,11 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
     """
     size = abs(margin.qty_lots)
     target = Fraction(target_ratio)
-
-    def restored(c: int) -> bool:
-        equity, maintenance = equity_after_close(margin, inst, tiers, mark_ticks, c, price_ticks, fee_rate)
-        return equity > 0 and maintenance <= target * equity and maintenance < equity
+    restored = _restored_int(margin, inst, tiers, mark_ticks, price_ticks, target, fee_rate)
+    if restored is None:
+        def restored(c: int) -> bool:
+            equity, maintenance = equity_after_close(margin, inst, tiers, mark_ticks, c, price_ticks, fee_rate)
+            return equity > 0 and maintenance <= target * equity and maintenance < equity
 
     guess = restore_lots_estimate(margin, inst, tiers, mark_ticks, price_ticks, target_ratio, fee_rate)
     if guess is not None and restored(guess) and (guess == 1 or not restored(guess - 1)):
@@ -86,6 +88,36 @@ def restore_lots(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, ma
     if not restored(size):
         return size
     return _bisect_lots(restored, size)
+
+
+def _restored_int(margin: AccountMargin, inst: Instrument, tiers: MarginTiers, mark_ticks: int, price_ticks: int,
+                  target: Fraction, fee_rate: float) -> Callable[[int], bool] | None:
+    """``restore_lots``'s test in ints (exact_fast): :func:`equity_after_close` with an integer notional
+    and whole equity, ``maintenance ≤ target × equity`` cross-multiplied; None when that does not apply."""
+    per = int_per_tick_lot(inst)
+    equity0 = margin.equity_exact
+    if per is None or equity0.denominator != 1 or type(mark_ticks) is not int or type(price_ticks) is not int \
+            or mark_ticks <= 0 or price_ticks <= 0:
+        return None
+    q = margin.qty_lots
+    sign = 1 if q > 0 else -1
+    base = int(equity0.numerator)
+    step = sign * per * (price_ticks - mark_ticks)  # equity change per closed lot: s·(v − N(mark, 1))
+    other = margin.maintenance_exact - maintenance_exact(inst, tiers, q, mark_ticks)
+    tn, td = target.numerator, target.denominator
+    value_per_lot = per * price_ticks
+
+    def restored(c: int) -> bool:
+        equity = base + step * c
+        if fee_rate > 0:
+            equity -= math.ceil(value_per_lot * c * fee_rate)
+        if equity <= 0:
+            return False
+        remaining = abs(q) - c
+        maintenance = other + (maintenance_exact(inst, tiers, remaining, mark_ticks) if remaining else 0)
+        mn, md = maintenance.numerator, maintenance.denominator
+        return mn * td <= tn * equity * md and mn < equity * md
+    return restored
 
 
 def _bisect_lots(restored: Callable[[int], bool], size: int) -> int:
@@ -115,8 +147,13 @@ def restore_lots_estimate(margin: AccountMargin, inst: Instrument, tiers: Margin
         return None
     minor = float(inst.settle.minor_per_unit)
     sign = 1 if margin.qty_lots > 0 else -1
-    per_lot = float(abs(inst.notional(mark_ticks, 1))) / minor
-    value = float(abs(inst.notional(price_ticks, 1))) / minor
+    per = int_per_tick_lot(inst)
+    if per is not None and type(mark_ticks) is int and type(price_ticks) is int and mark_ticks > 0 \
+            and price_ticks > 0:  # float(Fraction(n)) == float(n): the same floats without a Fraction
+        per_lot, value = float(per * mark_ticks) / minor, float(per * price_ticks) / minor
+    else:
+        per_lot = float(abs(inst.notional(mark_ticks, 1))) / minor
+        value = float(abs(inst.notional(price_ticks, 1))) / minor
     d = contract_sign(inst) * sign * (value - per_lot)
     t = float(target_ratio)
     equity = float(margin.equity_exact) / minor

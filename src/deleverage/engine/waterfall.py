@@ -38,6 +38,7 @@ from deleverage.core.tiers import MarginTiers
 from deleverage.engine.adl import allocate, pro_rata_haircut
 from deleverage.engine.backstop import BackstopProvider
 from deleverage.engine.detect import AccountMargin, SymbolDetector, exact_margin
+from deleverage.engine.exact_fast import int_per_tick_lot
 from deleverage.errors import SimulationError
 from deleverage.venues.liquidity import fill_of, split_vwap
 
@@ -208,7 +209,11 @@ class Settler:
         if self._fee_ppm == 0:
             return 0
         inst = self.instruments[symbol]
-        raw = int(abs(inst.notional(price_ticks, lots)) * self._fee_ppm // 1_000_000)
+        per = int_per_tick_lot(inst)
+        if per is not None and type(price_ticks) is int and type(lots) is int and price_ticks > 0:
+            raw = abs(per * price_ticks * lots) * self._fee_ppm // 1_000_000  # the same floor, in ints
+        else:
+            raw = int(abs(inst.notional(price_ticks, lots)) * self._fee_ppm // 1_000_000)
         pocket = isolated_account_id(account_id, symbol)
         open_isolated = self.ledger.has_account(pocket) and self.ledger.position(account_id, symbol).qty_lots
         wallet = pocket if open_isolated else account_id
