@@ -765,6 +765,10 @@ class Ledger:
             amount = np.where(pocket | (~wallet_empty & (segment.code == code)), segment.deposit[found], 0)
             for i, p, a in zip(at.tolist(), pocket.tolist(), amount.tolist(), strict=True):
                 held[i], pocketed[i] = a, p
+        if self._book._bulk:  # a pocket's own id: its balance, wherever it lives
+            for i, account_id in enumerate(ids):
+                if isinstance(account_id, str) and account_id.startswith("isolated:") and account_id not in accounts:
+                    held[i] = self._balance_of(account_id, code) or 0
         return held, pocketed
 
     def _check_fill_args(
