@@ -22,7 +22,8 @@ holds the deposit; no balance entry when the deposit is 0. The columns are never
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -274,27 +275,29 @@ class BulkSegment:
         at = np.flatnonzero(keep)
         return order[at], self.ids.decode(self.ids.sorted_ids[at])
 
-    def account_tuples(self) -> Iterator[tuple[str, str, str, bool, str | None]]:
-        """(id, kind, margin mode, allow negative, parent) of every untouched account and pocket."""
+    def account_tuples(self, no_parent: str | None = None) -> list[tuple[str, str, str, bool, str | None]]:
+        """(id, kind, margin mode, allow negative, parent) of every untouched account and pocket, in lists
+        built at C speed (a trader's parent is ``no_parent``)."""
         rows, ids = self.live_sorted_rows()
-        iso = self.isolated[rows].tolist()
-        opened = (self.qty[rows] != 0).tolist()
-        for aid, i, o in zip(ids, iso, opened, strict=True):
-            yield (aid, "trader", "isolated" if i else "cross", False, None)
-            if i and o:
-                yield (f"isolated:{aid}:{self.symbol}", "isolated", "cross", False, aid)
+        isolated = self.isolated[rows]
+        modes = np.where(isolated, "isolated", "cross").tolist()
+        out: list[tuple[str, str, str, bool, str | None]] = list(
+            zip(ids, repeat("trader"), modes, repeat(False), repeat(no_parent)))
+        owners = [ids[i] for i in np.flatnonzero(isolated & (self.qty[rows] != 0)).tolist()]
+        pockets = [f"isolated:{a}:{self.symbol}" for a in owners]
+        out += zip(pockets, repeat("isolated"), repeat("cross"), repeat(False), owners)
+        return out
 
-    def balance_items(self) -> Iterator[tuple[tuple[str, str], int]]:
-        """((account, code), balance) of every untouched entry."""
+    def balance_items(self) -> list[tuple[tuple[str, str], int]]:
+        """((account, code), balance) of every untouched entry (wallets, then pockets)."""
         rows, ids = self.live_sorted_rows(self.deposit > 0)
-        code, symbol = self.code, self.symbol
-        pocket = ((self.isolated[rows]) & (self.qty[rows] != 0)).tolist()
-        for aid, p, amount in zip(ids, pocket, self.deposit[rows].tolist(), strict=True):
-            if p:
-                yield (aid, code), 0
-                yield (f"isolated:{aid}:{symbol}", code), amount
-            else:
-                yield (aid, code), amount
+        code = self.code
+        amounts = self.deposit[rows]
+        pocket = self.isolated[rows] & (self.qty[rows] != 0)
+        out = list(zip(zip(ids, repeat(code)), np.where(pocket, 0, amounts).tolist(), strict=True))
+        at = np.flatnonzero(pocket)
+        out += zip(((f"isolated:{ids[i]}:{self.symbol}", code) for i in at.tolist()), amounts[at].tolist(), strict=True)
+        return out
 
 
 __all__ = ["BulkSegment", "IdIndex", "exact_sum"]

@@ -164,9 +164,18 @@ def _pack(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
+_KERNEL_LIMIT = 2**61  # |qty|, |cost|, |total| checked below it after every fill: one more step stays in int64
+_KERNEL_SIZE_LIMIT = 2**31  # |position| below it: rem · closed < position² stays in int64
+
+
 @njit(cache=True, nogil=True)
-def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pragma: no cover - numba
-    """The counterparty's side of each fill in order (linear, integer value per tick-lot, no fees)."""
+def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out, limit, size_limit):  # pragma: no cover
+    """The counterparty's side of each fill in order (linear, integer value per tick-lot, no fees).
+
+    Returns (qty, cost, total realized, ok). ``ok`` is False as soon as a running total reaches ``limit`` or
+    the position ``size_limit`` (with int64 arrays the next step could overflow): the caller then reruns
+    the same function over Python ints, where the limits are never reached.
+    """
     qty = qty0
     cost = cost0
     total = 0
@@ -175,6 +184,9 @@ def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pra
         if s == 0:
             realized_out[i] = 0
             continue
+        if -limit >= qty or qty >= limit or -limit >= cost or cost >= limit or -limit >= total or total >= limit \
+                or -size_limit >= qty or qty >= size_limit:
+            return qty, cost, total, False
         size = s if s > 0 else -s
         direction = 1 if s > 0 else -1
         v = values[i]
@@ -203,7 +215,9 @@ def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pra
                 cost += direction * (v - close_value)
         realized_out[i] = r
         total += r
-    return qty, cost, total
+    if -limit >= qty or qty >= limit or -limit >= cost or cost >= limit or -limit >= total or total >= limit:
+        return qty, cost, total, False
+    return qty, cost, total, True
 
 
 def _scan_python(instrument: Instrument, signed: list[int], values: list[int], prices: list[int],
@@ -231,15 +245,16 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
     if per is None or per.denominator != 1 or start.fees_minor != 0:
         out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
         return _pack(out), final
+    ok = False
     if values.dtype == np.int64 and _scan_bounds_ok(int(per.numerator), signed, values, prices, start):
         realized = np.empty(signed.shape[0], dtype=np.int64)
-        qty, cost, total = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
-                                        start.cost_minor, realized)
-    else:  # the same kernel, interpreted over Python ints (unbounded): a venue-sized book's totals pass 2**62
+        qty, cost, total, ok = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
+                                            start.cost_minor, realized, _KERNEL_LIMIT, _KERNEL_SIZE_LIMIT)
+    if not ok:  # the same kernel, interpreted over Python ints (unbounded): totals that could pass int64
         objects = [np.array(a.tolist(), dtype=object) for a in (signed, values, prices)]
         realized = np.empty(signed.shape[0], dtype=object)
-        qty, cost, total = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
-                                                realized)
+        qty, cost, total, _ = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
+                                                   realized, math.inf, math.inf)
         realized = _pack(realized.tolist())
     final = Position(start.account_id, start.symbol, int(qty), int(cost),
                      start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
@@ -247,17 +262,14 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
 
 
 def _scan_bounds_ok(per: int, signed: np.ndarray, values: np.ndarray, prices: np.ndarray, start: Position) -> bool:
-    """True when no intermediate of :func:`_scan_kernel` can leave int64 (proved from totals)."""
+    """True when the int64 kernel may run: every single fill's numbers fit (the running totals are
+    checked inside :func:`_scan_kernel`, which gives up when they approach int64)."""
     if not signed.size:
         return False
-    total_lots = int(np.abs(signed).sum(dtype=np.float64)) + abs(start.qty_lots) + 1
     max_lots = int(np.abs(signed).max())
-    cost_bound = float(np.abs(values).sum(dtype=np.float64)) * 2 + abs(start.cost_minor) + abs(
-        start.realized_pnl_minor)
     return (
-        total_lots * max(max_lots, 1) < _INT64_SAFE
-        and cost_bound * 4 < _INT64_SAFE
-        and per * int(prices.max()) * max_lots < _INT64_SAFE
+        per * int(prices.max()) * max_lots < _INT64_SAFE
+        and max(abs(start.qty_lots), abs(start.cost_minor), abs(start.realized_pnl_minor)) < _KERNEL_LIMIT
     )
 
 

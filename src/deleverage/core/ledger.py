@@ -35,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from deleverage.core.bulk import BulkSegment, IdIndex
+from deleverage.core.bulk import BulkSegment, IdIndex, exact_sum
 from deleverage.core.columns import (
     BulkPlan,
     TraderColumns,
@@ -383,12 +383,11 @@ class Ledger:
         cols, balances = plan.columns, self._balances
         code, symbol = plan.instrument.settle.code, plan.instrument.symbol
         if funded.any():  # every deposit came from the world
-            total_in = int(cols.deposit_minor.sum(dtype=object))
+            total_in = exact_sum(cols.deposit_minor)
             balances[(WORLD_ID, code)] = balances.get((WORLD_ID, code), 0) - total_in
         moved = plan.market_realized != 0
         if moved.any():
-            total = int(plan.market_realized.sum()) if plan.market_realized.dtype != object else sum(
-                plan.market_realized.tolist())
+            total = exact_sum(plan.market_realized)
             for account_id, delta in ((plan.counterparty, total), (clearing_account_id(symbol), -total)):
                 balances[(account_id, code)] = balances.get((account_id, code), 0) + delta
         if funded.any() or moved.any():
@@ -989,8 +988,7 @@ class Ledger:
         accounts = [(a.account_id, a.kind, a.margin_mode, a.allow_negative, a.parent or "")
                     for a in self._accounts.values()]
         for segment in self._book._bulk:
-            accounts += [(a, kind, mode, negative, parent or "")
-                         for a, kind, mode, negative, parent in segment.account_tuples()]
+            accounts += segment.account_tuples(no_parent="")
         accounts.sort()
         balances = sorted((k, v) for k, v in self._all_balances().items() if v != 0)
         text = repr((accounts, balances, self._book.state_key(), self.journal_length()))

@@ -21,12 +21,11 @@ linear and −1 for inverse contracts (realized cash is paid from the instrument
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from deleverage.core.instruments import Instrument
@@ -205,6 +204,7 @@ def mark_ticks_for(marks: Mapping[str, int], symbol: str) -> int:
 _QTY = attrgetter("qty_lots")
 _COST = attrgetter("cost_minor")
 _ACCOUNT = attrgetter("account_id")
+_KEY = itemgetter(0)
 _SYMBOL_ACCOUNT = attrgetter("symbol", "account_id")
 
 
@@ -338,13 +338,13 @@ class PositionBook:
             book = self._positions
             candidates = [book[(aid, symbol)] for aid in sorted([aid for aid, sym in book if sym == symbol])]
             runs = [self._bulk_positions(seg) for seg in self._bulk if seg.symbol == symbol]
-            if runs:  # each run is sorted already: merged, not re-sorted
-                candidates = list(heapq.merge(candidates, *runs, key=_ACCOUNT))
+            if runs:  # sorted runs: one C-level merge by timsort
+                candidates = sorted([p for run in (candidates, *runs) for p in run], key=_ACCOUNT)
         else:
             candidates = [pos for _, pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
             if self._bulk:
                 runs = [self._bulk_positions(seg) for seg in self._bulk]
-                candidates = list(heapq.merge(candidates, *runs, key=_SYMBOL_ACCOUNT))
+                candidates = sorted([p for run in (candidates, *runs) for p in run], key=_SYMBOL_ACCOUNT)
         for pos in candidates:
             if pos.is_open or not open_only:
                 yield pos
@@ -381,10 +381,20 @@ class PositionBook:
     def state_key(self) -> str:
         """Canonical text of all positions and instruments, for the ledger digest."""
         items = sorted(self._positions.items())
-        if self._bulk:
-            runs = [[((p.account_id, p.symbol), p) for p in self._bulk_positions(seg)] for seg in self._bulk]
-            items = list(heapq.merge(items, *runs))
-        return repr((items, sorted(self._instruments)))
+        if not self._bulk:
+            return repr((items, sorted(self._instruments)))
+        # the bulk rows' text written directly (the repr of the Position each stands for, tested against it):
+        # a Position object and a dataclass repr per row were most of a digest
+        texts = [(key, repr((key, pos))) for key, pos in items]
+        for seg in self._bulk:
+            rows, ids = seg.live_sorted_rows(seg.qty != 0)
+            sym = repr(seg.symbol)
+            texts += zip(zip(ids, repeat(seg.symbol)), (
+                f"(({a!r}, {sym}), Position(account_id={a!r}, symbol={sym}, qty_lots={q}, cost_minor={c}, "
+                "realized_pnl_minor=0, fees_minor=0, funding_minor=0))"
+                for a, q, c in zip(ids, seg.qty[rows].tolist(), seg.costs()[rows].tolist(), strict=True)), strict=True)
+        texts.sort(key=_KEY)
+        return f"([{', '.join(text for _, text in texts)}], {sorted(self._instruments)!r})"
 
     # --- integrity --------------------------------------------------------------------------------
     def check_invariants(self, clearing_balance: Callable[[Instrument], int]) -> None:
