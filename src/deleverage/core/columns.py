@@ -12,10 +12,12 @@ and computes the result with integer arithmetic only:
   tick × lot is an integer number of minor units, otherwise the exact ``Fraction`` per row);
 * the counterparty (``market``) takes the other side of every fill *in row order*: its reductions
   realize PnL with the truncation rule of :func:`deleverage.core.positions.removed_cost_minor`, so it
-  is replayed sequentially (a numba scan over int64 when bounds prove no overflow, Python ints
-  otherwise) and its per-fill realized PnL is kept;
-* the journal is not materialised: :class:`BulkJournal` regenerates, on demand, exactly the records
-  the one-by-one path would have appended (deposit, add isolated margin, open position).
+  is replayed sequentially (a numba scan over int64 that checks its running totals and gives up near
+  int64, then the same scan over Python ints) and its per-fill realized PnL is kept;
+* nothing is materialised: the ledger keeps the columns as a :class:`deleverage.core.bulk.BulkSegment`
+  (accounts, balances and positions read from them until a write touches an account) and regenerates,
+  on demand, exactly the journal records the one-by-one path would have appended (deposit, add isolated
+  margin, open position).
 
 The resulting ledger state, digest, journal and audit are byte-identical to the one-by-one path
 (tests/core/test_columns.py proves it differentially). Fees are zero on a bulk open.
@@ -273,15 +275,6 @@ def _scan_bounds_ok(per: int, signed: np.ndarray, values: np.ndarray, prices: np
     )
 
 
-@dataclass(frozen=True)
-class BulkJournal:
-    """The journal records of one bulk load, kept implicit: ``Ledger`` regenerates them on demand."""
-
-    plan: BulkPlan
-    start_seq: int
-    count: int
-
-
 def journal_count(columns: TraderColumns) -> int:
     """How many journal records the one-by-one path appends for ``columns``."""
     funded = columns.deposit_minor > 0
@@ -290,7 +283,6 @@ def journal_count(columns: TraderColumns) -> int:
 
 
 __all__ = [
-    "BulkJournal",
     "BulkPlan",
     "TraderColumns",
     "check_columns",

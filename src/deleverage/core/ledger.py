@@ -985,8 +985,8 @@ class Ledger:
 
     def digest(self) -> str:
         """SHA-256 of the full state: accounts, balances, positions, instruments, journal length."""
-        accounts = [(a.account_id, a.kind, a.margin_mode, a.allow_negative, a.parent or "")
-                    for a in self._accounts.values()]
+        accounts: list[tuple[str, str, str, bool, str | None]] = [
+            (a.account_id, a.kind, a.margin_mode, a.allow_negative, a.parent or "") for a in self._accounts.values()]
         for segment in self._book._bulk:
             accounts += segment.account_tuples(no_parent="")
         accounts.sort()
