@@ -48,3 +48,21 @@ def test_totals_beyond_int64_take_the_python_int_kernel() -> None:
     expected, final = reference(qty, values, prices, start)
     realized, got = scan_counterparty(BTCUSDT, qty, values, prices, start)
     assert realized.tolist() == expected and got == final
+
+
+def test_running_totals_near_int64_make_the_kernel_give_up_for_python_ints() -> None:
+    """Every fill fits int64 (values are int64), but the counterparty's running cost passes 2**61 after
+    about a thousand fills, most on one side: the kernel stops and the Python-int twin gives the exact answer."""
+    qty = np.full(1_200, 40_000, dtype=np.int64)
+    qty[::7] = -39_999  # some reductions, so the truncation rule is exercised on huge costs
+    prices = np.full(1_200, 10**7, dtype=np.int64)
+    values = trade_values(BTCUSDT, qty, prices)
+    assert values.dtype == np.int64 and abs(int(values.astype(object).sum())) > 2**61
+    start = Position("market", BTCUSDT.symbol)
+    expected, final = reference(qty, values, prices, start)
+    realized = np.empty(1_200, dtype=np.int64)
+    *_, ok = columns._scan_kernel(-qty, values, prices, 10_000, 0, 0, realized, columns._KERNEL_LIMIT,
+                                  columns._KERNEL_SIZE_LIMIT)
+    assert not ok  # the int64 kernel refused to go on
+    got_realized, got = scan_counterparty(BTCUSDT, qty, values, prices, start)
+    assert got_realized.tolist() == expected and got == final and abs(got.cost_minor) > 2**61

@@ -39,8 +39,8 @@ def config(seed: int) -> RunConfig:
 def reference_total_values(ledger: Ledger, marks: dict[str, int]) -> dict[str, Fraction]:
     """What ``total_values`` computed before: every balance and every position's exact PnL, one by one."""
     totals: dict[str, Fraction] = {}
-    for (account_id, code), amount in ledger._balances.items():  # noqa: SLF001
-        if ledger._accounts[account_id].kind not in ("world", "clearing"):  # noqa: SLF001
+    for (account_id, code), amount in ledger._all_balances().items():  # noqa: SLF001 - columns included
+        if ledger._require_account(account_id).kind not in ("world", "clearing"):  # noqa: SLF001
             totals[code] = totals.get(code, Fraction(0)) + amount
     for pos in ledger._book.iterate():  # noqa: SLF001
         code = ledger._book.instrument(pos.symbol).settle.code  # noqa: SLF001

@@ -12,10 +12,12 @@ and computes the result with integer arithmetic only:
   tick × lot is an integer number of minor units, otherwise the exact ``Fraction`` per row);
 * the counterparty (``market``) takes the other side of every fill *in row order*: its reductions
   realize PnL with the truncation rule of :func:`deleverage.core.positions.removed_cost_minor`, so it
-  is replayed sequentially (a numba scan over int64 when bounds prove no overflow, Python ints
-  otherwise) and its per-fill realized PnL is kept;
-* the journal is not materialised: :class:`BulkJournal` regenerates, on demand, exactly the records
-  the one-by-one path would have appended (deposit, add isolated margin, open position).
+  is replayed sequentially (a numba scan over int64 that checks its running totals and gives up near
+  int64, then the same scan over Python ints) and its per-fill realized PnL is kept;
+* nothing is materialised: the ledger keeps the columns as a :class:`deleverage.core.bulk.BulkSegment`
+  (accounts, balances and positions read from them until a write touches an account) and regenerates,
+  on demand, exactly the journal records the one-by-one path would have appended (deposit, add isolated
+  margin, open position).
 
 The resulting ledger state, digest, journal and audit are byte-identical to the one-by-one path
 (tests/core/test_columns.py proves it differentially). Fees are zero on a bulk open.
@@ -164,9 +166,18 @@ def _pack(values: list[int]) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
+_KERNEL_LIMIT = 2**61  # |qty|, |cost|, |total| checked below it after every fill: one more step stays in int64
+_KERNEL_SIZE_LIMIT = 2**31  # |position| below it: rem · closed < position² stays in int64
+
+
 @njit(cache=True, nogil=True)
-def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pragma: no cover - numba
-    """The counterparty's side of each fill in order (linear, integer value per tick-lot, no fees)."""
+def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out, limit, size_limit):  # pragma: no cover
+    """The counterparty's side of each fill in order (linear, integer value per tick-lot, no fees).
+
+    Returns (qty, cost, total realized, ok). ``ok`` is False as soon as a running total reaches ``limit`` or
+    the position ``size_limit`` (with int64 arrays the next step could overflow): the caller then reruns
+    the same function over Python ints, where the limits are never reached.
+    """
     qty = qty0
     cost = cost0
     total = 0
@@ -175,6 +186,9 @@ def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pra
         if s == 0:
             realized_out[i] = 0
             continue
+        if -limit >= qty or qty >= limit or -limit >= cost or cost >= limit or -limit >= total or total >= limit \
+                or -size_limit >= qty or qty >= size_limit:
+            return qty, cost, total, False
         size = s if s > 0 else -s
         direction = 1 if s > 0 else -1
         v = values[i]
@@ -203,7 +217,9 @@ def _scan_kernel(signed, values, prices, per, qty0, cost0, realized_out):  # pra
                 cost += direction * (v - close_value)
         realized_out[i] = r
         total += r
-    return qty, cost, total
+    if -limit >= qty or qty >= limit or -limit >= cost or cost >= limit or -limit >= total or total >= limit:
+        return qty, cost, total, False
+    return qty, cost, total, True
 
 
 def _scan_python(instrument: Instrument, signed: list[int], values: list[int], prices: list[int],
@@ -231,15 +247,16 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
     if per is None or per.denominator != 1 or start.fees_minor != 0:
         out, final = _scan_python(instrument, signed.tolist(), values.tolist(), prices.tolist(), start)
         return _pack(out), final
+    ok = False
     if values.dtype == np.int64 and _scan_bounds_ok(int(per.numerator), signed, values, prices, start):
         realized = np.empty(signed.shape[0], dtype=np.int64)
-        qty, cost, total = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
-                                        start.cost_minor, realized)
-    else:  # the same kernel, interpreted over Python ints (unbounded): a venue-sized book's totals pass 2**62
+        qty, cost, total, ok = _scan_kernel(signed, values, prices, int(per.numerator), start.qty_lots,
+                                            start.cost_minor, realized, _KERNEL_LIMIT, _KERNEL_SIZE_LIMIT)
+    if not ok:  # the same kernel, interpreted over Python ints (unbounded): totals that could pass int64
         objects = [np.array(a.tolist(), dtype=object) for a in (signed, values, prices)]
         realized = np.empty(signed.shape[0], dtype=object)
-        qty, cost, total = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
-                                                realized)
+        qty, cost, total, _ = _scan_kernel.py_func(*objects, int(per.numerator), start.qty_lots, start.cost_minor,
+                                                   realized, math.inf, math.inf)
         realized = _pack(realized.tolist())
     final = Position(start.account_id, start.symbol, int(qty), int(cost),
                      start.realized_pnl_minor + int(total), start.fees_minor, start.funding_minor)
@@ -247,27 +264,15 @@ def scan_counterparty(instrument: Instrument, qty_lots: np.ndarray, values: np.n
 
 
 def _scan_bounds_ok(per: int, signed: np.ndarray, values: np.ndarray, prices: np.ndarray, start: Position) -> bool:
-    """True when no intermediate of :func:`_scan_kernel` can leave int64 (proved from totals)."""
+    """True when the int64 kernel may run: every single fill's numbers fit (the running totals are
+    checked inside :func:`_scan_kernel`, which gives up when they approach int64)."""
     if not signed.size:
         return False
-    total_lots = int(np.abs(signed).sum(dtype=np.float64)) + abs(start.qty_lots) + 1
     max_lots = int(np.abs(signed).max())
-    cost_bound = float(np.abs(values).sum(dtype=np.float64)) * 2 + abs(start.cost_minor) + abs(
-        start.realized_pnl_minor)
     return (
-        total_lots * max(max_lots, 1) < _INT64_SAFE
-        and cost_bound * 4 < _INT64_SAFE
-        and per * int(prices.max()) * max_lots < _INT64_SAFE
+        per * int(prices.max()) * max_lots < _INT64_SAFE
+        and max(abs(start.qty_lots), abs(start.cost_minor), abs(start.realized_pnl_minor)) < _KERNEL_LIMIT
     )
-
-
-@dataclass(frozen=True)
-class BulkJournal:
-    """The journal records of one bulk load, kept implicit: ``Ledger`` regenerates them on demand."""
-
-    plan: BulkPlan
-    start_seq: int
-    count: int
 
 
 def journal_count(columns: TraderColumns) -> int:
@@ -278,7 +283,6 @@ def journal_count(columns: TraderColumns) -> int:
 
 
 __all__ = [
-    "BulkJournal",
     "BulkPlan",
     "TraderColumns",
     "check_columns",

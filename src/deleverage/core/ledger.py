@@ -26,19 +26,17 @@ an account that may not go negative; a withdrawal never creates a negative balan
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from itertools import repeat
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from deleverage.core.bulk import BulkSegment, IdIndex, exact_sum
 from deleverage.core.columns import (
-    BulkJournal,
     BulkPlan,
     TraderColumns,
     check_columns,
@@ -178,8 +176,94 @@ class Ledger:
         self._book = PositionBook()
         self._journal: list[JournalRecord] = []
         # bulk loads keep their journal records implicit: (index in _journal where they sit, segment)
-        self._bulk: list[tuple[int, BulkJournal]] = []
+        self._bulk: list[tuple[int, BulkSegment]] = []
         self._bulk_count = 0
+
+    # --- bulk-loaded accounts (core/bulk.py) ----------------------------------------------------------
+    # A bulk load's accounts stay in the columns of a BulkSegment (held by the position book, shared here)
+    # until a write touches one: ``_touch`` then materialises it into the dicts, so every write path below
+    # works on the dicts as before, and every read path looks in the dicts first, then in the columns.
+    def _locate(self, account_id: object) -> tuple[BulkSegment, int, bool] | None:
+        """(segment, row, is its pocket) of an untouched bulk account or pocket, else None."""
+        if not isinstance(account_id, str):
+            return None
+        if account_id.startswith("isolated:"):
+            parts = account_id.split(":", 2)
+            if len(parts) != 3:
+                return None
+            for segment in self._book._bulk:
+                if segment.symbol == parts[2]:
+                    row = segment.live_row(parts[1])
+                    if row >= 0:
+                        return (segment, row, True) if segment.pocketed(row) else None
+            return None
+        for segment in self._book._bulk:
+            row = segment.live_row(account_id)
+            if row >= 0:
+                return segment, row, False
+        return None
+
+    def _touch(self, account_id: object) -> None:
+        """Before a write: move an untouched bulk account (or the owner of a pocket) into the dicts."""
+        if self._book._bulk and account_id not in self._accounts:
+            found = self._locate(account_id)
+            if found is not None:
+                self._materialise(found[0], found[1])
+
+    def _materialise(self, segment: BulkSegment, row: int) -> None:
+        """Exactly the dict entries the one-by-one path leaves for the row; the row is marked as moved out."""
+        account_id = segment.ids.id_of(row)
+        qty = int(segment.qty[row])
+        isolated = bool(segment.isolated[row])
+        self._accounts[account_id] = _Account(account_id, "trader", "isolated" if isolated else "cross", False)
+        if isolated and qty:
+            pocket = isolated_account_id(account_id, segment.symbol)
+            self._accounts[pocket] = _Account(pocket, "isolated", "cross", False, account_id)
+            self._pockets.setdefault(account_id, []).append(pocket)
+        for holder, amount in segment.balance_entries(row):
+            self._balances[(holder, segment.code)] = amount
+        if qty:
+            self._book.commit([Position(account_id, segment.symbol, qty, segment.cost(row))])
+        segment.touched[row] = True
+
+    def _bulk_account(self, account_id: str) -> _Account | None:
+        found = self._locate(account_id)
+        if found is None:
+            return None
+        segment, row, pocket = found
+        if pocket:
+            return _Account(account_id, "isolated", "cross", False, segment.ids.id_of(row))
+        return _Account(account_id, "trader", "isolated" if segment.isolated[row] else "cross", False)
+
+    def _balance_of(self, account_id: str, code: str) -> int | None:
+        """The balance entry of ``account_id`` in ``code`` (None when there is none), columns included."""
+        amount = self._balances.get((account_id, code))
+        if amount is not None or not self._book._bulk:
+            return amount
+        found = self._locate(account_id)
+        if found is None or found[0].code != code:
+            return None
+        segment, row, pocket = found
+        return segment.pocket_balance(row) if pocket else segment.wallet_balance(row)
+
+    def _pockets_of(self, account_id: str) -> list[str]:
+        pockets = self._pockets.get(account_id)
+        if pockets is not None or not self._book._bulk:
+            return pockets or []
+        found = self._locate(account_id)
+        if found is not None and not found[2] and found[0].pocketed(found[1]):
+            return [isolated_account_id(account_id, found[0].symbol)]
+        return []
+
+    def _exists(self, account_id: str) -> bool:
+        return account_id in self._accounts or (bool(self._book._bulk) and self._locate(account_id) is not None)
+
+    def _all_balances(self) -> dict[tuple[str, str], int]:
+        """Every balance entry, the columns' included (for checks over the whole state)."""
+        merged = dict(self._balances)
+        for segment in self._book._bulk:
+            merged.update(segment.balance_items())
+        return merged
 
     # --- accounts -------------------------------------------------------------------------------
     def open_account(
@@ -189,7 +273,7 @@ class Ledger:
         """Open an empty account. Market accounts (external liquidity) may always go negative."""
         if not isinstance(account_id, str) or not account_id or ":" in account_id:
             raise InvalidInput("account_id", account_id, "must be a non-empty string without ':'")
-        if account_id in self._accounts:
+        if self._exists(account_id):
             raise InvalidInput("account_id", account_id, "account already exists")
         if kind not in OPENABLE_KINDS:
             raise InvalidInput("kind", kind, f"must be one of {list(OPENABLE_KINDS)}")
@@ -234,11 +318,12 @@ class Ledger:
         Returns how many accounts were opened.
         """
         cols = check_columns(columns)
-        self._check_new_ids(cols.account_ids)
+        index = self._check_bulk_ids(cols.account_ids)
         _require_int(ts_ns, "ts_ns", minimum=0)
         self._book.check_instrument(instrument)
         opens = cols.qty_lots != 0
         any_fill = bool(opens.any())
+        self._touch(counterparty)  # its position and balance change: a bulk-loaded one moves into the dicts
         if any_fill:
             cp = self._accounts.get(counterparty)
             if cp is None or cp.kind not in OPENABLE_KINDS or cp.margin_mode != "cross":
@@ -247,16 +332,29 @@ class Ledger:
         start = self._book.get(counterparty, instrument.symbol)
         realized, final = scan_counterparty(instrument, cols.qty_lots, values, cols.price_ticks, start)
         plan = BulkPlan(cols, instrument, counterparty, ts_ns, values, realized, final)
-        # Everything is checked: from here on nothing can fail. The collector is paused while a million
-        # small objects are made (it would rescan the growing heap over and over: ~40% of the load).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            self._install(plan, opens, any_fill)
-        finally:
-            if collecting:
-                gc.enable()
+        # Everything is checked: from here on nothing can fail. The accounts stay in columns (core/bulk.py).
+        if any_fill:
+            self._register(instrument)
+            self._book.commit([plan.market_position])
+        segment = BulkSegment(plan, index, self.journal_length(), journal_count(cols))
+        self._book._bulk.append(segment)
+        self._install_totals(plan, cols.deposit_minor > 0, segment)
         return len(cols)
+
+    def _check_bulk_ids(self, account_ids: Iterable[str]) -> IdIndex:
+        """The index of new, distinct, non-empty ids without ``:`` (refused by name otherwise)."""
+        ids = account_ids if isinstance(account_ids, list) else list(account_ids)
+        if set(map(type, ids)) <= {str} and ":" not in "".join(ids):
+            index = IdIndex.build(ids)
+            if not index.has_repeats_or_empty() and not self._clashes(index):
+                return index
+        self._check_new_ids(ids)  # names the first bad id (str subclasses pass it: indexed as plain strings)
+        return IdIndex.build([str(a) for a in ids])
+
+    def _clashes(self, index: IdIndex) -> bool:
+        """True when an id of ``index`` is already an account (in the dicts or an earlier bulk load)."""
+        plain = [a for a in self._accounts if ":" not in a]
+        return index.contains_any(plain) or any(seg.ids.overlaps(index) for seg in self._book._bulk)
 
     def _check_new_ids(self, ids: Iterable[str]) -> None:
         """Refuse a non-string, empty, ``:``-holding, repeated or existing id, naming the first one."""
@@ -267,7 +365,7 @@ class Ledger:
         for index, account_id in enumerate(ids):
             if not isinstance(account_id, str) or not account_id or ":" in account_id:
                 raise InvalidInput(f"account_ids[{index}]", account_id, "must be a non-empty string without ':'")
-            if account_id in self._accounts or account_id in seen:
+            if self._exists(account_id) or account_id in seen:
                 raise InvalidInput(f"account_ids[{index}]", account_id, "account already exists")
             seen.add(account_id)
 
@@ -277,101 +375,57 @@ class Ledger:
             return False
         unique = set(ids)
         return (len(unique) == len(ids) and "" not in unique and ":" not in "".join(ids)
-                and unique.isdisjoint(self._accounts))
+                and unique.isdisjoint(self._accounts)
+                and not any(seg.ids.contains_any(ids) for seg in self._book._bulk))
 
-    def _install(self, plan: BulkPlan, opens: np.ndarray, any_fill: bool) -> None:
-        """Write a validated :class:`BulkPlan` (what the one-by-one path would have left).
-
-        The dicts are filled with C-level ``update``/``map`` over the columns (a Python loop per row
-        was most of a million-account load); the result is the same dicts, entry for entry.
-        """
-        cols, inst = plan.columns, plan.instrument
-        code, symbol = inst.settle.code, inst.symbol
-        funded = cols.deposit_minor > 0
-        if any_fill:
-            self._register(inst)
-        ids = cols.account_ids if isinstance(cols.account_ids, list) else list(cols.account_ids)
-        modes = np.where(cols.isolated, "isolated", "cross").tolist()
-        self._accounts.update(zip(ids, map(_Account, ids, repeat("trader"), modes, repeat(False)), strict=True))
-        pocketed = np.flatnonzero(cols.isolated & opens).tolist()
-        owners = [ids[i] for i in pocketed]
-        pockets = [isolated_account_id(aid, symbol) for aid in owners]
-        self._accounts.update(zip(pockets, map(_Account, pockets, repeat("isolated"), repeat("cross"), repeat(False),
-                                               owners), strict=True))
-        for owner, pocket in zip(owners, pockets, strict=True):
-            self._pockets.setdefault(owner, []).append(pocket)
-        in_pocket = cols.isolated & opens & funded
-        wallet = np.flatnonzero(funded & ~in_pocket).tolist()
-        self._balances.update(zip(zip([ids[i] for i in wallet], repeat(code)), cols.deposit_minor[wallet].tolist(),
-                                  strict=True))
-        pocket_funded = np.flatnonzero(in_pocket[pocketed]).tolist() if pocketed else []
-        self._balances.update(zip(((owners[j], code) for j in pocket_funded), repeat(0)))
-        self._balances.update(zip(((pockets[j], code) for j in pocket_funded),
-                                  cols.deposit_minor[np.asarray(pocketed, dtype=np.int64)[pocket_funded]].tolist(),
-                                  strict=True))
-        self._install_positions(plan, ids, opens, any_fill)
-        self._install_totals(plan, funded)
-
-    def _install_positions(self, plan: BulkPlan, ids: list[str], opens: np.ndarray, any_fill: bool) -> None:
-        """The traders' new positions (signed cost = ±value) and the counterparty's final one."""
-        rows = np.flatnonzero(opens)
-        qty = plan.columns.qty_lots[rows]
-        value = plan.value_minor[rows]
-        cost = np.where(qty > 0, value, -value) if value.dtype != object else np.array(
-            [v if q > 0 else -v for q, v in zip(qty.tolist(), value.tolist(), strict=True)], dtype=object)
-        owners = [ids[i] for i in rows.tolist()]
-        symbol = plan.instrument.symbol
-        self._book.commit_new(symbol, owners,
-                              map(Position, owners, repeat(symbol), qty.tolist(), cost.tolist()))
-        if any_fill:
-            self._book.commit([plan.market_position])
-
-    def _install_totals(self, plan: BulkPlan, funded: np.ndarray) -> None:
+    def _install_totals(self, plan: BulkPlan, funded: np.ndarray, segment: BulkSegment) -> None:
         """The world's side of the deposits, the counterparty's realized PnL, the journal segment."""
         cols, balances = plan.columns, self._balances
         code, symbol = plan.instrument.settle.code, plan.instrument.symbol
         if funded.any():  # every deposit came from the world
-            total_in = int(cols.deposit_minor.sum(dtype=object))
+            total_in = exact_sum(cols.deposit_minor)
             balances[(WORLD_ID, code)] = balances.get((WORLD_ID, code), 0) - total_in
         moved = plan.market_realized != 0
         if moved.any():
-            total = int(plan.market_realized.sum()) if plan.market_realized.dtype != object else sum(
-                plan.market_realized.tolist())
+            total = exact_sum(plan.market_realized)
             for account_id, delta in ((plan.counterparty, total), (clearing_account_id(symbol), -total)):
                 balances[(account_id, code)] = balances.get((account_id, code), 0) + delta
         if funded.any() or moved.any():
             self._asset_codes.add(code)
-        count = journal_count(cols)
-        if count:
-            self._bulk.append((len(self._journal), BulkJournal(plan, self.journal_length(), count)))
-            self._bulk_count += count
+        if segment.count:
+            self._bulk.append((len(self._journal), segment))
+            self._bulk_count += segment.count
 
     def account(self, account_id: str) -> AccountView:
         acc = self._require_account(account_id)
         # Look up this account's few assets directly: scanning every balance made opening N accounts O(N²).
-        balances = {
-            c: self._balances[(account_id, c)]
-            for c in sorted(self._asset_codes)
-            if (account_id, c) in self._balances
-        }
+        held = ((c, self._balance_of(account_id, c)) for c in sorted(self._asset_codes))
+        balances = {c: amount for c, amount in held if amount is not None}
         return AccountView(acc.account_id, acc.kind, acc.margin_mode, acc.allow_negative, balances)
 
     def account_ids(self, *, include_system: bool = False) -> list[str]:
-        return sorted(
-            a for a, acc in self._accounts.items() if include_system or acc.kind not in SYSTEM_KINDS
-        )
+        ids = [a for a, acc in self._accounts.items() if include_system or acc.kind not in SYSTEM_KINDS]
+        for segment in self._book._bulk:
+            if include_system:
+                ids += [t[0] for t in segment.account_tuples()]
+            else:
+                ids += segment.live_sorted_rows()[1]
+        return sorted(ids)
 
     def has_account(self, account_id: str) -> bool:
-        return account_id in self._accounts
+        return self._exists(account_id)
 
     def balance(self, account_id: str, asset: Asset | str) -> int:
         self._require_account(account_id)
-        return self._balances.get((account_id, _asset_code(asset)), 0)
+        return self._balance_of(account_id, _asset_code(asset)) or 0
 
     def _require_account(self, account_id: str) -> _Account:
         try:
             return self._accounts[account_id]
         except (KeyError, TypeError):
+            acc = self._bulk_account(account_id) if self._book._bulk else None
+            if acc is not None:
+                return acc
             raise InvalidInput("account_id", account_id, "unknown account") from None
 
     def _open_system(self, account_id: str, kind: str, parent: str | None = None) -> None:
@@ -424,6 +478,8 @@ class Ledger:
             if not isinstance(entry, tuple) or len(entry) != 3:
                 raise InvalidInput(f"posting.entries[{index}]", entry, "expected (account_id, asset_code, delta_minor)")
             account_id, asset_code, delta = entry
+            if account_id not in accounts and self._book._bulk:
+                self._touch(account_id)
             if account_id not in creating and account_id not in accounts:
                 self._require_account(account_id)
             if not isinstance(asset_code, str) or not asset_code:
@@ -510,7 +566,7 @@ class Ledger:
         """Return margin from the pocket to the wallet, never more than the pocket holds."""
         pocket = self._pocket(account_id, instrument)
         amount = _require_int(amount_minor, "amount_minor", minimum=1)
-        have = self._balances.get((pocket, instrument.settle.code), 0)
+        have = self._balance_of(pocket, instrument.settle.code) or 0
         if amount > have:
             raise LedgerError(f"remove of {amount} from {pocket} exceeds its balance {have}")
         return self.transfer(pocket, account_id, instrument.settle, amount, reason=reason, ts_ns=ts_ns)
@@ -518,7 +574,7 @@ class Ledger:
     def isolated_margin_minor(self, account_id: str, symbol: str) -> int:
         """Balance of the isolated pocket (0 when there is none)."""
         code = self._book.instrument(symbol).settle.code
-        return self._balances.get((isolated_account_id(account_id, symbol), code), 0)
+        return self._balance_of(isolated_account_id(account_id, symbol), code) or 0
 
     def _pocket(self, account_id: str, instrument: Instrument) -> str:
         if self._require_account(account_id).margin_mode != "isolated":
@@ -563,6 +619,9 @@ class Ledger:
         account's position. Settlement may leave a bankrupt wallet negative.
         """
         self._check_fill_args(buyer, seller, instrument, price_ticks, qty_lots, ts_ns, reason)
+        if self._book._bulk:
+            for account_id in (buyer, seller, fee_account):
+                self._touch(account_id)
         for name, fee in (("buyer_fee_minor", buyer_fee_minor), ("seller_fee_minor", seller_fee_minor)):
             if _require_int(fee, name):
                 self._require_account(fee_account)
@@ -612,6 +671,9 @@ class Ledger:
         When any row is not a plain open from flat (unknown account, not flat, repeated, overdrawn, ...)
         the rows go through those two calls one by one, which refuse it as they always did.
         """
+        if self._book._bulk:
+            for account_id in (*account_ids, counterparty):
+                self._touch(account_id)
         if not self._opens_ok(account_ids, signed_lots, isolated_minor, instrument, price_ticks, counterparty,
                               ts_ns, reason):
             self._open_one_by_one(account_ids, signed_lots, isolated_minor, instrument, price_ticks, counterparty,
@@ -688,6 +750,24 @@ class Ledger:
         pockets = [isolated_account_id(a, symbol) for a in ids]
         pocketed = [p in accounts for p in pockets]
         held = [balances.get((p if has else a, code), 0) for a, p, has in zip(ids, pockets, pocketed, strict=True)]
+        for segment in self._book._bulk:  # untouched bulk rows: read from the columns, nothing materialised
+            rows = segment.ids.find_many(ids)
+            at = np.flatnonzero(rows >= 0)
+            if not at.size:
+                continue
+            found = rows[at]
+            live = ~segment.touched[found]
+            at, found = at[live], found[live]
+            opened = segment.qty[found] != 0
+            pocket = segment.isolated[found] & opened & (segment.symbol == symbol)
+            wallet_empty = segment.isolated[found] & opened  # the deposit sits in the pocket (of whichever symbol)
+            amount = np.where(pocket | (~wallet_empty & (segment.code == code)), segment.deposit[found], 0)
+            for i, p, a in zip(at.tolist(), pocket.tolist(), amount.tolist(), strict=True):
+                held[i], pocketed[i] = a, p
+        if self._book._bulk:  # a pocket's own id: its balance, wherever it lives
+            for i, account_id in enumerate(ids):
+                if isinstance(account_id, str) and account_id.startswith("isolated:") and account_id not in accounts:
+                    held[i] = self._balance_of(account_id, code) or 0
         return held, pocketed
 
     def _check_fill_args(
@@ -744,18 +824,18 @@ class Ledger:
         """
         acc = self._require_account(account_id)
         if symbol is not None and acc.margin_mode == "isolated":
-            margin = self._balances.get(
-                (isolated_account_id(account_id, symbol), self._book.instrument(symbol).settle.code), 0
-            )
+            margin = self._balance_of(
+                isolated_account_id(account_id, symbol), self._book.instrument(symbol).settle.code
+            ) or 0
             return margin + self._book.unrealized_exact(self._book.get(account_id, symbol), marks)
         code = self._resolve_asset(account_id, asset_code, symbol)
-        total = Fraction(self._balances.get((account_id, code), 0))
+        total = Fraction(self._balance_of(account_id, code) or 0)
         for pos in self._book.iterate(account_id=account_id):
             if self._book.instrument(pos.symbol).settle.code == code:
                 total += self._book.unrealized_exact(pos, marks)
         if acc.margin_mode == "isolated":
-            for pocket in self._pockets.get(account_id, ()):
-                total += self._balances.get((pocket, code), 0)
+            for pocket in self._pockets_of(account_id):
+                total += self._balance_of(pocket, code) or 0
         return total
 
     def equity_minor(
@@ -826,17 +906,21 @@ class Ledger:
         excluded = [a for a in (WORLD_ID, *map(clearing_account_id, self._book.symbols()))
                     if a in self._accounts and self._accounts[a].kind in ("world", "clearing")]
         balances = self._balances
+        totals: dict[str, int] = {}
         if len(self._asset_codes) == 1:  # one asset: a C-level sum over all balances, minus the few excluded
             (code,) = self._asset_codes
             held = [(a, code) for a in excluded if (a, code) in balances]
-            if len(balances) == len(held):
-                return {}
-            return {code: sum(balances.values()) - sum(balances[k] for k in held)}
-        skip = set(excluded)
-        totals: dict[str, int] = {}
-        for (account_id, code), amount in balances.items():
-            if account_id not in skip:
-                totals[code] = totals.get(code, 0) + amount
+            if len(balances) != len(held):
+                totals[code] = sum(balances.values()) - sum(balances[k] for k in held)
+        else:
+            skip = set(excluded)
+            for (account_id, code), amount in balances.items():
+                if account_id not in skip:
+                    totals[code] = totals.get(code, 0) + amount
+        for segment in self._book._bulk:  # untouched rows: wallet + pocket hold the deposit
+            amount, any_entry = segment.live_deposit_total()
+            if any_entry:
+                totals[segment.code] = totals.get(segment.code, 0) + amount
         return totals
 
     def total_value(self, marks: Mapping[str, int], asset_code: str | None = None) -> Fraction:
@@ -858,7 +942,7 @@ class Ledger:
         codes = {self._book.instrument(p.symbol).settle.code for p in positions}
         if not codes:
             codes = {
-                c for c in self._asset_codes if self._balances.get((account_id, c), 0) != 0
+                c for c in self._asset_codes if self._balance_of(account_id, c)
             }
         if len(codes) > 1:
             raise InvalidInput("asset_code", None, f"{account_id} holds several assets {sorted(codes)}")
@@ -875,6 +959,8 @@ class Ledger:
         per_asset: dict[str, int] = {}
         for (_, code), amount in self._balances.items():
             per_asset[code] = per_asset.get(code, 0) + amount
+        for segment in self._book._bulk:
+            per_asset[segment.code] = per_asset.get(segment.code, 0) + segment.live_deposit_total()[0]
         for code, total in sorted(per_asset.items()):
             if total != 0:
                 raise LedgerError(f"balances in {code} sum to {total}, not 0")
@@ -889,20 +975,22 @@ class Ledger:
         for record in self._iter_journal():
             for account_id, code, delta in record.posting.entries:
                 balances[(account_id, code)] = balances.get((account_id, code), 0) + delta
-        for key in sorted(set(balances) | set(self._balances)):
-            if balances.get(key, 0) != self._balances.get(key, 0):
+        mine = self._all_balances()
+        for key in sorted(set(balances) | set(mine)):
+            if balances.get(key, 0) != mine.get(key, 0):
                 raise LedgerError(
-                    f"balance {key} is {self._balances.get(key, 0)}, journal gives {balances.get(key, 0)}"
+                    f"balance {key} is {mine.get(key, 0)}, journal gives {balances.get(key, 0)}"
                 )
         self._book.check_replay(r.fill for r in self._iter_journal() if r.fill is not None)
 
     def digest(self) -> str:
         """SHA-256 of the full state: accounts, balances, positions, instruments, journal length."""
-        accounts = sorted(
-            (a.account_id, a.kind, a.margin_mode, a.allow_negative, a.parent or "")
-            for a in self._accounts.values()
-        )
-        balances = sorted((k, v) for k, v in self._balances.items() if v != 0)
+        accounts: list[tuple[str, str, str, bool, str | None]] = [
+            (a.account_id, a.kind, a.margin_mode, a.allow_negative, a.parent or "") for a in self._accounts.values()]
+        for segment in self._book._bulk:
+            accounts += segment.account_tuples(no_parent="")
+        accounts.sort()
+        balances = sorted((k, v) for k, v in self._all_balances().items() if v != 0)
         text = repr((accounts, balances, self._book.state_key(), self.journal_length()))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -926,21 +1014,21 @@ class Ledger:
         other._balances = dict(self._balances)
         other._asset_codes = set(self._asset_codes)
         other._pockets = {k: list(v) for k, v in self._pockets.items()}
-        other._book = self._book.copy()
+        other._book = self._book.copy()  # copies the bulk segments' touched bitmaps (the columns are shared)
         other._journal = list(self._journal)
-        other._bulk = list(self._bulk)  # segments are immutable: sharing them is safe
+        copies = {id(old): new for old, new in zip(self._book._bulk, other._book._bulk, strict=True)}
+        other._bulk = [(at, copies.get(id(segment), segment)) for at, segment in self._bulk]
         other._bulk_count = self._bulk_count
         return other
 
 
-def _bulk_records(segment: BulkJournal) -> Iterator[JournalRecord]:
+def _bulk_records(segment: BulkSegment) -> Iterator[JournalRecord]:
     """Exactly the records the one-by-one path appends for a bulk load (deposit, isolated margin, fill)."""
-    plan, cols = segment.plan, segment.plan.columns
-    code, symbol, ts = plan.instrument.settle.code, plan.instrument.symbol, plan.ts_ns
-    clearing, cp = clearing_account_id(symbol), plan.counterparty
+    code, symbol, ts = segment.code, segment.symbol, segment.ts_ns
+    clearing, cp = clearing_account_id(symbol), segment.counterparty
     seq = segment.start_seq
-    rows = zip(cols.account_ids, cols.isolated.tolist(), cols.deposit_minor.tolist(), cols.qty_lots.tolist(),
-               cols.price_ticks.tolist(), plan.value_minor.tolist(), plan.market_realized.tolist(), strict=True)
+    rows = zip(segment.ids.row_ids(), segment.isolated.tolist(), segment.deposit.tolist(), segment.qty.tolist(),
+               segment.price.tolist(), segment.value.tolist(), segment.realized.tolist(), strict=True)
     for aid, iso, amount, qty, price, value, realized in rows:
         if amount > 0:
             yield JournalRecord(seq, Posting(((WORLD_ID, code, -amount), (aid, code, amount)), "deposit", ts))

@@ -25,11 +25,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
-from operator import attrgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
+
+if TYPE_CHECKING:
+    from deleverage.core.bulk import BulkSegment
 
 
 def trade_value_minor(instrument: Instrument, price_ticks: int, qty_lots: int) -> int:
@@ -200,6 +203,9 @@ def mark_ticks_for(marks: Mapping[str, int], symbol: str) -> int:
 
 _QTY = attrgetter("qty_lots")
 _COST = attrgetter("cost_minor")
+_ACCOUNT = attrgetter("account_id")
+_KEY = itemgetter(0)
+_SYMBOL_ACCOUNT = attrgetter("symbol", "account_id")
 
 
 class PositionBook:
@@ -216,6 +222,9 @@ class PositionBook:
         self._by_account: dict[str, tuple[str, ...]] = {}
         self._symbol_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._instruments: dict[str, Instrument] = {}
+        # bulk-loaded positions kept as columns (core/bulk.py), the same list the ledger holds: a row's
+        # position is here until its account is touched, then it lives in ``_positions`` like any other
+        self._bulk: list[BulkSegment] = []
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled as columns (ids, symbols, five int lists): a scene shared with workers holds a million
@@ -236,6 +245,7 @@ class PositionBook:
         other._by_account = dict(self._by_account)
         other._symbol_sets = self._symbol_sets  # an intern table of immutable tuples: sharing is safe
         other._instruments = dict(self._instruments)
+        other._bulk = [segment.copy() for segment in self._bulk]
         return other
 
     # --- instruments ------------------------------------------------------------------------------
@@ -265,7 +275,38 @@ class PositionBook:
 
     # --- positions --------------------------------------------------------------------------------
     def get(self, account_id: str, symbol: str) -> Position:
-        return self._positions.get((account_id, symbol), Position(account_id, symbol))
+        pos = self._positions.get((account_id, symbol))
+        if pos is not None:
+            return pos
+        for segment in self._bulk:
+            if segment.symbol == symbol:
+                row = segment.live_row(account_id)
+                if row >= 0 and segment.qty[row]:
+                    return Position(account_id, symbol, int(segment.qty[row]), segment.cost(row))
+        return Position(account_id, symbol)
+
+    def _bulk_positions(self, segment: BulkSegment) -> list[Position]:
+        """The untouched open positions of a segment, in account order (made now, not kept)."""
+        rows, ids = segment.live_sorted_rows(segment.qty != 0)
+        costs = segment.costs()[rows]
+        return list(map(Position, ids, repeat(segment.symbol), segment.qty[rows].tolist(), costs.tolist()))
+
+    def _bulk_of(self, account_id: str) -> list[Position]:
+        """The position an untouched bulk account holds (at most one), in a list."""
+        for segment in self._bulk:
+            row = segment.live_row(account_id)
+            if row >= 0:
+                if not segment.qty[row]:
+                    return []
+                return [Position(account_id, segment.symbol, int(segment.qty[row]), segment.cost(row))]
+        return []
+
+    def all_positions(self) -> dict[tuple[str, str], Position]:
+        """Every position, the bulk columns' included, as one dict (for checks that compare whole states)."""
+        merged = dict(self._positions)
+        for segment in self._bulk:
+            merged.update(((p.account_id, p.symbol), p) for p in self._bulk_positions(segment))
+        return merged
 
     def commit(self, positions: list[Position]) -> None:
         book, held, shared = self._positions, self._by_account, self._symbol_sets
@@ -287,13 +328,23 @@ class PositionBook:
     ) -> Iterator[Position]:
         """Positions sorted by (symbol, account), filtered by instrument and/or account."""
         if account_id is not None:
-            candidates = [self._positions[(account_id, s)] for s in self._by_account.get(account_id, ())
-                          if symbol is None or s == symbol]
+            held = self._by_account.get(account_id)
+            if held is None and self._bulk:
+                candidates = [p for p in self._bulk_of(account_id) if symbol is None or p.symbol == symbol]
+            else:
+                candidates = [self._positions[(account_id, s)] for s in held or ()
+                              if symbol is None or s == symbol]
         elif symbol is not None:  # one symbol: (symbol, account) order is account order, a plain str sort
             book = self._positions
             candidates = [book[(aid, symbol)] for aid in sorted([aid for aid, sym in book if sym == symbol])]
+            runs = [self._bulk_positions(seg) for seg in self._bulk if seg.symbol == symbol]
+            if runs:  # sorted runs: one C-level merge by timsort
+                candidates = sorted([p for run in (candidates, *runs) for p in run], key=_ACCOUNT)
         else:
             candidates = [pos for _, pos in sorted(self._positions.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+            if self._bulk:
+                runs = [self._bulk_positions(seg) for seg in self._bulk]
+                candidates = sorted([p for run in (candidates, *runs) for p in run], key=_SYMBOL_ACCOUNT)
         for pos in candidates:
             if pos.is_open or not open_only:
                 yield pos
@@ -310,11 +361,16 @@ class PositionBook:
             open_positions = [p for p in self._positions.values() if p.qty_lots]
             if open_positions:
                 sums[symbol] = (sum(map(_QTY, open_positions)), sum(map(_COST, open_positions)))
-            return sums
-        for pos in self._positions.values():
-            if pos.qty_lots:
-                qty, cost = sums.get(pos.symbol, (0, 0))
-                sums[pos.symbol] = (qty + pos.qty_lots, cost + pos.cost_minor)
+        else:
+            for pos in self._positions.values():
+                if pos.qty_lots:
+                    qty, cost = sums.get(pos.symbol, (0, 0))
+                    sums[pos.symbol] = (qty + pos.qty_lots, cost + pos.cost_minor)
+        for segment in self._bulk:
+            bulk_qty, bulk_cost, any_open = segment.live_open_sums()
+            if any_open:
+                qty, cost = sums.get(segment.symbol, (0, 0))
+                sums[segment.symbol] = (qty + bulk_qty, cost + bulk_cost)
         return sums
 
     def unrealized_exact(self, pos: Position, marks: Mapping[str, int]) -> Fraction:
@@ -324,7 +380,21 @@ class PositionBook:
 
     def state_key(self) -> str:
         """Canonical text of all positions and instruments, for the ledger digest."""
-        return repr((sorted(self._positions.items()), sorted(self._instruments)))
+        items = sorted(self._positions.items())
+        if not self._bulk:
+            return repr((items, sorted(self._instruments)))
+        # the bulk rows' text written directly (the repr of the Position each stands for, tested against it):
+        # a Position object and a dataclass repr per row were most of a digest
+        texts = [(key, repr((key, pos))) for key, pos in items]
+        for seg in self._bulk:
+            rows, ids = seg.live_sorted_rows(seg.qty != 0)
+            sym = repr(seg.symbol)
+            texts += zip(zip(ids, repeat(seg.symbol)), (
+                f"(({a!r}, {sym}), Position(account_id={a!r}, symbol={sym}, qty_lots={q}, cost_minor={c}, "
+                "realized_pnl_minor=0, fees_minor=0, funding_minor=0))"
+                for a, q, c in zip(ids, seg.qty[rows].tolist(), seg.costs()[rows].tolist(), strict=True)), strict=True)
+        texts.sort(key=_KEY)
+        return f"([{', '.join(text for _, text in texts)}], {sorted(self._instruments)!r})"
 
     # --- integrity --------------------------------------------------------------------------------
     def check_invariants(self, clearing_balance: Callable[[Instrument], int]) -> None:
@@ -332,10 +402,12 @@ class PositionBook:
         for symbol, instrument in sorted(self._instruments.items()):
             kappa = contract_sign(instrument)
             mine = [p for p in self._positions.values() if p.symbol == symbol]
-            qty = sum(p.qty_lots for p in mine)
+            # untouched bulk rows: open positions (no flat one), realized 0, summed over the columns
+            bulk = [seg.live_open_sums() for seg in self._bulk if seg.symbol == symbol]
+            qty = sum(p.qty_lots for p in mine) + sum(b[0] for b in bulk)
             if qty != 0:
                 raise LedgerError(f"{symbol}: positions sum to {qty} lots, not 0")
-            basis = sum(p.cost_minor - kappa * p.realized_pnl_minor for p in mine)
+            basis = sum(p.cost_minor - kappa * p.realized_pnl_minor for p in mine) + sum(b[1] for b in bulk)
             if basis != 0:
                 raise LedgerError(f"{symbol}: sum of cost - kappa*realized is {basis}, not 0")
             realized = sum(p.realized_pnl_minor for p in mine)
@@ -358,9 +430,10 @@ class PositionBook:
                     value_minor=fill.value_minor, price_ticks=fill.price_ticks, fee_minor=fee,
                 )
                 rebuilt.commit([outcome.position])
-        if rebuilt._positions != self._positions:
-            keys = set(rebuilt._positions) | set(self._positions)
-            differing = sorted(k for k in keys if rebuilt._positions.get(k) != self._positions.get(k))
+        mine = self.all_positions()
+        if rebuilt._positions != mine:
+            keys = set(rebuilt._positions) | set(mine)
+            differing = sorted(k for k in keys if rebuilt._positions.get(k) != mine.get(k))
             raise LedgerError(f"positions {differing} differ from the journal replay")
 
 
