@@ -652,3 +652,16 @@ def test_flow_support_is_the_tenth_percentile_and_the_largest_minute() -> None:
                 volume=volume, taker_buy_volume=(volume - flows) / 2, bar_s=60.0, source="t", digest="-")
     floor, cap = flow_support(bars)
     assert cap == 190.0 and floor == pytest.approx(np.quantile(flows[1:], 0.10))
+
+
+@settings(max_examples=80)
+@given(st.integers(1, 60), st.integers(1, 4), st.lists(st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 500)),
+                                                       max_size=4), st.integers(-400, 400))
+def test_lots_within_is_the_depth_curve_summed(depth, spread, takes, offset) -> None:
+    """The closed form a paced resale reads equals the level-by-level depth curve it replaces."""
+    book = block_book(depth, rho=0.3, phi=0.25, spread=spread)
+    for side, qty in takes:
+        book.take(side, qty)
+    for side in ("bid", "ask"):
+        limit = max(1, book.reference_ticks + offset)
+        assert book.lots_within(side, limit) == sum(q for _, q in book.depth_within(side, limit))

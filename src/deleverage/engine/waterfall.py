@@ -351,8 +351,11 @@ class Settler:
             limit = provider.offload_limit_ticks(qty, self.marks[symbol])
             if limit is not None and provider.offload_depth_share is not None:
                 side = "bid" if qty > 0 else "ask"
-                cover = math.ceil(lots / provider.offload_depth_share)
-                lots = provider.offload_paced(lots, sum(q for _, q in book.depth_within(side, limit, cover)))
+                if hasattr(book, "lots_within"):  # closed form (the lab's impact book)
+                    depth = book.lots_within(side, limit)
+                else:
+                    depth = sum(q for _, q in book.depth_within(side, limit, math.ceil(lots / provider.offload_depth_share)))
+                lots = provider.offload_paced(lots, depth)
                 if lots <= 0:
                     continue
             got = self.sell_inventory(provider.account_id, symbol, book, lots, qty > 0, ts_ns, "backstop offload",

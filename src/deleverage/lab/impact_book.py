@@ -554,6 +554,14 @@ class ImpactBook:
         qty = self._capacity(taker) if max_lots is None else max_lots
         return self._fills(taker, qty, limit_price_ticks, max_levels=max_levels or 0)
 
+    def lots_within(self, book_side: str, limit_price_ticks: int) -> int:
+        """Σ lots of :meth:`depth_within` to ``limit_price_ticks`` in closed form (no walk of the levels):
+        what a backstop's paced resale counts each step."""
+        if book_side not in ("bid", "ask"):
+            raise InvalidInput("book_side", book_side, "must be 'bid' or 'ask'")
+        taker = "sell" if book_side == "bid" else "buy"
+        return min(self._capacity(taker), self._units_within(taker, max(int(limit_price_ticks), 1)))
+
     def best_bid(self) -> tuple[int, int] | None:
         lv = self.levels("bid", 1)
         return lv[0] if lv else None
