@@ -26,13 +26,24 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import repeat
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from deleverage.core.instruments import Instrument
 from deleverage.errors import InvalidInput, LedgerError
 
-if TYPE_CHECKING:
-    from deleverage.core.bulk import BulkSegment
+
+class BulkSegment(Protocol):
+    """What the book reads of a bulk-loaded segment (core/bulk.py implements it; the arrow points down)."""
+
+    symbol: str
+    qty: Any
+
+    def copy(self) -> BulkSegment: ...
+    def live_row(self, account_id: str) -> int: ...
+    def cost(self, row: int) -> int: ...
+    def costs(self) -> Any: ...
+    def live_sorted_rows(self, mask: Any = None) -> tuple[Any, list[str]]: ...
+    def live_open_sums(self) -> tuple[int, int, bool]: ...
 
 
 def trade_value_minor(instrument: Instrument, price_ticks: int, qty_lots: int) -> int:
