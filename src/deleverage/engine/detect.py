@@ -202,30 +202,36 @@ def _exact_margin_int(ledger: Ledger, account_id: str, symbol: str, marks: Mappi
     if ledger.has_account(pocket):
         equity = ledger.balance(pocket, code)
         maintenance: Fraction | int = 0
-        q = pos.qty_lots
-        if q:
-            per = int_per_tick_lot(inst)
-            mark = marks[symbol]
-            if per is None or type(mark) is not int or mark <= 0:
+        if pos.qty_lots:
+            terms = _int_terms(inst, tiers[symbol], pos, marks[symbol])
+            if terms is None:
                 return None
-            equity += per * mark * q - pos.cost_minor
-            maintenance = maintenance_exact(inst, tiers[symbol], q, mark)
-        return AccountMargin(Fraction(equity), maintenance, q, True)
+            equity += terms[0]
+            maintenance = terms[1]
+        return AccountMargin(Fraction(equity), maintenance, pos.qty_lots, True)
     equity = ledger.balance(account_id, code)
     maintenance = 0
     for sym, other in instruments.items():
         if other.settle.code != code:
             continue
         p = pos if sym == symbol else ledger.position(account_id, sym)
-        q = p.qty_lots
-        if q:
-            per = int_per_tick_lot(other)
-            mark = marks[sym]
-            if per is None or type(mark) is not int or mark <= 0:
+        if p.qty_lots:
+            terms = _int_terms(other, tiers[sym], p, marks[sym])
+            if terms is None:
                 return None
-            equity += per * mark * q - p.cost_minor
-            maintenance += maintenance_exact(other, tiers[sym], q, mark)
+            equity += terms[0]
+            maintenance += terms[1]
     return AccountMargin(Fraction(equity), maintenance, pos.qty_lots, False)
+
+
+def _int_terms(inst: Instrument, tiers: MarginTiers, position: Position, mark: object) -> tuple[int, Fraction | int] | None:
+    """(unrealized PnL, maintenance) of one open position in ints, or None when its notional is not an
+    integer number of minor units (or the mark is not a positive int tick count)."""
+    per = int_per_tick_lot(inst)
+    if per is None or type(mark) is not int or mark <= 0:
+        return None
+    q = position.qty_lots
+    return per * mark * q - position.cost_minor, maintenance_exact(inst, tiers, q, mark)
 
 
 def bankruptcy_limit_of(side: str, instrument: Instrument, qty_lots: int, equity_exact: Fraction,
