@@ -174,3 +174,15 @@ def test_make_backstops_splits_capital_exactly_and_is_seeded() -> None:
     assert len({p.account_id for p in a}) == 4
     with pytest.raises(InvalidInput, match="n"):
         make_backstops(0, 1, 1, 1, seed=0)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.integers(1, 10**7), st.integers(1, 10**5)), max_size=30),
+       st.sampled_from(["BTCUSDT", "ETHUSDT", "BTCUSD_PERP"]))
+def test_a_walks_value_is_the_sum_of_its_fills_notionals(fills, symbol) -> None:
+    """The front-runner's one-product value of a linear walk equals Σ notional per fill, exactly."""
+    from deleverage.core import instruments
+    from deleverage.lab.agents import _walk_value
+
+    inst = getattr(instruments, symbol)
+    assert _walk_value(inst, fills) == sum((inst.notional(p, q) for p, q in fills), Fraction(0))

@@ -187,7 +187,7 @@ class FrontRunner:
 
     def _trade(self, side: str, lots: int) -> None:
         walk = self._book().take(side, lots)
-        value = sum((Fraction(self.instrument.notional(p, q)) for p, q in _fills(walk)), Fraction(0))
+        value = _walk_value(self.instrument, _fills(walk))
         if side == "sell":
             self._sell_minor += value
         else:
@@ -234,6 +234,14 @@ class FrontRunner:
 def _field(order: Any, key: str) -> Any:
     """One field of an order given as a dict or as an object (None when absent)."""
     return order.get(key) if isinstance(order, dict) else getattr(order, key, None)
+
+
+def _walk_value(instrument: Any, fills: list[tuple[int, int]]) -> Fraction:
+    """Exact value of a walk's fills: a linear contract's value is linear in Σ price·lots (one product
+    instead of a Fraction per level of a deep walk); an inverse one is summed fill by fill."""
+    if instrument.contract == "linear":
+        return instrument.linear_value_per_tick_lot * sum(p * q for p, q in fills)
+    return sum((Fraction(instrument.notional(p, q)) for p, q in fills), Fraction(0))
 
 
 def _fills(walk: Any) -> list[tuple[int, int]]:
